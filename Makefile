@@ -1,0 +1,10 @@
+# The two commands of README.rst: `make setup` once, `make test` for every test.
+.PHONY: setup test lint bench
+setup:
+	bash scripts/setup.sh
+test:
+	bash scripts/test.sh
+lint:
+	.venv/bin/pre-commit run --all-files
+bench:
+	bash bench/run.sh

@@ -1,0 +1,6 @@
+"""odoo-rollback: the privileged helper of the deployment_rollback Odoo addon.
+
+It never imports Odoo: it must work when Odoo will not start.
+"""
+
+__version__ = "16.0.1.0.0"

@@ -1,0 +1,131 @@
+"""The ``odoo-rollback`` command line.
+
+This module only declares the commands and their arguments; each command's work is done by a
+function in :mod:`odoo_rollback.commands`, imported when that command runs so that ``--help`` and
+quick commands stay fast. Errors are printed as one line on stderr with a meaningful exit status
+(see :mod:`odoo_rollback.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .config import ENV_VAR, Config, load_config
+from .errors import EXIT_FAILED, RollbackError
+from .output import Output
+
+Handler = Callable[[Config, argparse.Namespace, Output], int]
+
+SNAPSHOT_KINDS = ("pre_deploy", "manual", "drill")
+
+
+def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]:
+    """Resolve "module:function" under odoo_rollback.commands lazily."""
+
+    def run(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+        module_name, function_name = target.split(":")
+        module = importlib.import_module(f"odoo_rollback.commands.{module_name}")
+        return int(getattr(module, function_name)(cfg, args, out))
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted before or after the command; after it they must not reset what
+    # was given before it, hence SUPPRESS as the sub-commands' default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", default=argparse.SUPPRESS, help=f"configuration file (default: ${ENV_VAR})"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document, for machines"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="odoo-rollback",
+        description="Snapshots, verification and safe restores of an Odoo deployment.",
+        parents=[common],
+    )
+    parser.set_defaults(config=None, json=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, target: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=_handler(target))
+        return p
+
+    p = command("snapshot", "snapshots:snapshot", "dump the database and archive the filestore")
+    p.add_argument("--kind", choices=SNAPSHOT_KINDS, default="manual")
+    p.add_argument("--label", default="", help="a note saying why the snapshot was taken")
+    p.add_argument("--verify", action="store_true", help="verify the snapshot once it is complete")
+
+    command("list", "snapshots:list_snapshots", "list complete snapshots, newest first")
+
+    p = command("verify", "snapshots:verify", "check a snapshot's checksums and that its dump is readable")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument(
+        "--deep", action="store_true", help="also restore into a scratch database and compare its row counts"
+    )
+
+    command("counts", "snapshots:counts", "exact live row counts of the tracked tables")
+
+    p = command("prune", "snapshots:prune", "remove old snapshots, keeping the newest of each kind")
+    p.add_argument("--keep", type=int, required=True, metavar="N", help="snapshots of each kind to keep")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+
+    p = command("restore", "restore:restore", "restore a snapshot in place of the live database")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
+
+    p = command("rollback", "restore:rollback", "restore the newest verified pre_deploy snapshot")
+    p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
+
+    command("resume", "restore:resume", "finish or undo a restore that was interrupted")
+
+    p = command("journal", "restore:journal", "show the journal of snapshots, restores and drills")
+    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this sequence number")
+    p.add_argument("--limit", type=int, default=200)
+
+    p = command("drill", "restore:drill", "restore a snapshot into a scratch database and time it")
+    p.add_argument("id", nargs="?", help="snapshot id (default: the newest verified pre_deploy one)")
+
+    p = command("serve", "serve:serve", "serve the HTTP API for Odoo")
+    p.add_argument("--socket", help="Unix socket path (overrides [api] socket)")
+    p.add_argument("--host", help="loopback address to listen on instead of a socket")
+    p.add_argument("--port", type=int)
+
+    command("health", "checks:health", "check services, HTTP, database and free disk")
+    command("smoke", "checks:smoke", "the functional checks of the runbook, without a browser")
+
+    p = command("deploy", "deploy:deploy", "deploy a revision with a snapshot first and automatic rollback")
+    p.add_argument("--to", required=True, metavar="REVISION")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--modules", help="comma-separated modules to update")
+    group.add_argument("--changed", action="store_true", help="update only the modules whose files changed")
+    p.add_argument("--no-auto-rollback", action="store_true")
+    p.add_argument("--yes", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(as_json=args.json)
+    try:
+        cfg = load_config(args.config)
+        return args.handler(cfg, args, out)
+    except RollbackError as exc:
+        sys.stderr.write(f"odoo-rollback: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("odoo-rollback: interrupted; see 'odoo-rollback journal' for the state left\n")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""The helper's configuration: one TOML file, read once into frozen dataclasses.
+
+The file is named by ``--config FILE`` or ``$ODOO_ROLLBACK_CONFIG``. Every problem is reported as a
+:class:`~odoo_rollback.errors.ConfigError` naming the key, before anything is done.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_VAR = "ODOO_ROLLBACK_CONFIG"
+
+# Odoo's own rule for database names (odoo.service.db.DBNAME_PATTERN), kept short enough that the
+# staging and kept-aside names (``<db>__restore_<time>``) still fit PostgreSQL's 63 bytes.
+DBNAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$")
+TABLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+SERVICE_BACKENDS = ("none", "docker", "systemd", "command")
+
+
+def check_database_name(name: str, what: str = "database name") -> str:
+    """Return *name* if it is a plain database name, else raise ConfigError."""
+    if not isinstance(name, str) or not DBNAME_PATTERN.match(name):
+        raise ConfigError(
+            f"{what} {name!r} is not a plain identifier "
+            "(letters, digits, '_', '.', '-', at most 40 characters, not starting with '_' '.' '-')"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    name: str
+    host: str | None = None
+    port: int = 5432
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # Where CREATE/ALTER/DROP DATABASE are issued from: never the database being changed.
+    maintenance_db: str = "postgres"
+
+    def connect_params(self, dbname: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for psycopg2.connect."""
+        params: dict[str, Any] = {"dbname": dbname or self.name, "port": self.port}
+        if self.host:
+            params["host"] = self.host
+        if self.user:
+            params["user"] = self.user
+        if self.password is not None:
+            params["password"] = self.password
+        params["application_name"] = "odoo-rollback"
+        params["connect_timeout"] = 10
+        return params
+
+    def libpq_env(self) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore: credentials never appear in an argument list."""
+        env = dict(os.environ)
+        env["PGPORT"] = str(self.port)
+        if self.host:
+            env["PGHOST"] = self.host
+        if self.user:
+            env["PGUSER"] = self.user
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        env["PGAPPNAME"] = "odoo-rollback"
+        env["PGCONNECT_TIMEOUT"] = "10"
+        return env
+
+
+@dataclass(frozen=True)
+class FilestoreConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path
+    # pg_dump/pg_restore parallel jobs (directory format); 0 means "number of CPUs".
+    jobs: int = 0
+    # Free space demanded beyond the expected size, as a fraction of it.
+    free_space_margin: float = 0.2
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / "journal.sqlite3"
+
+    @property
+    def effective_jobs(self) -> int:
+        return self.jobs or max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class CountsConfig:
+    tables: tuple[str, ...] = ("account_move", "res_partner")
+
+
+@dataclass(frozen=True)
+class CodeConfig:
+    # A git work tree holding the deployed addons; None when the code is not managed here.
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DockerServicesConfig:
+    project: str | None = None  # com.docker.compose.project label
+    services: tuple[str, ...] = ("odoo", "nginx")  # com.docker.compose.service labels, in stop order
+    base_url: str | None = None  # Docker daemon address; None: the environment's (DOCKER_HOST)
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    backend: str = "none"
+    stop_timeout: int = 60  # seconds a service is given to stop
+    start_timeout: int = 120  # seconds a service is given to be running again
+    docker: DockerServicesConfig = DockerServicesConfig()
+    units: tuple[str, ...] = ()  # systemd units, in stop order
+    stop_command: tuple[str, ...] = ()  # command backend: argument lists, never a shell line
+    start_command: tuple[str, ...] = ()
+    status_command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    url: str | None = None  # e.g. http://127.0.0.1:8069/web/login
+    timeout: float = 5.0
+    attempts: int = 30
+    interval: float = 2.0
+    max_response_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RtoConfig:
+    target_minutes: float = 15.0
+    max_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    socket: Path | None = None  # Unix socket (default)
+    host: str | None = None  # loopback TCP, for docker set-ups
+    port: int | None = None
+    secret_file: Path | None = None
+    max_clock_skew: int = 300  # seconds a signed request stays valid
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str | None = None
+    port: int = 25
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    update_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig
+    filestore: FilestoreConfig
+    storage: StorageConfig
+    counts: CountsConfig = CountsConfig()
+    code: CodeConfig = CodeConfig()
+    services: ServicesConfig = ServicesConfig()
+    health: HealthConfig = HealthConfig()
+    rto: RtoConfig = RtoConfig()
+    api: ApiConfig = ApiConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    source: Path | None = None
+
+
+class _Section:
+    """Typed access to one TOML table, with errors that name the key."""
+
+    def __init__(self, data: Mapping[str, Any], name: str, base: Path) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"[{name}] must be a table")
+        self.data = data
+        self.name = name
+        self.base = base
+
+    def _key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        value = self.data.get(key, default)
+        if value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ConfigError(f"{self._key(key)} has the wrong type: {value!r}")
+        return value
+
+    def require(self, key: str, kind: type) -> Any:
+        value = self.get(key, kind)
+        if value is None:
+            raise ConfigError(f"{self._key(key)} is required")
+        return value
+
+    def path(self, key: str, required: bool = False) -> Path | None:
+        value = self.require(key, str) if required else self.get(key, str)
+        if value is None:
+            return None
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (self.base / path)
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._key(key)} must be a list of strings")
+        return tuple(value)
+
+    def positive(self, key: str, kind: type, default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value <= 0:
+            raise ConfigError(f"{self._key(key)} must be greater than 0")
+        return value
+
+    def secret(self, key: str) -> str | None:
+        """A secret given inline as ``key`` or read from the file named by ``key_file``."""
+        inline = self.get(key, str)
+        file_path = self.path(f"{key}_file")
+        if inline is not None and file_path is not None:
+            raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
+        if file_path is None:
+            return inline
+        try:
+            return file_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{self._key(key + '_file')}: cannot read {file_path}: {exc.strerror}") from exc
+
+
+def _table(data: Mapping[str, Any], name: str, base: Path) -> _Section:
+    return _Section(data.get(name, {}), name, base)
+
+
+def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
+    """Build a Config from parsed TOML; relative paths are taken from *base*."""
+    known = {"database", "filestore", "storage", "counts", "code", "services", "health", "rto", "api", "smtp"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown section(s) in the configuration: {', '.join(unknown)}")
+
+    db = _table(data, "database", base)
+    database = DatabaseConfig(
+        name=check_database_name(db.require("name", str), "database.name"),
+        host=db.get("host", str),
+        port=db.positive("port", int, 5432),
+        user=db.get("user", str),
+        password=db.secret("password"),
+        maintenance_db=db.get("maintenance_db", str, "postgres"),
+    )
+    filestore = FilestoreConfig(path=_table(data, "filestore", base).path("path", required=True))  # type: ignore[arg-type]
+    st = _table(data, "storage", base)
+    storage = StorageConfig(
+        path=st.path("path", required=True),  # type: ignore[arg-type]
+        jobs=st.get("jobs", int, 0),
+        free_space_margin=st.get("free_space_margin", float, 0.2),
+    )
+    if storage.jobs < 0:
+        raise ConfigError("storage.jobs must be 0 (all CPUs) or more")
+    tables = _table(data, "counts", base).strings("tables", CountsConfig().tables)
+    for table in tables:
+        if not TABLE_PATTERN.match(table):
+            raise ConfigError(f"counts.tables: {table!r} is not a table name")
+
+    sv = _table(data, "services", base)
+    backend = sv.get("backend", str, "none")
+    if backend not in SERVICE_BACKENDS:
+        raise ConfigError(f"services.backend must be one of {', '.join(SERVICE_BACKENDS)}, not {backend!r}")
+    dk = _Section(sv.data.get("docker", {}), "services.docker", base)
+    services = ServicesConfig(
+        backend=backend,
+        stop_timeout=sv.positive("stop_timeout", int, 60),
+        start_timeout=sv.positive("start_timeout", int, 120),
+        docker=DockerServicesConfig(
+            project=dk.get("project", str),
+            services=dk.strings("services", DockerServicesConfig().services),
+            base_url=dk.get("base_url", str),
+        ),
+        units=sv.strings("units"),
+        stop_command=sv.strings("stop_command"),
+        start_command=sv.strings("start_command"),
+        status_command=sv.strings("status_command"),
+    )
+    if backend == "docker" and not services.docker.project:
+        raise ConfigError('services.docker.project is required with backend = "docker"')
+    if backend == "systemd" and not services.units:
+        raise ConfigError('services.units is required with backend = "systemd"')
+    if backend == "command" and not (services.stop_command and services.start_command):
+        raise ConfigError('services.stop_command and services.start_command are required with backend = "command"')
+
+    hl = _table(data, "health", base)
+    health = HealthConfig(
+        url=hl.get("url", str),
+        timeout=hl.positive("timeout", float, 5.0),
+        attempts=hl.positive("attempts", int, 30),
+        interval=hl.get("interval", float, 2.0),
+        max_response_seconds=hl.positive("max_response_seconds", float, 10.0),
+    )
+    rt = _table(data, "rto", base)
+    rto = RtoConfig(
+        target_minutes=rt.positive("target_minutes", float, 15.0),
+        max_minutes=rt.positive("max_minutes", float, 30.0),
+    )
+    if rto.max_minutes < rto.target_minutes:
+        raise ConfigError("rto.max_minutes must not be less than rto.target_minutes")
+
+    ap = _table(data, "api", base)
+    api = ApiConfig(
+        socket=ap.path("socket"),
+        host=ap.get("host", str),
+        port=ap.get("port", int),
+        secret_file=ap.path("secret_file"),
+        max_clock_skew=ap.positive("max_clock_skew", int, 300),
+    )
+    sm = _table(data, "smtp", base)
+    smtp = SmtpConfig(
+        host=sm.get("host", str),
+        port=sm.positive("port", int, 25),
+        user=sm.get("user", str),
+        password=sm.secret("password"),
+        starttls=sm.get("starttls", bool, False),
+        sender=sm.get("sender", str),
+        recipients=sm.strings("recipients"),
+        update_minutes=sm.positive("update_minutes", float, 15.0),
+    )
+    return Config(
+        database=database,
+        filestore=filestore,
+        storage=storage,
+        counts=CountsConfig(tables=tables),
+        code=CodeConfig(path=_table(data, "code", base).path("path")),
+        services=services,
+        health=health,
+        rto=rto,
+        api=api,
+        smtp=smtp,
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the configuration named by *path*, or by $ODOO_ROLLBACK_CONFIG."""
+    name = path or os.environ.get(ENV_VAR)
+    if not name:
+        raise ConfigError(f"no configuration: give --config FILE or set ${ENV_VAR}")
+    file = Path(name)
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {file} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {file} is not valid TOML: {exc}") from exc
+    return parse_config(data, file.resolve().parent, source=file)

@@ -1,0 +1,237 @@
+"""The journal: what the helper did and in what state it left things, outside the Odoo database.
+
+It is a SQLite file in the storage folder, so that it survives the replacement of the database it
+describes. Every write is its own committed transaction (WAL, synchronous=FULL), written *before* and
+*after* each step: after a crash (even kill -9) the last line says exactly how far an operation got,
+which is what ``odoo-rollback resume`` reads.
+
+Two tables:
+- ``operations``: one row per snapshot, restore, drill or deployment, with its state and result.
+- ``events``: an append-only log of steps; ``seq`` is the cursor that Odoo imports from.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,           -- snapshot, restore, drill, deploy
+    state TEXT NOT NULL,          -- running, done, failed, undone
+    database TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    operation_id TEXT NOT NULL REFERENCES operations(id),
+    at TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,         -- start, done, failed, info
+    message TEXT NOT NULL DEFAULT '',
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_operation ON events(operation_id, seq);
+CREATE INDEX IF NOT EXISTS operations_kind ON operations(kind, started_at);
+"""
+
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+UNDONE = "undone"  # a restore that was swapped back
+
+
+def utcnow() -> str:
+    """ISO 8601 UTC time with microseconds, sortable as text."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    kind: str
+    state: str
+    database: str | None
+    started_at: str
+    finished_at: str | None
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "database": self.database,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    operation_id: str
+    at: str
+    step: str
+    status: str
+    message: str
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "operation_id": self.operation_id,
+            "at": self.at,
+            "step": self.step,
+            "status": self.status,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+class Journal:
+    """Append-only record of operations and their steps."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            yield conn
+        finally:
+            conn.close()
+
+    # -- writing --------------------------------------------------------------------------------
+    def begin(
+        self, kind: str, database: str | None, data: dict[str, Any] | None = None, operation_id: str | None = None
+    ) -> str:
+        """Record the start of an operation and return its id."""
+        op_id = operation_id or f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        now = utcnow()
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO operations (id, kind, state, database, started_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (op_id, kind, RUNNING, database, now, json.dumps(data or {}, sort_keys=True)),
+            )
+            conn.execute(
+                "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (op_id, now, kind, "start", f"{kind} started", json.dumps(data or {}, sort_keys=True)),
+            )
+            conn.execute("COMMIT")
+        return op_id
+
+    def event(
+        self, operation_id: str, step: str, status: str, message: str = "", data: dict[str, Any] | None = None
+    ) -> int:
+        """Append one step line; returns its sequence number."""
+        with self._connect() as conn:
+            cur = conn.execute(
+                "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (operation_id, utcnow(), step, status, message, json.dumps(data or {}, sort_keys=True, default=str)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def update(self, operation_id: str, data: dict[str, Any]) -> None:
+        """Merge *data* into the operation's data (e.g. the staging database's name)."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT data FROM operations WHERE id = ?", (operation_id,)).fetchone()
+            merged = {**json.loads(row["data"]), **data} if row else data
+            conn.execute(
+                "UPDATE operations SET data = ? WHERE id = ?",
+                (json.dumps(merged, sort_keys=True, default=str), operation_id),
+            )
+            conn.execute("COMMIT")
+
+    def finish(self, operation_id: str, state: str, message: str = "", data: dict[str, Any] | None = None) -> None:
+        """Record the end of an operation, with its final state and result."""
+        now = utcnow()
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT kind, data FROM operations WHERE id = ?", (operation_id,)).fetchone()
+            merged = {**json.loads(row["data"]), **(data or {})} if row else (data or {})
+            conn.execute(
+                "UPDATE operations SET state = ?, finished_at = ?, data = ? WHERE id = ?",
+                (state, now, json.dumps(merged, sort_keys=True, default=str), operation_id),
+            )
+            conn.execute(
+                "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    operation_id,
+                    now,
+                    row["kind"] if row else "operation",
+                    state,
+                    message,
+                    json.dumps(data or {}, sort_keys=True, default=str),
+                ),
+            )
+            conn.execute("COMMIT")
+
+    # -- reading --------------------------------------------------------------------------------
+    def operation(self, operation_id: str) -> Operation | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM operations WHERE id = ?", (operation_id,)).fetchone()
+        return _operation(row) if row else None
+
+    def operations(self, kind: str | None = None, state: str | None = None, limit: int = 100) -> list[Operation]:
+        """Operations, newest first."""
+        query = "SELECT * FROM operations WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR state = ?)"
+        query += " ORDER BY started_at DESC LIMIT ?"
+        with self._connect() as conn:
+            rows = conn.execute(query, (kind, kind, state, state, limit)).fetchall()
+        return [_operation(row) for row in rows]
+
+    def events(self, since: int = 0, operation_id: str | None = None, limit: int = 1000) -> list[Event]:
+        """Events after the cursor *since*, oldest first."""
+        query = "SELECT * FROM events WHERE seq > ? AND (? IS NULL OR operation_id = ?) ORDER BY seq LIMIT ?"
+        with self._connect() as conn:
+            rows = conn.execute(query, (since, operation_id, operation_id, limit)).fetchall()
+        return [
+            Event(
+                row["seq"],
+                row["operation_id"],
+                row["at"],
+                row["step"],
+                row["status"],
+                row["message"],
+                json.loads(row["data"]),
+            )
+            for row in rows
+        ]
+
+    def unfinished(self, kind: str | None = None) -> list[Operation]:
+        """Operations a crash left running, oldest first."""
+        return list(reversed(self.operations(kind=kind, state=RUNNING, limit=1000)))
+
+
+def _operation(row: sqlite3.Row) -> Operation:
+    return Operation(
+        row["id"],
+        row["kind"],
+        row["state"],
+        row["database"],
+        row["started_at"],
+        row["finished_at"],
+        json.loads(row["data"]),
+    )

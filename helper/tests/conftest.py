@@ -1,0 +1,197 @@
+"""Fixtures on real parts: a real PostgreSQL server, real files, the real command line.
+
+Every database a test creates has a unique name and is dropped afterwards, whatever happened.
+Connection settings come from the environment written by ``make setup`` (.venv/test.env).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+PG = {
+    "host": os.environ.get("ROLLBACK_TEST_PGHOST", "127.0.0.1"),
+    "port": int(os.environ.get("ROLLBACK_TEST_PGPORT", "5432")),
+    "user": os.environ.get("ROLLBACK_TEST_PGUSER", "rollback_helper"),
+    "password": os.environ.get("ROLLBACK_TEST_PGPASSWORD", "rollback_helper"),
+}
+# Databases made by the tests carry this prefix, so a crashed run's leftovers are recognisable.
+TEST_DB_PREFIX = "rbtest_"
+
+
+def pg_connect(dbname: str = "postgres") -> Any:
+    conn = psycopg2.connect(dbname=dbname, **PG)
+    conn.autocommit = True
+    return conn
+
+
+def drop_database(name: str) -> None:
+    with pg_connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    conn.close()
+
+
+def list_databases(prefix: str) -> list[str]:
+    conn = pg_connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname", (prefix + "%",))
+        names = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return names
+
+
+# A small database shaped like Odoo's: the tables the helper reads (ir_module_module) and the
+# tracked tables with create_date/write_date, as Odoo creates them.
+ODOO_LIKE_SCHEMA = """
+CREATE TABLE ir_module_module (
+    id serial PRIMARY KEY, name varchar NOT NULL UNIQUE, state varchar, latest_version varchar
+);
+CREATE TABLE res_partner (
+    id serial PRIMARY KEY, name varchar, email varchar,
+    create_date timestamp DEFAULT (now() at time zone 'utc'),
+    write_date timestamp DEFAULT (now() at time zone 'utc')
+);
+CREATE TABLE account_move (
+    id serial PRIMARY KEY, name varchar, partner_id int REFERENCES res_partner(id),
+    amount_total numeric, state varchar,
+    create_date timestamp DEFAULT (now() at time zone 'utc'),
+    write_date timestamp DEFAULT (now() at time zone 'utc')
+);
+INSERT INTO ir_module_module (name, state, latest_version) VALUES
+    ('base', 'installed', '16.0.1.3'), ('mail', 'installed', '16.0.1.10'),
+    ('account', 'installed', '16.0.1.2'), ('sale', 'uninstalled', NULL);
+INSERT INTO res_partner (name, email)
+    SELECT 'Partner ' || i, 'p' || i || '@example.com' FROM generate_series(1, %(partners)s) i;
+INSERT INTO account_move (name, partner_id, amount_total, state)
+    SELECT 'INV/' || i, 1 + (i %% %(partners)s), i * 1.5, 'posted' FROM generate_series(1, %(moves)s) i;
+"""
+
+
+@dataclass
+class OdooLikeDatabase:
+    name: str
+    partners: int
+    moves: int
+
+    def execute(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        conn = pg_connect(self.name)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def odoo_db() -> Iterator[OdooLikeDatabase]:
+    """A fresh Odoo-like database, dropped afterwards."""
+    name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:10]}"
+    conn = pg_connect()
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conn.close()
+    db = OdooLikeDatabase(name=name, partners=50, moves=200)
+    try:
+        db.execute(ODOO_LIKE_SCHEMA, {"partners": db.partners, "moves": db.moves})
+        yield db
+    finally:
+        # Whatever a restore left behind: the staging, failed and scratch copies share the prefix.
+        for leftover in list_databases(name):
+            drop_database(leftover)
+
+
+@pytest.fixture
+def filestore(tmp_path: Path) -> Path:
+    """A filestore folder laid out like Odoo's (two-character buckets of attachment files)."""
+    root = tmp_path / "filestore"
+    for i in range(30):
+        bucket = root / f"{i:02x}"
+        bucket.mkdir(parents=True, exist_ok=True)
+        (bucket / f"{i:02x}{uuid.uuid4().hex}").write_bytes(os.urandom(256 + i * 64))
+    return root
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines: list[str] = []
+    for section, values in sections.items():
+        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in scalars.items())
+        for key, sub in values.items():
+            if isinstance(sub, dict):
+                lines.append(f"[{section}.{key}]")
+                lines.extend(f"{k} = {toml_value(v)}" for k, v in sub.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclass
+class HelperEnv:
+    """A configured helper: its config sections, storage, and the command line to run it."""
+
+    tmp_path: Path
+    db: OdooLikeDatabase
+    filestore: Path
+    sections: dict[str, dict[str, Any]]
+
+    @property
+    def storage(self) -> Path:
+        return Path(self.sections["storage"]["path"])
+
+    @property
+    def config_path(self) -> Path:
+        return self.tmp_path / "odoo-rollback.toml"
+
+    def write(self, **overrides: dict[str, Any]) -> Path:
+        """(Re)write the config file, merging *overrides* section by section."""
+        for section, values in overrides.items():
+            self.sections.setdefault(section, {}).update(values)
+        return write_config(self.config_path, self.sections)
+
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 600, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real ``odoo-rollback`` command line with this config."""
+        self.write()
+        cmd = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(self.config_path), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{cmd} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def run_json(self, *args: str, **kwargs: Any) -> Any:
+        result = self.run(*args, "--json", check=True, **kwargs)
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def helper_env(tmp_path: Path, odoo_db: OdooLikeDatabase, filestore: Path) -> HelperEnv:
+    sections: dict[str, dict[str, Any]] = {
+        "database": {"name": odoo_db.name, **PG},
+        "filestore": {"path": str(filestore)},
+        "storage": {"path": str(tmp_path / "storage")},
+        "counts": {"tables": ["account_move", "res_partner", "einvoice_document"]},
+        "services": {"backend": "none"},
+    }
+    env = HelperEnv(tmp_path=tmp_path, db=odoo_db, filestore=filestore, sections=sections)
+    env.write()
+    return env

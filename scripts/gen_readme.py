@@ -1,0 +1,43 @@
+"""Build README.rst from the fragments in readme/, in the order OCA modules use (and ours after)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = [
+    ("DESCRIPTION.rst", None),
+    ("INSTALL.rst", "Installation"),
+    ("CONFIGURE.rst", "Configuration"),
+    ("SNAPSHOTS.rst", "Snapshots from the command line"),
+    ("RESTORE.rst", "Restores, rollbacks and drills"),
+    ("API.rst", "The helper's API"),
+    ("ODOO.rst", "In Odoo"),
+    ("USAGE.rst", "Usage"),
+    ("BENCHMARKS.rst", "Benchmarks"),
+    ("HISTORY.rst", "Changelog"),
+]
+
+
+def build() -> str:
+    title = "Deployment Rollback"
+    parts = ["=" * len(title), title, "=" * len(title), "", ".. contents::", "   :local:", ""]
+    for name, heading in SECTIONS:
+        path = ROOT / "readme" / name
+        if not path.exists():
+            continue
+        if heading:
+            parts += [heading, "=" * len(heading), ""]
+        parts += [path.read_text(encoding="utf-8").rstrip(), ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    text = build()
+    target = ROOT / "README.rst"
+    if "--check" in sys.argv:
+        if target.read_text(encoding="utf-8") != text:
+            sys.exit("README.rst is out of date: run python scripts/gen_readme.py")
+    else:
+        target.write_text(text, encoding="utf-8")
