@@ -13,6 +13,7 @@ Two tables:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_operation ON events(operation_id, seq);
 CREATE INDEX IF NOT EXISTS operations_kind ON operations(kind, started_at);
 """
+
+JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
 
 RUNNING = "running"
 DONE = "done"
@@ -125,7 +128,15 @@ class Journal:
     def begin(
         self, kind: str, database: str | None, data: dict[str, Any] | None = None, operation_id: str | None = None
     ) -> str:
-        """Record the start of an operation and return its id."""
+        """Record the start of an operation and return its id.
+
+        When the helper runs a command as a job of its API, ``$ODOO_ROLLBACK_JOB_ID`` names the job; it
+        is kept in the operation's data so that the API can find the operation of a job.
+        """
+        data = dict(data or {})
+        job_id = os.environ.get(JOB_ENV_VAR)
+        if job_id:
+            data.setdefault("job_id", job_id)
         op_id = operation_id or f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         now = utcnow()
         with self._connect() as conn:
