@@ -35,22 +35,25 @@ def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The global options are accepted before or after the command; after it they must not reset what
-    # was given before it, hence SUPPRESS as the sub-commands' default.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", metavar="FILE", default=argparse.SUPPRESS, help=f"configuration file (default: ${ENV_VAR})"
-    )
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document, for machines"
-    )
+    # The global options are accepted before or after the command. After it they must not reset what
+    # was given before it, so the sub-commands' copies default to SUPPRESS (parents share action objects,
+    # hence one parent parser for each level).
+    def global_options(default_config: object, default_json: object) -> argparse.ArgumentParser:
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument(
+            "--config", metavar="FILE", default=default_config, help=f"configuration file (default: ${ENV_VAR})"
+        )
+        options.add_argument(
+            "--json", action="store_true", default=default_json, help="print one JSON document, for machines"
+        )
+        return options
 
+    common = global_options(argparse.SUPPRESS, argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="odoo-rollback",
         description="Snapshots, verification and safe restores of an Odoo deployment.",
-        parents=[common],
+        parents=[global_options(None, False)],
     )
-    parser.set_defaults(config=None, json=False)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
