@@ -1,0 +1,105 @@
+"""pg_dump and pg_restore.
+
+Directory format with parallel jobs and light compression (-Z1): measured on this kind of machine
+(FACTS.md) it dumps a 1.8 GB database 3x faster than the custom format at 10% more size, and it is the
+only format pg_restore can restore with parallel jobs *and* read without a seek-capable file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from psycopg2 import sql
+
+from .config import DatabaseConfig
+from .db import connect, database_exists, maintenance
+from .errors import OperationFailed, PreconditionError
+from .process import run
+
+DUMP_COMPRESSION = "1"
+
+
+def dump_database(db_cfg: DatabaseConfig, dbname: str, target_path: Path, jobs: int) -> None:
+    """Dump *dbname* into the directory *target_path* (which must not exist)."""
+    run(
+        [
+            "pg_dump",
+            "--format=directory",
+            f"--jobs={jobs}",
+            f"--compress={DUMP_COMPRESSION}",
+            "--no-password",
+            f"--file={target_path}",
+            f"--dbname={dbname}",
+        ],
+        env=db_cfg.libpq_env(),
+        what="pg_dump",
+    )
+
+
+def list_dump(dump_path: Path) -> str:
+    """The table of contents of a dump; raises OperationFailed if pg_restore cannot read it."""
+    return run(["pg_restore", "--list", str(dump_path)], what="pg_restore --list").stdout
+
+
+def database_owner(db_cfg: DatabaseConfig, dbname: str) -> str | None:
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def create_database(db_cfg: DatabaseConfig, name: str, owner: str | None) -> None:
+    with maintenance(db_cfg) as conn:
+        if database_exists(conn, name):
+            raise PreconditionError(f"database {name} already exists; refusing to overwrite it")
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
+        if owner:
+            statement = statement + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def drop_database(db_cfg: DatabaseConfig, name: str) -> None:
+    """Drop *name*, ending its sessions first. Only ever called on databases this helper made."""
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def restore_dump(
+    db_cfg: DatabaseConfig, dump_path: Path, target_dbname: str, jobs: int, owner: str | None = None
+) -> None:
+    """Create *target_dbname* and restore the dump into it with parallel jobs.
+
+    Refuses an existing target. On failure the half-made database is dropped and OperationFailed says
+    pg_restore's last error.
+    """
+    create_database(db_cfg, target_dbname, owner)
+    try:
+        run(
+            [
+                "pg_restore",
+                f"--jobs={jobs}",
+                "--exit-on-error",
+                "--no-password",
+                f"--dbname={target_dbname}",
+                str(dump_path),
+            ],
+            env=db_cfg.libpq_env(),
+            what="pg_restore",
+        )
+        with connect(db_cfg, target_dbname) as conn, conn.cursor() as cur:
+            cur.execute("ANALYZE")
+    except BaseException:
+        try:
+            drop_database(db_cfg, target_dbname)
+        except Exception:
+            pass
+        raise
+
+
+__all__ = ["OperationFailed", "create_database", "drop_database", "dump_database", "list_dump", "restore_dump"]

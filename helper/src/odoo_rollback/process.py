@@ -1,0 +1,31 @@
+"""Running external programs: argument lists only, exit codes always checked."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from .errors import OperationFailed
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def run(
+    args: Sequence[str], env: Mapping[str, str] | None = None, what: str | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run *args*; a non-zero exit raises OperationFailed with the program's last error line."""
+    try:
+        result = subprocess.run(
+            list(args), env=dict(env) if env else None, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as exc:
+        raise OperationFailed(f"{args[0]} is not installed or not on PATH") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise OperationFailed(f"{what or args[0]} did not finish within {timeout} s") from exc
+    if result.returncode != 0:
+        detail = last_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
+        raise OperationFailed(f"{what or args[0]} failed: {detail}")
+    return result
