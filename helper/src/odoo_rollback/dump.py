@@ -95,10 +95,9 @@ def restore_dump(
         with connect(db_cfg, target_dbname) as conn, conn.cursor() as cur:
             cur.execute("ANALYZE")
     except BaseException:
-        try:
+        # The original error matters more than a failed clean-up; the caller journals the name.
+        with contextlib.suppress(Exception):
             drop_database(db_cfg, target_dbname)
-        except Exception:
-            pass
         raise
 
 
