@@ -37,10 +37,14 @@ def pg_connect(dbname: str = "postgres") -> Any:
 
 
 def drop_database(name: str) -> None:
-    with pg_connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-    conn.close()
+    # Not "with conn": on psycopg2 2.9 that opens a transaction even in autocommit mode.
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
 
 
 def list_databases(prefix: str) -> list[str]:

@@ -58,7 +58,7 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     partial = store.partial_path(snapshot_id)
     try:
         partial.mkdir()
-        created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         journal.event(op, "metadata", "start")
         with connect(cfg.database) as conn:
             modules = installed_modules(conn)
