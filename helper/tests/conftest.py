@@ -199,3 +199,112 @@ def helper_env(tmp_path: Path, odoo_db: OdooLikeDatabase, filestore: Path) -> He
     env = HelperEnv(tmp_path=tmp_path, db=odoo_db, filestore=filestore, sections=sections)
     env.write()
     return env
+
+
+# -- restore helpers ------------------------------------------------------------------------------
+def database_counts(name: str) -> dict[str, int]:
+    conn = pg_connect(name)
+    try:
+        with conn.cursor() as cur:
+            counts = {}
+            for table in ("account_move", "res_partner"):
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                counts[table] = cur.fetchone()[0]
+            return counts
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def snapshot_then_changes(helper_env: HelperEnv) -> dict[str, Any]:
+    """A verified pre_deploy snapshot, then a deployment that changed data and the filestore."""
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    helper_env.db.execute("DELETE FROM account_move WHERE id <= 20")
+    (helper_env.filestore / "ff").mkdir()
+    (helper_env.filestore / "ff" / "new-attachment").write_bytes(b"written after the snapshot")
+    return snap
+
+
+# -- Docker: a tiny local image and a stand-in compose project ------------------------------------
+TEST_IMAGE = "odoo-rollback-test/busybox:1"
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    docker = pytest.importorskip("docker")
+    client = docker.from_env()
+    try:
+        client.images.get(TEST_IMAGE)
+        return TEST_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    finally:
+        client.close()
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("Debian's busybox-static is needed to build the test image (apt-get install busybox-static)")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "bin").mkdir()
+        (Path(root) / "www").mkdir()
+        (Path(root) / "bin" / "busybox").write_bytes(busybox.read_bytes())
+        (Path(root) / "bin" / "busybox").chmod(0o755)
+        for applet in ("sh", "httpd", "sleep", "cat", "echo"):
+            (Path(root) / "bin" / applet).symlink_to("busybox")
+        tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True).stdout
+        subprocess.run(["docker", "import", "-", TEST_IMAGE], input=tar, capture_output=True, check=True)
+    return TEST_IMAGE
+
+
+@dataclass
+class ComposeStandIn:
+    project: str
+    port: int
+    www: Path
+    containers: list[Any]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/index.html"
+
+
+@pytest.fixture
+def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandIn]:
+    """Containers labelled like a compose project: odoo (busybox httpd on loopback), nginx, db."""
+    import socket
+
+    import docker
+
+    client = docker.from_env()
+    project = f"rbtest{uuid.uuid4().hex[:8]}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("<html>Odoo stand-in</html>")
+    started = []
+    try:
+        for service, command in (
+            ("db", ["/bin/sleep", "3600"]),
+            ("odoo", ["/bin/httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"]),
+            ("nginx", ["/bin/sleep", "3600"]),
+        ):
+            started.append(
+                client.containers.run(
+                    docker_image,
+                    command,
+                    detach=True,
+                    network_mode="host",
+                    labels={"com.docker.compose.project": project, "com.docker.compose.service": service},
+                    volumes={str(www): {"bind": "/www", "mode": "ro"}},
+                    name=f"{project}-{service}",
+                )
+            )
+        yield ComposeStandIn(project, port, www, started)
+    finally:
+        for container in started:
+            container.remove(force=True)
+        client.close()

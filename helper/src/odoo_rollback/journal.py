@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ CREATE INDEX IF NOT EXISTS operations_kind ON operations(kind, started_at);
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
+# For the crash tests only: "<step>:<status>" makes the process SIGKILL itself right after writing
+# that event, so that every step's interruption can be tested deterministically.
+KILL_AT_ENV_VAR = "ODOO_ROLLBACK_TEST_KILL_AT"
 
 RUNNING = "running"
 DONE = "done"
@@ -167,7 +171,11 @@ class Journal:
                 "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (operation_id, utcnow(), step, status, message, json.dumps(data or {}, sort_keys=True, default=str)),
             )
-            return int(cur.lastrowid or 0)
+            seq = int(cur.lastrowid or 0)
+        if os.environ.get(KILL_AT_ENV_VAR) == f"{step}:{status}":
+            # Test hook: die here, as a kill -9 would, right after this line reached the disk.
+            os.kill(os.getpid(), signal.SIGKILL)
+        return seq
 
     def update(self, operation_id: str, data: dict[str, Any]) -> None:
         """Merge *data* into the operation's data (e.g. the staging database's name)."""

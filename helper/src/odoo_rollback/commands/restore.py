@@ -1,0 +1,113 @@
+"""restore, rollback, resume, journal, drill."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import Config
+from ..drill import run_drill
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, PreconditionError
+from ..journal import Journal
+from ..output import Output, table
+from ..restore import plan_restore, restore_snapshot
+from ..restore import resume as resume_restores
+from ..storage import Snapshot, SnapshotStore
+
+
+def _newest_verified(cfg: Config) -> Snapshot:
+    snapshot = SnapshotStore(cfg.storage).newest("pre_deploy", verified=True, database=cfg.database.name)
+    if snapshot is None:
+        raise PreconditionError(
+            f"no verified pre_deploy snapshot of {cfg.database.name}: take one with "
+            "'odoo-rollback snapshot --kind pre_deploy --verify'"
+        )
+    return snapshot
+
+
+def _plan_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"Plan: restore snapshot {doc['snapshot']} (taken {doc['snapshot_created_at']}) in place of {doc['database']}.",
+        f"Steps: {', '.join(doc['steps'])}. The current database is kept, renamed, not dropped.",
+        f"Rows created or changed since the snapshot, which the restore would lose: {doc['lost_rows_total']}",
+    ]
+    if doc["lost_rows"]:
+        lines.append(table(["table", "rows lost"], sorted(doc["lost_rows"].items())))
+    lines.append("Nothing was changed. Run again with --yes to restore.")
+    return "\n".join(lines)
+
+
+def _result_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"Restored {doc['snapshot']} as {doc['database']}; the previous database is kept as {doc['kept_as']}.",
+        f"Downtime {doc['downtime_seconds']} s, total {doc['total_seconds']} s.",
+        f"Lost rows: {doc['lost_rows_total']} (exported to {doc['lost_rows_file']})",
+        table(["step", "seconds", "ok"], [(s["name"], s["seconds"], "yes" if s["ok"] else "NO") for s in doc["steps"]]),
+    ]
+    rto = doc["rto"]
+    if rto.get("escalate"):
+        lines.append(f"ESCALATE: {rto['minutes']} min is past the RTO maximum of {rto['max_minutes']} min")
+    elif rto.get("warning"):
+        lines.append(f"WARNING: {rto['minutes']} min is past the RTO target of {rto['target_minutes']} min")
+    return "\n".join(lines)
+
+
+def _restore(cfg: Config, snapshot: Snapshot, args: argparse.Namespace, out: Output) -> int:
+    if not args.yes:
+        out.emit(plan_restore(cfg, snapshot), _plan_text)
+        return EXIT_OK
+    result = restore_snapshot(cfg, snapshot, Journal(cfg.storage.journal_path))
+    out.emit(result.as_dict(), _result_text)
+    return EXIT_OK
+
+
+def restore(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    return _restore(cfg, SnapshotStore(cfg.storage).get(args.id), args, out)
+
+
+def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    return _restore(cfg, _newest_verified(cfg), args, out)
+
+
+def resume(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    outcomes = resume_restores(cfg, Journal(cfg.storage.journal_path))
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "nothing to resume: no restore was interrupted"
+        return "\n".join(f"{r['id']}: {r['outcome']}" for r in rows)
+
+    out.emit(outcomes, human)
+    return EXIT_OK
+
+
+def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    jr = Journal(cfg.storage.journal_path)
+    events = jr.events(since=args.since, limit=args.limit)
+    doc = {
+        "events": [e.as_dict() for e in events],
+        "operations": [o.as_dict() for o in jr.operations(limit=args.limit)],
+        "next": events[-1].seq if events else args.since,
+    }
+
+    def human(d: dict[str, Any]) -> str:
+        return table(
+            ["seq", "at", "operation", "step", "status", "message"],
+            [(e["seq"], e["at"][:19], e["operation_id"], e["step"], e["status"], e["message"]) for e in d["events"]],
+        )
+
+    out.emit(doc, human)
+    return EXIT_OK
+
+
+def drill(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    snapshot = SnapshotStore(cfg.storage).get(args.id) if args.id else _newest_verified(cfg)
+    result = run_drill(cfg, snapshot, Journal(cfg.storage.journal_path))
+
+    def human(d: dict[str, Any]) -> str:
+        verdict = "passed" if d["ok"] else "FAILED: " + "; ".join(d["problems"])
+        rto = "within" if d["rto_met"] else "OUTSIDE"
+        return f"drill {d['id']} of {d['snapshot']}: {verdict}; {d['seconds']} s, {rto} the RTO target"
+
+    out.emit(result, human)
+    return EXIT_OK if result["ok"] else EXIT_CHECK_FAILED

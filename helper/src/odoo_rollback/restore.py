@@ -1,0 +1,460 @@
+"""The restore engine: the live database is never destroyed before its replacement is proven good.
+
+Steps (each journaled before and after; see ``STEPS``):
+
+1. ``preflight``   snapshot checksums and dump readable, right database, free disk, server and
+                   service backend reachable, code folder revertable. Any failure: nothing changed.
+2. ``staging``     parallel pg_restore into ``<db>__restore_<time>`` and the filestore extracted next to
+                   the live one, while the services keep running (the downtime excludes this).
+3. ``check``       the staging database's exact counts and module versions equal the manifest's.
+4. ``stop``        services stopped, remaining sessions on the live database ended.
+5. ``lost_rows``   rows created or changed after the snapshot, counted and exported (after the stop, so
+                   that nothing written in between is missed).
+6. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
+                   the live name always holds a whole database); then the filestore folders by rename.
+7. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
+8. ``verify_live`` exact counts of the live database equal the manifest's (before anyone writes).
+9. ``start``       services started, health check.
+On a failure after the swap, everything is swapped back and the services started (``undo``).
+
+A crash at any point is finished or undone by :func:`resume`, from the journal's record.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from psycopg2 import sql
+
+from . import code as code_tree
+from .config import Config
+from .counts import exact_counts
+from .db import connect, database_exists, maintenance
+from .dump import database_owner, drop_database, restore_dump
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
+from .filestore import extract_filestore
+from .health import http_check
+from .journal import DONE, FAILED, RUNNING, UNDONE, Journal
+from .lost_rows import count_changed_rows, export_changed_rows
+from .modules import installed_modules
+from .services import backend_for
+from .storage import Snapshot, SnapshotStore
+from .verify import check_integrity, compare_counts
+
+
+def _names(cfg: Config) -> dict[str, str]:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    db = cfg.database.name
+    fs = cfg.filestore.path
+    return {
+        "live": db,
+        "staging": f"{db}__restore_{stamp}",
+        "failed": f"{db}__failed_{stamp}",
+        "filestore": str(fs),
+        "filestore_staging": str(fs.parent / f".{fs.name}__restore_{stamp}"),
+        "filestore_failed": str(fs.parent / f"{fs.name}__failed_{stamp}"),
+    }
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok}
+
+
+@dataclass
+class RestoreResult:
+    ok: bool
+    database: str
+    snapshot: str
+    kept_as: str | None = None
+    lost_rows: dict[str, int] = field(default_factory=dict)
+    lost_rows_file: str | None = None
+    steps: list[StepTiming] = field(default_factory=list)
+    downtime_seconds: float | None = None
+    total_seconds: float = 0.0
+    undone: bool = False
+    error: str | None = None
+    rto: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "database": self.database,
+            "snapshot": self.snapshot,
+            "kept_as": self.kept_as,
+            "lost_rows": self.lost_rows,
+            "lost_rows_total": sum(self.lost_rows.values()),
+            "lost_rows_file": self.lost_rows_file,
+            "steps": [s.as_dict() for s in self.steps],
+            "downtime_seconds": None if self.downtime_seconds is None else round(self.downtime_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+            "undone": self.undone,
+            "error": self.error,
+            "rto": self.rto,
+        }
+
+
+def rto_assessment(cfg: Config, seconds: float) -> dict[str, Any]:
+    minutes = seconds / 60
+    return {
+        "target_minutes": cfg.rto.target_minutes,
+        "max_minutes": cfg.rto.max_minutes,
+        "minutes": round(minutes, 2),
+        "met": minutes <= cfg.rto.target_minutes,
+        "warning": minutes > cfg.rto.target_minutes,
+        "escalate": minutes > cfg.rto.max_minutes,
+    }
+
+
+def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
+    """What a restore would do and lose, changing nothing."""
+    check_snapshot_database(cfg, snapshot)
+    with connect(cfg.database) as conn:
+        lost = count_changed_rows(conn, cfg.counts.tables, snapshot.manifest.created_at)
+    return {
+        "snapshot": snapshot.id,
+        "snapshot_created_at": snapshot.manifest.created_at,
+        "database": cfg.database.name,
+        "lost_rows": lost,
+        "lost_rows_total": sum(lost.values()),
+        "services": cfg.services.backend,
+        "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
+        "steps": ["preflight", "staging", "check", "stop", "lost_rows", "swap", "code", "verify_live", "start"],
+    }
+
+
+def check_snapshot_database(cfg: Config, snapshot: Snapshot) -> None:
+    if snapshot.manifest.database != cfg.database.name:
+        raise UsageError(
+            f"snapshot {snapshot.id} is of database {snapshot.manifest.database!r}, "
+            f"not of the configured database {cfg.database.name!r}"
+        )
+
+
+def end_sessions(conn: Any, dbname: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+
+
+def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) -> None:
+    """Two database renames in one transaction: both happen or neither (atomic swap)."""
+    with maintenance(cfg.database) as conn:
+        for attempt in range(10):
+            end_sessions(conn, first[0])
+            end_sessions(conn, second[0])
+            try:
+                conn.autocommit = False
+                with conn.cursor() as cur:
+                    for old, new in (first, second):
+                        cur.execute(
+                            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+                        )
+                conn.commit()
+                return
+            except Exception as exc:  # an Odoo worker reconnected in between: end it and try again
+                conn.rollback()
+                if attempt == 9:
+                    raise OperationFailed(f"cannot rename the databases: {str(exc).strip()}") from exc
+                time.sleep(0.3)
+            finally:
+                conn.autocommit = True
+
+
+class RestoreRun:
+    """One restore, with its journal operation and step timings."""
+
+    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal) -> None:
+        self.cfg = cfg
+        self.snapshot = snapshot
+        self.journal = journal
+        self.backend = backend_for(cfg.services)
+        self.names = _names(cfg)
+        self.result = RestoreResult(ok=False, database=cfg.database.name, snapshot=snapshot.id)
+        self.op = ""
+        self.stopped_at: float | None = None
+
+    @contextmanager
+    def step(self, name: str, **data: Any) -> Iterator[None]:
+        self.journal.event(self.op, name, "start", data=data)
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            self.result.steps.append(StepTiming(name, time.monotonic() - started, False))
+            self.journal.event(self.op, name, "failed", str(exc))
+            raise
+        self.result.steps.append(StepTiming(name, time.monotonic() - started, True))
+        self.journal.event(self.op, name, "done")
+        self.journal.update(self.op, {"completed": [s.name for s in self.result.steps if s.ok]})
+
+    def preflight(self) -> None:
+        cfg, manifest = self.cfg, self.snapshot.manifest
+        check_snapshot_database(cfg, self.snapshot)
+        problems = check_integrity(self.snapshot)
+        if problems:
+            raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
+        with connect(cfg.database) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_database_size(%s)", (cfg.database.name,))
+        fs = cfg.filestore.path
+        if not fs.is_dir():
+            raise PreconditionError(f"filestore folder {fs} does not exist (check [filestore] path)")
+        archive_size = self.snapshot.filestore_archive.stat().st_size
+        free = shutil.disk_usage(fs.parent).free
+        if free < archive_size * (1 + cfg.storage.free_space_margin):
+            raise StorageError(
+                f"not enough free disk beside the filestore {fs}: {free // 2**20} MiB free, "
+                f"{archive_size // 2**20} MiB needed"
+            )
+        if os.stat(fs.parent).st_dev != os.stat(fs).st_dev:
+            raise PreconditionError(f"filestore {fs} is a mount point: it cannot be swapped by rename")
+        self.backend.check()
+        if cfg.code.path and manifest.code_revision:
+            code_tree.check_revertable(cfg.code.path, manifest.code_revision)
+            self.journal.update(self.op, {"code_previous": code_tree.head(cfg.code.path)})
+
+    def build_staging(self) -> None:
+        owner = database_owner(self.cfg.database, self.cfg.database.name)
+        restore_dump(
+            self.cfg.database,
+            self.snapshot.dump_path,
+            self.names["staging"],
+            self.cfg.storage.effective_jobs,
+            owner=owner,
+        )
+        extract_filestore(self.snapshot.filestore_archive, Path(self.names["filestore_staging"]))
+
+    def check_staging(self) -> None:
+        manifest = self.snapshot.manifest
+        with connect(self.cfg.database, self.names["staging"]) as conn:
+            problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
+            modules = installed_modules(conn)
+        if modules != manifest.modules:
+            problems.append("installed module versions differ from the snapshot's manifest")
+        if problems:
+            raise OperationFailed("the restored staging database does not match the snapshot: " + "; ".join(problems))
+
+    def stop_services(self) -> None:
+        self.stopped_at = time.monotonic()
+        self.journal.update(self.op, {"services_stopped": True})
+        self.backend.stop()
+        with maintenance(self.cfg.database) as conn:
+            end_sessions(conn, self.cfg.database.name)
+
+    def export_lost_rows(self) -> None:
+        target = self.cfg.storage.path / "restores" / self.op / "lost_rows.jsonl"
+        with connect(self.cfg.database) as conn:
+            self.result.lost_rows = export_changed_rows(
+                conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
+            )
+        self.result.lost_rows_file = str(target)
+        self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
+
+    def swap(self) -> None:
+        n = self.names
+        rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
+        self.journal.event(self.op, "swap_database", "done", data={"kept_as": n["failed"]})
+        swap_filestore(n)
+        self.result.kept_as = n["failed"]
+
+    def revert_code(self) -> None:
+        if self.cfg.code.path and self.snapshot.manifest.code_revision:
+            code_tree.checkout(self.cfg.code.path, self.snapshot.manifest.code_revision)
+
+    def verify_live(self) -> None:
+        manifest = self.snapshot.manifest
+        with connect(self.cfg.database) as conn:
+            problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
+        if problems:
+            raise OperationFailed(
+                "the live database after the swap does not match the snapshot: " + "; ".join(problems)
+            )
+
+    def start_services(self) -> None:
+        self.backend.start()
+        health = http_check(self.cfg.health)
+        self.journal.update(self.op, {"health": health.as_dict()})
+        if not health.ok:
+            raise OperationFailed(
+                f"health check of {health.url} failed after {health.attempts} attempts: {health.error}"
+            )
+
+
+def swap_filestore(names: dict[str, str]) -> None:
+    """Live filestore aside, staging into place; each rename is journaled by the caller's step.
+
+    Idempotent, so that resume can call it again after a crash between the two renames.
+    """
+    live, staging, failed = Path(names["filestore"]), Path(names["filestore_staging"]), Path(names["filestore_failed"])
+    if staging.exists() and live.exists() and not failed.exists():
+        os.rename(live, failed)
+    if staging.exists() and not live.exists():
+        os.rename(staging, live)
+
+
+def unswap_filestore(names: dict[str, str]) -> None:
+    live, failed = Path(names["filestore"]), Path(names["filestore_failed"])
+    if failed.exists():
+        if live.exists():
+            os.rename(live, Path(names["filestore_staging"]))
+        os.rename(failed, live)
+
+
+def discard_staging(cfg: Config, names: dict[str, str]) -> None:
+    with maintenance(cfg.database) as conn:
+        exists = database_exists(conn, names["staging"])
+    if exists:
+        drop_database(cfg.database, names["staging"])
+    shutil.rmtree(names["filestore_staging"], ignore_errors=True)
+
+
+def database_swapped(cfg: Config, names: dict[str, str]) -> bool:
+    with maintenance(cfg.database) as conn:
+        return database_exists(conn, names["failed"])
+
+
+def swap_back(cfg: Config, names: dict[str, str], code_previous: str | None) -> None:
+    """Undo a swap: the old database and filestore back under the live names, the code back."""
+    if database_swapped(cfg, names):
+        rename_pair(cfg, (names["live"], names["staging"]), (names["failed"], names["live"]))
+    unswap_filestore(names)
+    if cfg.code.path and code_previous:
+        code_tree.checkout(cfg.code.path, code_previous)
+
+
+def check_no_unfinished(journal: Journal) -> None:
+    pending = journal.unfinished("restore")
+    if pending:
+        raise PreconditionError(
+            f"restore {pending[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
+        )
+
+
+def restore_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal) -> RestoreResult:
+    check_no_unfinished(journal)
+    run = RestoreRun(cfg, snapshot, journal)
+    started = time.monotonic()
+    run.op = journal.begin("restore", cfg.database.name, {"snapshot": snapshot.id, "names": run.names})
+    result = run.result
+    swapped = False
+    try:
+        with run.step("preflight"):
+            run.preflight()
+        with run.step("staging", database=run.names["staging"]):
+            run.build_staging()
+        with run.step("check"):
+            run.check_staging()
+        with run.step("stop", backend=run.backend.name):
+            run.stop_services()
+        with run.step("lost_rows"):
+            run.export_lost_rows()
+        with run.step("swap", **run.names):
+            run.swap()
+            swapped = True
+        with run.step("code"):
+            run.revert_code()
+        with run.step("verify_live"):
+            run.verify_live()
+        with run.step("start"):
+            run.start_services()
+    except BaseException as exc:
+        result.error = str(exc) or exc.__class__.__name__
+        result.total_seconds = time.monotonic() - started
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise  # the journal says where it stopped; resume finishes or undoes it
+        undo(cfg, run, journal, swapped)
+        journal.finish(run.op, UNDONE if swapped else FAILED, result.error, {"result": result.as_dict()})
+        if isinstance(exc, RollbackError):
+            raise type(exc)(_failure_message(result, swapped)) from exc
+        raise
+    result.ok = True
+    result.total_seconds = time.monotonic() - started
+    if run.stopped_at is not None:
+        result.downtime_seconds = time.monotonic() - run.stopped_at
+    result.rto = rto_assessment(cfg, result.total_seconds)
+    journal.finish(
+        run.op,
+        DONE,
+        f"restored {snapshot.id}; the old database is kept as {result.kept_as}",
+        {"result": result.as_dict()},
+    )
+    return result
+
+
+def _failure_message(result: RestoreResult, swapped: bool) -> str:
+    if swapped:
+        return f"restore failed after the swap and was undone: the previous database is live again ({result.error})"
+    return f"restore failed; the live database was not touched ({result.error})"
+
+
+def undo(cfg: Config, run: RestoreRun, journal: Journal, swapped: bool) -> None:
+    """Put things back as they were; every action is journaled."""
+    op = run.op
+    code_previous = (journal.operation(op).data if journal.operation(op) else {}).get("code_previous")
+    if swapped:
+        journal.event(op, "undo", "start", "swapping back")
+        swap_back(cfg, run.names, code_previous)
+        run.result.undone = True
+        journal.event(op, "undo", "done", "the previous database and filestore are live again")
+    try:
+        discard_staging(cfg, run.names)
+    except RollbackError as exc:
+        journal.event(op, "cleanup", "failed", str(exc))
+    if run.stopped_at is not None:
+        journal.event(op, "restart", "start")
+        try:
+            run.backend.start()
+            journal.event(op, "restart", "done")
+        except RollbackError as exc:
+            journal.event(op, "restart", "failed", f"services could not be started again: {exc}")
+
+
+def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
+    """Finish or undo every restore a crash left running; returns what was done for each."""
+    outcomes = []
+    for op in journal.unfinished("restore"):
+        names = op.data.get("names") or {}
+        completed = set(op.data.get("completed", []))
+        backend = backend_for(cfg.services)
+        events = journal.events(operation_id=op.id)
+        swap_started = any(e.step == "swap" and e.status == "start" for e in events)
+        if names and swap_started and database_swapped(cfg, names):
+            # The database swap committed: finish the restore forward, as the operator asked.
+            journal.event(op.id, "resume", "start", "finishing the restore after the swap")
+            swap_filestore(names)
+            snapshot = SnapshotStore(cfg.storage).get(op.data["snapshot"])
+            if cfg.code.path and snapshot.manifest.code_revision and "code" not in completed:
+                code_tree.checkout(cfg.code.path, snapshot.manifest.code_revision)
+            backend.start()
+            journal.event(op.id, "resume", "done")
+            journal.finish(op.id, DONE, "finished after an interruption", {"kept_as": names["failed"]})
+            outcomes.append({"id": op.id, "outcome": "finished", "kept_as": names["failed"]})
+            continue
+        journal.event(op.id, "resume", "start", "undoing the restore: the live database was not replaced")
+        if names:
+            unswap_filestore(names)
+            discard_staging(cfg, names)
+        if op.data.get("services_stopped"):
+            backend.start()
+        journal.event(op.id, "resume", "done")
+        journal.finish(op.id, FAILED, "interrupted before the swap; undone, the live database is unchanged")
+        outcomes.append({"id": op.id, "outcome": "undone"})
+    return outcomes
+
+
+__all__ = ["RUNNING", "RestoreResult", "plan_restore", "restore_snapshot", "resume", "rto_assessment"]

@@ -1,0 +1,171 @@
+"""Restores against a real PostgreSQL: the plan, the swap, what is lost, and failures undone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import HelperEnv, database_counts, list_databases
+
+SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
+CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
+
+
+def test_without_yes_prints_the_plan_and_changes_nothing(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    plan = helper_env.run_json("restore", snapshot_then_changes["id"])
+
+    assert plan["lost_rows"] == {"account_move": 0, "res_partner": 7}
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    human = helper_env.run("rollback", check=True).stdout
+    assert "--yes" in human and "7" in human
+
+
+def test_restore_swaps_in_the_snapshot_and_keeps_the_failed_database(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    result = helper_env.run_json("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result["ok"] is True
+    assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
+    # Nothing is destroyed: the replaced database is kept with the deployment's changes.
+    assert result["kept_as"].startswith(f"{helper_env.db.name}__failed_")
+    assert database_counts(result["kept_as"]) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == sorted([helper_env.db.name, result["kept_as"]])
+    # What was lost is counted and exported.
+    assert result["lost_rows"] == {"account_move": 0, "res_partner": 7}
+    lines = [json.loads(line) for line in Path(result["lost_rows_file"]).read_text().splitlines()]
+    assert sorted(line["row"]["name"] for line in lines) == sorted(f"after {i}" for i in range(1, 8))
+    # The filestore is the snapshot's again; the deployment's one is kept beside it.
+    assert not (helper_env.filestore / "ff").exists()
+    kept = [p for p in helper_env.filestore.parent.iterdir() if p.name.startswith("filestore__failed_")]
+    assert len(kept) == 1 and (kept[0] / "ff" / "new-attachment").exists()
+    assert [s["name"] for s in result["steps"]] == [
+        "preflight",
+        "staging",
+        "check",
+        "stop",
+        "lost_rows",
+        "swap",
+        "code",
+        "verify_live",
+        "start",
+    ]
+    assert all(s["ok"] for s in result["steps"])
+    assert result["downtime_seconds"] < result["total_seconds"]
+    assert result["rto"]["met"] is True and result["rto"]["escalate"] is False
+
+
+def test_rollback_takes_the_newest_verified_pre_deploy_snapshot(helper_env: HelperEnv) -> None:
+    result = helper_env.run("rollback", "--yes")
+    assert result.returncode == 3 and "no verified pre_deploy snapshot" in result.stderr
+
+    verified = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.run_json("snapshot", "--kind", "pre_deploy")  # newer, but not verified
+    helper_env.db.execute("DELETE FROM res_partner WHERE id > 40 AND id NOT IN (SELECT partner_id FROM account_move)")
+
+    result = helper_env.run_json("rollback", "--yes")
+
+    assert result["snapshot"] == verified["id"]
+    assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
+
+
+def test_snapshot_of_another_database_is_refused(helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]) -> None:
+    manifest = Path(snapshot_then_changes["path"]) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(f'"database": "{helper_env.db.name}"', '"database": "other"'))
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 2 and "of database 'other'" in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+
+
+def test_corrupted_dump_is_refused_before_anything_changes(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    dump_file = next((Path(snapshot_then_changes["path"]) / "db.dump").glob("*.dat.gz"))
+    dump_file.write_bytes(b"garbage")
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 3 and "failed its checks" in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    journal = helper_env.run_json("journal")
+    assert journal["operations"][0]["kind"] == "restore" and journal["operations"][0]["state"] == "failed"
+    assert any(e["step"] == "preflight" and e["status"] == "failed" for e in journal["events"])
+
+
+def test_services_that_will_not_stop_leave_the_live_database_alone(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    helper_env.write(services={"backend": "command", "stop_command": ["false"], "start_command": ["true"]})
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode != 0 and "stop command failed" in result.stderr
+    assert "not touched" in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]  # staging dropped
+    assert (helper_env.filestore / "ff" / "new-attachment").exists()
+
+
+def test_services_that_will_not_start_are_swapped_back(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    helper_env.write(
+        services={
+            "backend": "command",
+            "stop_command": ["true"],
+            "start_command": ["touch", str(marker), "/nonexistent/x"],
+        }
+    )
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode != 0 and "was undone" in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert (helper_env.filestore / "ff" / "new-attachment").exists()
+    journal = helper_env.run_json("journal")
+    assert journal["operations"][0]["state"] == "undone"
+    assert any(e["step"] == "undo" and e["status"] == "done" for e in journal["events"])
+
+
+def test_failed_health_check_is_swapped_back(helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]) -> None:
+    helper_env.write(health={"url": "http://127.0.0.1:9/web/login", "attempts": 2, "interval": 0.1, "timeout": 1})
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode != 0 and "health check" in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+
+
+def test_a_name_that_is_not_a_plain_identifier_is_refused(helper_env: HelperEnv) -> None:
+    helper_env.write(database={"name": 'prod"; DROP DATABASE postgres; --'})
+    result = helper_env.run("rollback", "--yes")
+    assert result.returncode == 2 and "not a plain identifier" in result.stderr
+
+
+def test_unknown_snapshot_is_refused(helper_env: HelperEnv) -> None:
+    result = helper_env.run("restore", "20990101T000000Z-pre_deploy-abcdef", "--yes")
+    assert result.returncode == 2 and "no snapshot" in result.stderr
+    assert database_counts(helper_env.db.name) == {"account_move": 200, "res_partner": 50}
+
+
+def test_drill_restores_into_a_scratch_database_and_records_it(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    drill = helper_env.run_json("drill")
+
+    assert drill["ok"] is True and drill["snapshot"] == snapshot_then_changes["id"]
+    assert drill["rto_met"] is True and drill["seconds"] > 0
+    assert set(drill) >= {"id", "snapshot", "started_at", "seconds", "rto_met", "ok"}
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    operations = helper_env.run_json("journal")["operations"]
+    assert operations[0]["kind"] == "drill" and operations[0]["data"]["result"]["ok"] is True
