@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import psycopg2
 import pytest
 from psycopg2 import sql
@@ -232,7 +236,6 @@ TEST_IMAGE = "odoo-rollback-test/busybox:1"
 
 @pytest.fixture(scope="session")
 def docker_image() -> str:
-    docker = pytest.importorskip("docker")
     client = docker.from_env()
     try:
         client.images.get(TEST_IMAGE)
@@ -244,8 +247,6 @@ def docker_image() -> str:
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         pytest.fail("Debian's busybox-static is needed to build the test image (apt-get install busybox-static)")
-    import tempfile
-
     with tempfile.TemporaryDirectory() as root:
         (Path(root) / "bin").mkdir()
         (Path(root) / "www").mkdir()
@@ -273,10 +274,6 @@ class ComposeStandIn:
 @pytest.fixture
 def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandIn]:
     """Containers labelled like a compose project: odoo (busybox httpd on loopback), nginx, db."""
-    import socket
-
-    import docker
-
     client = docker.from_env()
     project = f"rbtest{uuid.uuid4().hex[:8]}"
     with socket.socket() as sock:

@@ -1,0 +1,66 @@
+"""The docker backend against a real Docker engine, with containers of a local busybox image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import ComposeStandIn, HelperEnv, database_counts
+
+SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
+
+
+def _states(project: ComposeStandIn) -> dict[str, str]:
+    states = {}
+    for container in project.containers:
+        container.reload()
+        states[container.labels["com.docker.compose.service"]] = container.status
+    return states
+
+
+def test_restore_stops_odoo_and_nginx_keeps_db_and_checks_health(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], compose_project: ComposeStandIn
+) -> None:
+    helper_env.write(
+        services={"backend": "docker", "stop_timeout": 5, "docker": {"project": compose_project.project}},
+        health={"url": compose_project.url, "attempts": 20, "interval": 0.25, "timeout": 2},
+    )
+    db_container = next(c for c in compose_project.containers if c.labels["com.docker.compose.service"] == "db")
+    db_container.reload()
+    db_started_at = db_container.attrs["State"]["StartedAt"]
+
+    result = helper_env.run_json("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result["ok"] is True
+    assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
+    assert _states(compose_project) == {"db": "running", "odoo": "running", "nginx": "running"}
+    db_container.reload()
+    assert db_container.attrs["State"]["StartedAt"] == db_started_at  # never restarted
+    odoo = next(c for c in compose_project.containers if c.labels["com.docker.compose.service"] == "odoo")
+    assert odoo.attrs["State"]["StartedAt"] != db_started_at
+    journal = helper_env.run_json("journal")
+    assert journal["operations"][0]["data"]["health"]["ok"] is True
+
+
+def test_missing_container_is_a_clear_error_before_anything_changes(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], compose_project: ComposeStandIn
+) -> None:
+    helper_env.write(
+        services={"backend": "docker", "docker": {"project": compose_project.project, "services": ["odoo", "worker"]}}
+    )
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 4 and "no container of service 'worker'" in result.stderr
+    assert database_counts(helper_env.db.name) == {"account_move": 180, "res_partner": 57}
+    assert _states(compose_project)["odoo"] == "running"
+
+
+def test_unreachable_docker_daemon_is_a_clear_error(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    helper_env.write(services={"backend": "docker", "docker": {"project": "p", "base_url": "unix:///nonexistent.sock"}})
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 4 and "cannot reach the Docker daemon" in result.stderr
+    assert database_counts(helper_env.db.name) == {"account_move": 180, "res_partner": 57}
