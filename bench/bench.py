@@ -1,0 +1,123 @@
+"""Benchmarks of odoo-rollback against the raw commands it wraps, measured side by side in one run.
+
+- snapshot: ``odoo-rollback snapshot`` vs ``pg_dump -Fd -jN -Z1`` then ``tar`` of the filestore
+  (target ratio <= 1.10);
+- restore: ``odoo-rollback restore --yes`` (its downtime: services stopped to services healthy, and its
+  total) vs the runbook's ``dropdb; createdb; pg_restore -jN`` (targets: downtime <= 0.2 x, total <= 1.15 x).
+
+Usage: python bench/bench.py [--scale 1.0] (about 1 GB at scale 1.0). Prints a table and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from build_db import build
+
+DB = "rbbench"
+
+
+def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    started = time.monotonic()
+    result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"{args[0]} failed: {result.stderr.strip()[-500:]}")
+    return time.monotonic() - started, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    env = {**os.environ, "PGHOST": os.environ.get("PGHOST", "127.0.0.1")}
+    conninfo = {
+        "host": env["PGHOST"],
+        "port": env.get("PGPORT", "5432"),
+        "user": env["PGUSER"],
+        "password": env["PGPASSWORD"],
+    }
+    work = Path(tempfile.mkdtemp(prefix="rbbench-"))
+    try:
+        filestore = work / "filestore"
+        print(f"building the database at scale {args.scale} ...", flush=True)
+        build(DB, filestore, args.scale, conninfo)
+        size = subprocess.run(
+            ["psql", "-XtAc", f"SELECT pg_size_pretty(pg_database_size('{DB}'))", "-d", "postgres"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        config = work / "bench.toml"
+        config.write_text(
+            f'[database]\nname = "{DB}"\nhost = "{conninfo["host"]}"\nport = {conninfo["port"]}\n'
+            f'user = "{conninfo["user"]}"\npassword = "{conninfo["password"]}"\n'
+            f'[filestore]\npath = "{filestore}"\n[storage]\npath = "{work / "storage"}"\njobs = {args.jobs}\n'
+            '[counts]\ntables = ["account_move", "account_move_line", "res_partner", "einvoice_document"]\n'
+        )
+        cli = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config)]
+
+        raw_dir = work / "raw"
+        raw_dir.mkdir()
+        raw_dump_s, _ = timed(["pg_dump", "-Fd", f"-j{args.jobs}", "-Z1", "-f", str(raw_dir / "db.dump"), DB], env)
+        raw_tar_s, _ = timed(["tar", "-c", "-f", str(raw_dir / "filestore.tar"), "-C", str(filestore), "."])
+        raw_snapshot = raw_dump_s + raw_tar_s
+        tool_snapshot, out = timed([*cli, "snapshot", "--kind", "pre_deploy", "--json"])
+        snapshot_id = json.loads(out)["id"]
+        timed([*cli, "verify", snapshot_id])  # the restore needs a good snapshot; not timed
+
+        started = time.monotonic()
+        subprocess.run(["dropdb", "--force", f"{DB}_raw"], env=env, capture_output=True, check=False)
+        timed(["createdb", f"{DB}_raw"], env)
+        timed(["pg_restore", f"-j{args.jobs}", "-d", f"{DB}_raw", str(raw_dir / "db.dump")], env)
+        raw_restore = time.monotonic() - started
+        subprocess.run(["dropdb", "--force", f"{DB}_raw"], env=env, capture_output=True, check=False)
+
+        tool_restore, out = timed([*cli, "restore", snapshot_id, "--yes", "--json"])
+        result = json.loads(out)
+        downtime = result["downtime_seconds"]
+
+        rows = [
+            ("database size", size, "", ""),
+            ("snapshot: pg_dump + tar", f"{raw_snapshot:.2f} s", "odoo-rollback snapshot", f"{tool_snapshot:.2f} s"),
+            (
+                "restore: dropdb; createdb; pg_restore",
+                f"{raw_restore:.2f} s",
+                "odoo-rollback restore (total)",
+                f"{tool_restore:.2f} s",
+            ),
+            ("", "", "odoo-rollback restore (downtime)", f"{downtime:.2f} s"),
+        ]
+        for row in rows:
+            print(f"{row[0]:<40} {row[1]:>10}   {row[2]:<34} {row[3]:>10}")
+        print(f"snapshot ratio            {tool_snapshot / raw_snapshot:.2f}  (target <= 1.10)")
+        print(f"restore total ratio       {tool_restore / raw_restore:.2f}  (target <= 1.15)")
+        print(f"restore downtime ratio    {downtime / raw_restore:.2f}  (target <= 0.20)")
+        for step in result["steps"]:
+            print(f"  restore step {step['name']:<12} {step['seconds']:>8.2f} s")
+    finally:
+        for name in (DB, f"{DB}_raw"):
+            subprocess.run(["dropdb", "--force", "--if-exists", name], env=env, capture_output=True, check=False)
+        kept = subprocess.run(
+            ["psql", "-XtAc", f"SELECT datname FROM pg_database WHERE datname LIKE '{DB}__%'", "-d", "postgres"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        for name in kept:
+            subprocess.run(["dropdb", "--force", name], env=env, capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
