@@ -1,7 +1,7 @@
 """Build a database resembling Odoo's largest tables, and a filestore, for the benchmarks.
 
-Scale 1.0 gives about 1 GB: 1.4 M account_move_line, 470 k account_move, 470 k einvoice_document,
-90 k res_partner rows, with Odoo's kind of indexes and foreign keys, and 3,000 filestore files.
+Scale 1.0 gives about 1 GB: 2.4 M account_move_line, 800 k account_move, 800 k einvoice_document,
+150 k res_partner rows, with Odoo's kind of indexes and foreign keys, and 3,000 filestore files.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def build(dbname: str, filestore: Path, scale: float, conninfo: dict[str, str]) 
     conn = psycopg2.connect(dbname=dbname, **conninfo)
     with conn, conn.cursor() as cur:
         cur.execute(SCHEMA)
-        sizes = {"partners": int(90_000 * scale), "moves": int(470_000 * scale), "lines": int(1_400_000 * scale)}
+        sizes = {"partners": int(150_000 * scale), "moves": int(800_000 * scale), "lines": int(2_400_000 * scale)}
         cur.execute(FILL, sizes)
     conn.close()
     files = int(3000 * max(scale, 0.1))

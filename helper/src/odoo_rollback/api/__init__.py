@@ -1,0 +1,1 @@
+"""The helper's HTTP API for Odoo: signed requests, long work as jobs."""

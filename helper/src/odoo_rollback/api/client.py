@@ -1,0 +1,50 @@
+"""A small client of the API, for operators' scripts and the tests (Odoo has its own, same protocol)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Any
+
+from .signing import signed_headers
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class HelperClient:
+    def __init__(self, address: str, secret: bytes, timeout: float = 30) -> None:
+        self.address = address
+        self.secret = secret
+        self.timeout = timeout
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.address.startswith("unix:"):
+            return UnixHTTPConnection(self.address.removeprefix("unix:"), self.timeout)
+        host, _, port = self.address.removeprefix("http://").partition(":")
+        return http.client.HTTPConnection(host, int(port or 80), timeout=self.timeout)
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        all_headers = {"Content-Type": "application/json", **signed_headers(self.secret, method, path, payload)}
+        all_headers.update(headers or {})
+        conn = self._connection()
+        try:
+            conn.request(method, path, body=payload, headers=all_headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else None
+        finally:
+            conn.close()

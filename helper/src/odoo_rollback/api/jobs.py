@@ -1,0 +1,115 @@
+"""Long work as jobs: each runs the helper's own command line in a subprocess.
+
+Running the CLI (rather than a thread in this process) keeps one code path for the shell and for
+Odoo, and keeps a restore's crash semantics: the journal is the record, whatever happens to the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..journal import JOB_ENV_VAR, Journal, utcnow
+from ..process import last_line
+
+DESTRUCTIVE = {"restore"}
+
+
+class JobConflict(Exception):
+    """A destructive job is already running."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    argv: list[str]
+    created_at: str = field(default_factory=utcnow)
+    state: str = "queued"
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: Any = None
+    error: str | None = None
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
+
+    def as_dict(self, journal: Journal) -> dict[str, Any]:
+        operation = next((op for op in journal.operations(limit=200) if op.data.get("job_id") == self.id), None)
+        steps = (
+            [
+                {"step": e.step, "status": e.status, "at": e.at, "message": e.message}
+                for e in journal.events(operation_id=operation.id)
+            ]
+            if operation
+            else []
+        )
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "operation_id": operation.id if operation else None,
+            "result": self.result,
+            "error": self.error,
+            "steps": steps,
+        }
+
+
+class JobRunner:
+    def __init__(self, config_path: Path, journal: Journal) -> None:
+        self.config_path = config_path
+        self.journal = journal
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def running(self) -> Job | None:
+        with self._lock:
+            return next((j for j in self.jobs.values() if j.state in ("queued", "running")), None)
+
+    def start(self, kind: str, args: list[str]) -> Job:
+        with self._lock:
+            if kind in DESTRUCTIVE and any(
+                j.kind in DESTRUCTIVE and j.state in ("queued", "running") for j in self.jobs.values()
+            ):
+                raise JobConflict("a restore is already running")
+            job = Job(
+                id=f"job-{uuid.uuid4().hex[:12]}",
+                kind=kind,
+                argv=[sys.executable, "-m", "odoo_rollback.cli", "--config", str(self.config_path), *args, "--json"],
+            )
+            self.jobs[job.id] = job
+        threading.Thread(target=self._run, args=(job,), daemon=True, name=job.id).start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        env = {**os.environ, JOB_ENV_VAR: job.id}
+        job.started_at = utcnow()
+        job.state = "running"
+        try:
+            job.process = subprocess.Popen(job.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout, stderr = job.process.communicate()
+            code = job.process.returncode
+        except OSError as exc:
+            stdout, stderr, code = "", str(exc), -1
+        try:
+            job.result = json.loads(stdout) if stdout.strip() else None
+        except ValueError:
+            job.result = None
+        if code == 0:
+            job.state = "done"
+        else:
+            job.state = "failed"
+            job.error = last_line(stderr).removeprefix("odoo-rollback: error: ") or f"exit status {code}"
+        job.finished_at = utcnow()
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id)

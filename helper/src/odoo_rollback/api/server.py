@@ -1,0 +1,268 @@
+"""``odoo-rollback serve``: the signed HTTP API (stdlib http.server) on a Unix socket or loopback TCP."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import socketserver
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .. import __version__
+from ..config import Config
+from ..db import connect
+from ..errors import ConfigError, RollbackError, SnapshotNotFound
+from ..health import http_check
+from ..journal import Journal
+from ..lost_rows import count_changed_rows
+from ..services import backend_for
+from ..storage import SnapshotStore
+from .jobs import JobConflict, JobRunner
+from .signing import SignatureError, Verifier, read_secret
+
+log = logging.getLogger("odoo_rollback.api")
+MAX_BODY = 64 * 1024
+SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview)$")
+JOB_ROUTE = re.compile(r"^/v1/jobs/([^/]+)$")
+
+
+class ApiError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Api:
+    """The routes, independent of the transport."""
+
+    def __init__(self, cfg: Config, config_path: Path, verifier: Verifier) -> None:
+        self.cfg = cfg
+        self.verifier = verifier
+        self.journal = Journal(cfg.storage.journal_path)
+        self.store = SnapshotStore(cfg.storage)
+        self.jobs = JobRunner(config_path, self.journal)
+
+    def handle(self, method: str, target: str, body: dict[str, Any]) -> tuple[HTTPStatus, Any]:  # noqa: PLR0911, PLR0912 - a router: one branch per route
+        url = urlsplit(target)
+        path, query = url.path, parse_qs(url.query)
+        if method == "GET" and path == "/v1/health":
+            return HTTPStatus.OK, self.health()
+        if method == "GET" and path == "/v1/snapshots":
+            return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
+        if method == "POST" and path == "/v1/snapshots":
+            kind = body.get("kind", "pre_deploy")
+            if kind not in ("pre_deploy", "manual", "drill"):
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown snapshot kind {kind!r}")
+            args = ["snapshot", "--kind", kind, "--label", str(body.get("label", ""))]
+            if body.get("verify"):
+                args.append("--verify")
+            return self.start_job("snapshot", args)
+        if match := SNAPSHOT_ROUTE.match(path):
+            snapshot_id, action = match.groups()
+            snapshot = self.snapshot(snapshot_id)
+            if method == "POST" and action == "verify":
+                return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
+            if method == "GET" and action == "preview":
+                with connect(self.cfg.database) as conn:
+                    lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
+                return HTTPStatus.OK, {
+                    "snapshot": snapshot.id,
+                    "database": self.cfg.database.name,
+                    "lost_rows": lost,
+                    "total": sum(lost.values()),
+                }
+        if method == "POST" and path == "/v1/restores":
+            snapshot = self.snapshot(str(body.get("snapshot", "")))
+            if body.get("confirm_database") != self.cfg.database.name:
+                raise ApiError(HTTPStatus.BAD_REQUEST, "confirm_database does not match the configured database")
+            if snapshot.manifest.database != self.cfg.database.name:
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"snapshot {snapshot.id} is of another database")
+            return self.start_job("restore", ["restore", snapshot.id, "--yes"])
+        if method == "POST" and path == "/v1/drills":
+            args = ["drill"]
+            if body.get("snapshot"):
+                args.append(self.snapshot(str(body["snapshot"])).id)
+            return self.start_job("drill", args)
+        if method == "GET" and (match := JOB_ROUTE.match(path)):
+            job = self.jobs.get(match.group(1))
+            if job is None:
+                raise ApiError(HTTPStatus.NOT_FOUND, f"no job {match.group(1)}")
+            return HTTPStatus.OK, job.as_dict(self.journal)
+        if method == "GET" and path == "/v1/journal":
+            return HTTPStatus.OK, self.journal_since(query)
+        raise ApiError(HTTPStatus.NOT_FOUND, f"no route {method} {path}")
+
+    def snapshot(self, snapshot_id: str) -> Any:
+        try:
+            return self.store.get(snapshot_id)
+        except SnapshotNotFound as exc:
+            raise ApiError(HTTPStatus.NOT_FOUND, str(exc)) from exc
+
+    def start_job(self, kind: str, args: list[str]) -> tuple[HTTPStatus, Any]:
+        try:
+            job = self.jobs.start(kind, args)
+        except JobConflict as exc:
+            raise ApiError(HTTPStatus.CONFLICT, str(exc)) from exc
+        return HTTPStatus.ACCEPTED, {"job": job.as_dict(self.journal)}
+
+    def health(self) -> dict[str, Any]:
+        database_ok = True
+        try:
+            with connect(self.cfg.database):
+                pass
+        except RollbackError:
+            database_ok = False
+        try:
+            services = backend_for(self.cfg.services).status()
+        except RollbackError as exc:
+            services = {"error": str(exc)}
+        http = http_check(self.cfg.health, attempts=1).as_dict() if self.cfg.health.url else None
+        running = self.jobs.running()
+        return {
+            "ok": database_ok and (http is None or http["ok"]),
+            "version": __version__,
+            "database": self.cfg.database.name,
+            "database_reachable": database_ok,
+            "services": services,
+            "http": http,
+            "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
+            "running_job": running.as_dict(self.journal) if running else None,
+        }
+
+    def journal_since(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            since = int(query.get("since", ["0"])[0])
+            limit = min(int(query.get("limit", ["500"])[0]), 5000)
+        except ValueError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "since and limit must be integers") from exc
+        events = self.journal.events(since=since, limit=limit)
+        operations = {}
+        for event in events:
+            if event.operation_id not in operations:
+                operation = self.journal.operation(event.operation_id)
+                if operation:
+                    operations[operation.id] = operation.as_dict()
+        return {
+            "events": [e.as_dict() for e in events],
+            "operations": operations,
+            "next": events[-1].seq if events else since,
+        }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ApiServerMixin  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def address_string(self) -> str:
+        return str(self.client_address[0]) if self.client_address else "unix-socket"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+    def _reply(self, status: HTTPStatus, document: Any) -> None:
+        payload = json.dumps(document, default=str).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "request body too large"})
+            return
+        raw = self.rfile.read(length) if length else b""
+        api = self.server.api
+        try:
+            api.verifier.verify(self.command, self.path, dict(self.headers.items()), raw)
+        except SignatureError as exc:
+            log.warning("refused %s %s: %s", self.command, self.path, exc)
+            self._reply(HTTPStatus.UNAUTHORIZED, {"error": "request refused: bad or missing signature"})
+            return
+        try:
+            body = json.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise ApiError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+            status, document = api.handle(self.command, self.path, body)
+        except ValueError:
+            status, document = HTTPStatus.BAD_REQUEST, {"error": "the body is not valid JSON"}
+        except ApiError as exc:
+            status, document = exc.status, {"error": exc.message}
+        except RollbackError as exc:
+            status, document = HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
+        except Exception as exc:
+            log.exception("error in %s %s", self.command, self.path)
+            status, document = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc}"}
+        self._reply(status, document)
+
+    do_GET = _dispatch
+    do_POST = _dispatch
+
+
+class ApiServerMixin:
+    api: Api
+
+
+class UnixApiServer(ApiServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class TcpApiServer(ApiServerMixin, ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _socket_in_use(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def make_server(
+    cfg: Config, config_path: Path, socket_path: Path | None, host: str | None, port: int | None
+) -> UnixApiServer | TcpApiServer:
+    secret_file = cfg.api.secret_file
+    if secret_file is None:
+        raise ConfigError("api.secret_file is required to serve the API")
+    try:
+        mode = secret_file.stat().st_mode
+        secret = read_secret(secret_file)
+    except OSError as exc:
+        raise ConfigError(f"api.secret_file {secret_file}: {exc.strerror}") from exc
+    if not secret:
+        raise ConfigError(f"api.secret_file {secret_file} is empty")
+    if mode & 0o004:
+        raise ConfigError(f"api.secret_file {secret_file} is readable by everyone: chmod o-r it")
+    api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
+    server: UnixApiServer | TcpApiServer
+    if host:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ConfigError(f"the API listens on loopback only, not on {host}")
+        server = TcpApiServer((host, port or 8765), Handler)
+    else:
+        path = socket_path or cfg.api.socket
+        if path is None:
+            raise ConfigError("give api.socket (or api.host and api.port) to serve the API")
+        if path.exists():
+            if _socket_in_use(path):
+                raise ConfigError(f"another server already answers on {path}")
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        server = UnixApiServer(str(path), Handler)
+        os.chmod(path, 0o660)
+    server.api = api
+    return server

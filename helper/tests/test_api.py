@@ -1,0 +1,192 @@
+"""The API served by a real ``odoo-rollback serve`` on a Unix socket, with signed requests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HelperEnv
+from odoo_rollback.api.client import HelperClient
+from odoo_rollback.api.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+VECTORS = json.loads((Path(__file__).parent / "data" / "signing_vectors.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["path"] for v in VECTORS])
+def test_signing_vectors(vector: dict[str, str]) -> None:
+    body = vector["body"].encode()
+    # Computed independently of the implementation, from the documented message layout.
+    message = "\n".join(
+        [vector["method"], vector["path"], vector["timestamp"], vector["nonce"], hashlib.sha256(body).hexdigest()]
+    ).encode()
+    independent = hmac.new(vector["secret"].encode(), message, hashlib.sha256).hexdigest()
+    assert independent == vector["signature"]
+    assert (
+        sign(vector["secret"].encode(), vector["method"], vector["path"], vector["timestamp"], vector["nonce"], body)
+        == vector["signature"]
+    )
+
+
+class Served:
+    def __init__(self, socket_path: Path, secret: bytes, process: subprocess.Popen[str], log: Path) -> None:
+        self.socket_path = socket_path
+        self.client = HelperClient(f"unix:{socket_path}", secret)
+        self.process = process
+        self.log = log
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, job = self.client.request("GET", f"/v1/jobs/{job_id}")
+            assert status == 200
+            if job["state"] in ("done", "failed"):
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture
+def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
+    secret_file = tmp_path / "api-secret"
+    secret_file.write_text("a-long-random-secret\n")
+    secret_file.chmod(0o640)
+    socket_path = tmp_path / "api.sock"
+    helper_env.write(api={"socket": str(socket_path), "secret_file": str(secret_file), "max_clock_skew": 60})
+    log = tmp_path / "serve.log"
+    with log.open("w") as log_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), "serve"],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    deadline = time.monotonic() + 20
+    while not socket_path.exists():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(socket_path, b"a-long-random-secret", process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_socket_is_not_world_accessible(served: Served) -> None:
+    assert os.stat(served.socket_path).st_mode & 0o007 == 0
+
+
+def test_health(served: Served, helper_env: HelperEnv) -> None:
+    status, health = served.client.request("GET", "/v1/health")
+    assert status == 200
+    assert health["ok"] is True and health["database"] == helper_env.db.name
+    assert health["running_job"] is None
+
+
+def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: Served) -> None:
+    assert HelperClient(f"unix:{served.socket_path}", b"wrong").request("GET", "/v1/health")[0] == 401
+    assert served.client.request("GET", "/v1/health", headers={SIGNATURE_HEADER: ""})[0] == 401
+    # A request signed ten minutes ago.
+    stale = str(int(time.time()) - 600)
+    nonce = "ab" * 16
+    headers = {
+        TIMESTAMP_HEADER: stale,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: sign(b"a-long-random-secret", "GET", "/v1/health", stale, nonce, b""),
+    }
+    assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
+    # The same signed request twice: the second is a replay.
+    now = str(int(time.time()))
+    headers = {
+        TIMESTAMP_HEADER: now,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: sign(b"a-long-random-secret", "GET", "/v1/health", now, nonce, b""),
+    }
+    assert served.client.request("GET", "/v1/health", headers=headers)[0] == 200
+    assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
+    # A signature over another body does not carry over.
+    body_headers = {
+        TIMESTAMP_HEADER: now,
+        NONCE_HEADER: "cd" * 16,
+        SIGNATURE_HEADER: sign(b"a-long-random-secret", "POST", "/v1/drills", now, "cd" * 16, b"{}"),
+    }
+    assert served.client.request("POST", "/v1/drills", {"snapshot": "x"}, headers=body_headers)[0] == 401
+    assert served.log.read_text().count("refused") >= 5
+
+
+def test_snapshot_job_then_journal_and_preview(served: Served, helper_env: HelperEnv) -> None:
+    status, reply = served.client.request(
+        "POST", "/v1/snapshots", {"kind": "pre_deploy", "label": "api", "verify": True}
+    )
+    assert status == 202 and reply["job"]["state"] in ("queued", "running")
+
+    job = served.wait_job(reply["job"]["id"])
+
+    assert job["state"] == "done", job
+    assert job["result"]["kind"] == "pre_deploy" and job["result"]["verify"]["ok"] is True
+    assert job["operation_id"] and [s["status"] for s in job["steps"]][-1] == "done"
+    status, listed = served.client.request("GET", "/v1/snapshots")
+    assert [s["id"] for s in listed["snapshots"]] == [job["result"]["id"]]
+
+    helper_env.db.execute("INSERT INTO res_partner (name) VALUES ('late')")
+    status, preview = served.client.request("GET", f"/v1/snapshots/{job['result']['id']}/preview")
+    assert status == 200 and preview["lost_rows"]["res_partner"] == 1 and preview["total"] == 1
+
+    status, page = served.client.request("GET", "/v1/journal?since=0&limit=2")
+    assert status == 200 and len(page["events"]) == 2
+    status, rest = served.client.request("GET", f"/v1/journal?since={page['next']}")
+    kinds = {op["kind"] for op in {**page["operations"], **rest["operations"]}.values()}
+    assert kinds == {"snapshot", "verify"}
+    assert rest["events"][0]["seq"] == page["next"] + 1
+
+
+def test_bad_requests(served: Served, helper_env: HelperEnv) -> None:
+    assert served.client.request("GET", "/v1/snapshots/20990101T000000Z-manual-abcdef/preview")[0] == 404
+    assert served.client.request("GET", "/v1/jobs/job-unknown")[0] == 404
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    status, reply = served.client.request("POST", "/v1/restores", {"snapshot": snap["id"], "confirm_database": "prod"})
+    assert status == 400 and "confirm_database" in reply["error"]
+    status, reply = served.client.request("POST", "/v1/snapshots/nope/verify", {})
+    assert status == 404
+
+
+def test_a_second_restore_while_one_runs_is_refused(served: Served, helper_env: HelperEnv) -> None:
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    body = {"snapshot": snap["id"], "confirm_database": helper_env.db.name}
+    status, first = served.client.request("POST", "/v1/restores", body)
+    assert status == 202
+    # Freeze the first restore's process so that it is certainly still running.
+    job_pid = None
+    deadline = time.monotonic() + 10
+    while job_pid is None and time.monotonic() < deadline:
+        out = subprocess.run(
+            ["pgrep", "-f", f"restore {snap['id']} --yes"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        job_pid = int(out[0]) if out else None
+    assert job_pid, "the restore job did not start"
+    os.kill(job_pid, signal.SIGSTOP)
+    try:
+        status, second = served.client.request("POST", "/v1/restores", body)
+        assert status == 409 and "already running" in second["error"]
+    finally:
+        os.kill(job_pid, signal.SIGCONT)
+    assert served.wait_job(first["job"]["id"])["state"] == "done"
+
+
+def test_serve_refuses_a_world_readable_secret(helper_env: HelperEnv, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("x")
+    secret_file.chmod(0o644)
+    helper_env.write(api={"socket": str(tmp_path / "s.sock"), "secret_file": str(secret_file)})
+    result = helper_env.run("serve", timeout=30)
+    assert result.returncode == 2 and "readable by everyone" in result.stderr
