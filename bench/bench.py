@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg2
 from build_db import build
 
 DB = "rbbench"
@@ -31,6 +32,16 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, st
     if result.returncode != 0:
         sys.exit(f"{args[0]} failed: {result.stderr.strip()[-500:]}")
     return time.monotonic() - started, result.stdout
+
+
+def database_size(name: str, conninfo: dict[str, str]) -> str:
+    conn = psycopg2.connect(dbname="postgres", **conninfo)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_size_pretty(pg_database_size(%s))", (name,))
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def main() -> None:
