@@ -118,15 +118,17 @@ def main() -> None:
     finally:
         for name in (DB, f"{DB}_raw"):
             subprocess.run(["dropdb", "--force", "--if-exists", name], env=env, capture_output=True, check=False)
-        kept = subprocess.run(
-            ["psql", "-XtAc", f"SELECT datname FROM pg_database WHERE datname LIKE '{DB}__%'", "-d", "postgres"],
+        # The restore keeps the replaced database as rbbench__failed_<time>: drop it too.
+        names = subprocess.run(
+            ["psql", "-XtAc", "SELECT datname FROM pg_database", "-d", "postgres"],
             env=env,
             capture_output=True,
             text=True,
             check=False,
         ).stdout.split()
-        for name in kept:
-            subprocess.run(["dropdb", "--force", name], env=env, capture_output=True, check=False)
+        for name in names:
+            if name.startswith(f"{DB}__"):
+                subprocess.run(["dropdb", "--force", name], env=env, capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
