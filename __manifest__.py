@@ -14,5 +14,12 @@
     "external_dependencies": {"python": []},
     "data": [
         "security/deployment_rollback_security.xml",
+        "security/ir.model.access.csv",
+        "views/deployment_snapshot_views.xml",
+        "views/deployment_operation_views.xml",
+        "views/res_config_settings_views.xml",
+        "wizards/deployment_snapshot_compare.xml",
+        "views/deployment_rollback_menus.xml",
+        "data/ir_cron_data.xml",
     ],
 }

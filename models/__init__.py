@@ -1,0 +1,8 @@
+from . import (
+    deployment_operation,
+    deployment_snapshot,
+    deployment_snapshot_count,
+    deployment_snapshot_module,
+    helper_client,
+    res_config_settings,
+)

@@ -1,1 +1,1 @@
-from . import test_install
+from . import test_deployment_snapshot, test_helper_integration, test_install

@@ -57,5 +57,5 @@ class Manifest:
             "verified_at": self.verified_at,
             "verified_deep": self.verified_deep,
             "code_revision": self.code_revision,
-            "modules": len(self.modules),
+            "modules": self.modules,
         }

@@ -107,7 +107,12 @@ class JobRunner:
             job.state = "done"
         else:
             job.state = "failed"
-            job.error = last_line(stderr).removeprefix("odoo-rollback: error: ") or f"exit status {code}"
+            problems = job.result.get("problems") if isinstance(job.result, dict) else None
+            job.error = (
+                last_line(stderr).removeprefix("odoo-rollback: error: ")
+                or "; ".join(problems or [])
+                or f"exit status {code}"
+            )
         job.finished_at = utcnow()
 
     def get(self, job_id: str) -> Job | None:

@@ -1,0 +1,310 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from datetime import datetime, timezone
+
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
+
+# Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
+# carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
+HELPER_SYNC = "_deployment_rollback_helper_sync"
+_HELPER_SYNC_TOKEN = object()
+
+
+def parse_helper_time(value):
+    """The helper's ISO 8601 UTC time as Odoo's naive UTC datetime."""
+    if not value:
+        return False
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.replace(microsecond=0)
+
+
+class HelperMirrorMixin(models.AbstractModel):
+    """Records that mirror the helper: their fields are written through the privileged path only."""
+
+    _name = "deployment.helper.mirror.mixin"
+    _description = "Deployment Rollback Helper Mirror"
+    _protected_fields = []
+
+    def _check_protected(self, vals):
+        if self.env.context.get(HELPER_SYNC) is _HELPER_SYNC_TOKEN or self.env.su:
+            return
+        touched = set(vals) & set(self._protected_fields)
+        if touched:
+            raise AccessError(
+                _(
+                    "These fields mirror the rollback helper and cannot be changed by hand: %s",
+                    ", ".join(sorted(touched)),
+                )
+            )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            self._check_protected(vals)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._check_protected(vals)
+        return super().write(vals)
+
+    def _helper_sync(self):
+        return self.sudo().with_context(**{HELPER_SYNC: _HELPER_SYNC_TOKEN})
+
+
+class DeploymentSnapshot(models.Model):
+    _name = "deployment.snapshot"
+    _inherit = ["deployment.helper.mirror.mixin", "mail.thread", "mail.activity.mixin"]
+    _description = "Deployment Snapshot"
+    _order = "create_date desc, id desc"
+    _rec_name = "display_label"
+    _protected_fields = [
+        "helper_id",
+        "kind",
+        "state",
+        "taken_at",
+        "finished_at",
+        "verified_at",
+        "requested_by_id",
+        "database",
+        "size",
+        "code_revision",
+        "helper_job_id",
+        "job_error",
+        "count_ids",
+        "module_ids",
+        "path",
+    ]
+
+    helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
+    kind = fields.Selection(
+        [("pre_deploy", "Pre-deploy"), ("manual", "Manual"), ("drill", "Drill")],
+        required=True,
+        default="pre_deploy",
+        readonly=True,
+    )
+    label = fields.Char(help="Why the snapshot was taken.")
+    display_label = fields.Char(compute="_compute_display_label")
+    state = fields.Selection(
+        [
+            ("capturing", "Capturing"),
+            ("done", "Done"),
+            ("verified", "Verified"),
+            ("failed", "Failed"),
+        ],
+        default="capturing",
+        required=True,
+        readonly=True,
+        tracking=True,
+    )
+    taken_at = fields.Datetime(readonly=True)
+    finished_at = fields.Datetime(readonly=True)
+    verified_at = fields.Datetime(readonly=True)
+    requested_by_id = fields.Many2one("res.users", readonly=True)
+    database = fields.Char(readonly=True)
+    size = fields.Integer(string="Size (bytes)", readonly=True)
+    size_human = fields.Char(string="Size", compute="_compute_size_human")
+    code_revision = fields.Char(readonly=True)
+    path = fields.Char(string="Stored At", readonly=True)
+    helper_job_id = fields.Char(readonly=True, copy=False)
+    job_error = fields.Text(readonly=True)
+    count_ids = fields.One2many("deployment.snapshot.count", "snapshot_id", string="Record Counts", readonly=True)
+    module_ids = fields.One2many("deployment.snapshot.module", "snapshot_id", string="Modules", readonly=True)
+    age_hours = fields.Float(compute="_compute_age")
+    age_display = fields.Char(string="Age", compute="_compute_age")
+
+    _sql_constraints = [
+        ("helper_id_unique", "unique(helper_id)", "A helper snapshot is mirrored once."),
+    ]
+
+    @api.depends("helper_id", "label", "kind")
+    def _compute_display_label(self):
+        kinds = dict(self._fields["kind"].selection)
+        for record in self:
+            name = record.label or kinds.get(record.kind)
+            record.display_label = f"{name} ({record.helper_id})" if record.helper_id else name
+
+    @api.depends("size")
+    def _compute_size_human(self):
+        for record in self:
+            size = float(record.size or 0)
+            unit = "B"
+            for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+                if size < 1024 or unit == "TiB":
+                    break
+                size /= 1024
+            record.size_human = f"{size:.1f} {unit}" if record.size else ""
+
+    @api.depends("taken_at")
+    def _compute_age(self):
+        now = fields.Datetime.now()
+        for record in self:
+            if not record.taken_at:
+                record.age_hours = 0.0
+                record.age_display = ""
+                continue
+            hours = (now - record.taken_at).total_seconds() / 3600
+            record.age_hours = hours
+            if hours < 1:
+                record.age_display = _("%d minutes", int(hours * 60))
+            elif hours < 48:
+                record.age_display = _("%d hours", int(hours))
+            else:
+                record.age_display = _("%d days", int(hours / 24))
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _check_manager(self):
+        if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
+            raise AccessError(_("Only Deployment Rollback managers can do this."))
+
+    @api.model
+    def action_capture(self, kind="pre_deploy", label=""):
+        """Ask the helper for a snapshot and open its record, filled in when the job ends."""
+        self._check_manager()
+        reply = self.env["deployment.rollback.helper"]._request(
+            "POST",
+            "/v1/snapshots",
+            {
+                "kind": kind,
+                "label": label or "",
+                "verify": True,
+                "requested_by": self.env.user.login,
+            },
+        )
+        snapshot = self._helper_sync().create(
+            {
+                "kind": kind,
+                "label": label,
+                "state": "capturing",
+                "helper_job_id": reply["job"]["id"],
+                "requested_by_id": self.env.uid,
+                "database": self.env.cr.dbname,
+                "taken_at": fields.Datetime.now(),
+            }
+        )
+        return snapshot._open_action()
+
+    def _open_action(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
+    def action_refresh(self):
+        """Pull the helper job's status into the records still capturing."""
+        helper = self.env["deployment.rollback.helper"]
+        for record in self.filtered(lambda r: r.state == "capturing" and r.helper_job_id):
+            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
+            if job["state"] == "done" and job.get("result"):
+                record._helper_sync()._apply_summary(job["result"])
+            elif job["state"] == "failed":
+                record._helper_sync().write(
+                    {
+                        "state": "failed",
+                        "job_error": job.get("error") or _("the helper's job failed"),
+                        "finished_at": fields.Datetime.now(),
+                    }
+                )
+                record.message_post(body=_("Snapshot failed: %s", job.get("error") or ""))
+        return True
+
+    def action_verify(self):
+        self._check_manager()
+        helper = self.env["deployment.rollback.helper"]
+        for record in self:
+            if not record.helper_id:
+                raise UserError(_("This snapshot is not complete yet."))
+            helper._request("POST", f"/v1/snapshots/{record.helper_id}/verify", {})
+            record.message_post(body=_("Verification requested from the helper."))
+        return True
+
+    def action_compare_live(self):
+        self.ensure_one()
+        wizard = self.env["deployment.snapshot.compare"].create({"snapshot_id": self.id})
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": wizard._name,
+            "res_id": wizard.id,
+            "view_mode": "form",
+            "target": "new",
+        }
+
+    # -- the helper's mirror ----------------------------------------------------------------------
+    def _apply_summary(self, summary):
+        """Fill the record from the helper's snapshot summary (the `snapshot --json` object)."""
+        self.ensure_one()
+        if summary.get("database") and summary["database"] != self.env.cr.dbname:
+            self.write(
+                {
+                    "state": "failed",
+                    "job_error": _(
+                        "The helper snapshotted database %(other)s, not %(this)s: check the helper's [database] name.",
+                        other=summary["database"],
+                        this=self.env.cr.dbname,
+                    ),
+                }
+            )
+            return
+        models_by_table = self.env["deployment.snapshot.count"]._models_by_table()
+        verified_at = parse_helper_time(summary.get("verified_at"))
+        vals = {
+            "helper_id": summary["id"],
+            "kind": summary.get("kind") or self.kind,
+            "label": self.label or summary.get("label"),
+            "state": "verified" if verified_at else "done",
+            "taken_at": parse_helper_time(summary.get("created_at")),
+            "finished_at": fields.Datetime.now(),
+            "verified_at": verified_at,
+            "database": summary.get("database"),
+            "size": summary.get("size") or 0,
+            "code_revision": summary.get("code_revision"),
+            "path": summary.get("path"),
+            "count_ids": [(5, 0, 0)]
+            + [
+                (
+                    0,
+                    0,
+                    {
+                        "table_name": table,
+                        "model": models_by_table.get(table, False),
+                        "count": count or 0,
+                        "absent": count is None,
+                    },
+                )
+                for table, count in sorted((summary.get("counts") or {}).items())
+            ],
+        }
+        modules = summary.get("modules")
+        if isinstance(modules, dict):
+            vals["module_ids"] = [(5, 0, 0)] + [
+                (0, 0, {"name": name, "version": version}) for name, version in sorted(modules.items())
+            ]
+        self.write(vals)
+
+    @api.model
+    def _mirror(self, summary):
+        """Create or update the record of a helper snapshot, by its helper id (idempotent)."""
+        record = self.sudo().search([("helper_id", "=", summary["id"])], limit=1)
+        if not record:
+            record = self._helper_sync().create({"kind": summary.get("kind") or "manual", "state": "capturing"})
+        record._helper_sync()._apply_summary(summary)
+        return self.browse(record.id)
+
+    @api.model
+    def _cron_refresh(self):
+        self.sudo().search([("state", "=", "capturing")]).action_refresh()
+        self.env["deployment.operation"]._import_journal()
+
+    @api.model
+    def _newest_verified_pre_deploy(self):
+        return self.search(
+            [("kind", "=", "pre_deploy"), ("state", "=", "verified")],
+            order="taken_at desc",
+            limit=1,
+        )

@@ -1,0 +1,26 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import api, fields, models
+
+
+class DeploymentSnapshotCount(models.Model):
+    _name = "deployment.snapshot.count"
+    _description = "Deployment Snapshot Record Count"
+    _order = "table_name"
+
+    snapshot_id = fields.Many2one("deployment.snapshot", required=True, ondelete="cascade", index=True)
+    table_name = fields.Char(string="Table", required=True)
+    model = fields.Char()
+    count = fields.Integer()
+    absent = fields.Boolean(help="The table did not exist when the snapshot was taken.")
+
+    @api.model
+    def _models_by_table(self):
+        """{table: model name} of the installed models, tracked ones first."""
+        tracked = self.env["res.config.settings"]._tracked_models()
+        mapping = {}
+        for name in tracked + sorted(self.env.registry.models):
+            model = self.env.registry.models.get(name)
+            if model is not None and not model._abstract and model._auto:
+                mapping.setdefault(model._table, name)
+        return mapping

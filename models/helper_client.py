@@ -1,0 +1,146 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The client of the privileged helper's API (odoo-rollback serve).
+
+Every request is signed with HMAC-SHA256 (the helper's README gives the message layout, and
+helper/tests/data/signing_vectors.json the test vectors both sides check). The secret is read from the
+file named by the ``deployment_rollback_secret_file`` option of odoo.conf: it is never stored in the
+database. Every failure becomes a UserError that says what to do, never a traceback.
+"""
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import secrets
+import socket
+import time
+
+from odoo import _, api, models
+from odoo.exceptions import UserError
+from odoo.tools import config
+
+_logger = logging.getLogger(__name__)
+
+ADDRESS_PARAM = "deployment_rollback.helper_address"
+DEFAULT_ADDRESS = "unix:/run/odoo-rollback/api.sock"
+SECRET_OPTION = "deployment_rollback_secret_file"  # noqa: S105 - the option naming the file
+TIMEOUT = 30
+
+
+def sign(secret, method, path, timestamp, nonce, body):
+    """Hex HMAC-SHA256 of the canonical message; the helper computes the same."""
+    message = "\n".join([method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()]).encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class DeploymentRollbackHelper(models.AbstractModel):
+    _name = "deployment.rollback.helper"
+    _description = "Deployment Rollback Helper Client"
+
+    @api.model
+    def _address(self):
+        return self.env["ir.config_parameter"].sudo().get_param(ADDRESS_PARAM) or DEFAULT_ADDRESS
+
+    @api.model
+    def _secret(self):
+        path = config.get(SECRET_OPTION)
+        if not path:
+            raise UserError(
+                _(
+                    "The helper's shared secret is not configured: set %(option)s "
+                    "in the Odoo configuration file to the helper's secret file.",
+                    option=SECRET_OPTION,
+                )
+            )
+        try:
+            with open(path, encoding="utf-8") as handle:
+                secret = handle.read().strip()
+        except OSError as exc:
+            raise UserError(
+                _(
+                    "Cannot read the helper's secret file %(path)s: %(error)s",
+                    path=path,
+                    error=exc.strerror,
+                )
+            ) from exc
+        if not secret:
+            raise UserError(_("The helper's secret file %s is empty.", path))
+        return secret.encode()
+
+    @api.model
+    def _connection(self, address):
+        if address.startswith("unix:"):
+            return _UnixConnection(address[len("unix:") :], TIMEOUT)
+        if address.startswith("http://"):
+            host, _sep, port = address[len("http://") :].rstrip("/").partition(":")
+            return http.client.HTTPConnection(host, int(port or 80), timeout=TIMEOUT)
+        raise UserError(
+            _(
+                "The helper address %s is not valid: use unix:/path/to/socket or http://127.0.0.1:PORT.",
+                address,
+            )
+        )
+
+    @api.model
+    def _request(self, method, path, body=None):
+        """Send a signed request; return the decoded JSON answer of a 2xx reply."""
+        address = self._address()
+        payload = json.dumps(body).encode() if body is not None else b""
+        timestamp = str(int(time.time()))
+        nonce = secrets.token_hex(16)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Rollback-Timestamp": timestamp,
+            "X-Rollback-Nonce": nonce,
+            "X-Rollback-Signature": sign(self._secret(), method, path, timestamp, nonce, payload),
+        }
+        conn = self._connection(address)
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            _logger.warning("helper at %s unreachable: %s", address, exc)
+            raise UserError(
+                _(
+                    "The rollback helper at %(address)s cannot be reached (%(error)s). Is odoo-rollback serve running?",
+                    address=address,
+                    error=exc,
+                )
+            ) from exc
+        finally:
+            conn.close()
+        try:
+            document = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise UserError(_("The rollback helper sent an answer that is not JSON.")) from exc
+        if response.status == 401:
+            raise UserError(
+                _(
+                    "The rollback helper refused the request: the shared secret "
+                    "does not match the helper's, or the clocks differ."
+                )
+            )
+        if response.status >= 400:
+            raise UserError(
+                _(
+                    "The rollback helper refused the request (%(status)s): %(error)s",
+                    status=response.status,
+                    error=document.get("error", raw[:200]),
+                )
+            )
+        return document

@@ -1,0 +1,1 @@
+from . import deployment_snapshot_compare
