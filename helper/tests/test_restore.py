@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import HelperEnv, database_counts, list_databases
 
 SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
@@ -169,3 +172,36 @@ def test_drill_restores_into_a_scratch_database_and_records_it(
     assert database_counts(helper_env.db.name) == CHANGED_COUNTS
     operations = helper_env.run_json("journal")["operations"]
     assert operations[0]["kind"] == "drill" and operations[0]["data"]["result"]["ok"] is True
+
+
+def test_disk_full_mid_restore_leaves_the_live_side_untouched(helper_env: HelperEnv, tmp_path: Path) -> None:
+    # A filesystem with room in bytes but few inodes: the preflight's free-space check passes, and
+    # unpacking the snapshot's filestore beside the live one runs out of space half-way.
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,nr_inodes=100", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        live_filestore = mount / "filestore"
+        shutil.copytree(helper_env.filestore, live_filestore)
+        helper_env.write(filestore={"path": str(live_filestore)})
+        snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+        helper_env.db.execute("INSERT INTO res_partner (name) VALUES ('after')")
+
+        result = helper_env.run("restore", snap["id"], "--yes")
+
+        assert result.returncode == 4 and "No space left on device" in result.stderr
+        assert "not touched" in result.stderr
+        assert database_counts(helper_env.db.name) == {"account_move": 200, "res_partner": 51}
+        assert list_databases(helper_env.db.name) == [helper_env.db.name]
+        assert sorted(p.name for p in mount.iterdir()) == ["filestore"]
+        events = helper_env.run_json("journal")["events"]
+        assert any(e["step"] == "staging" and e["status"] == "failed" for e in events)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -13,6 +13,20 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def error_line(text: str) -> str:
+    """The line of a program's stderr that says what went wrong.
+
+    tar and pg_restore print the cause first and a summary ("Exiting with failure status...", "errors
+    ignored on restore") last, so the first line naming an error wins over the last line.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    causes = [line for line in lines if "exiting with failure status" not in line.lower()]
+    return next(
+        (line for line in causes if "error" in line.lower() or "cannot" in line.lower()),
+        causes[-1] if causes else last_line(text),
+    )
+
+
 def run(
     args: Sequence[str], env: Mapping[str, str] | None = None, what: str | None = None, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -26,6 +40,6 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise OperationFailed(f"{what or args[0]} did not finish within {timeout} s") from exc
     if result.returncode != 0:
-        detail = last_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
+        detail = error_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
         raise OperationFailed(f"{what or args[0]} failed: {detail}")
     return result
