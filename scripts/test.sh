@@ -16,6 +16,9 @@ set +a
 export PATH="$venv/bin:$PATH"
 status=0
 
+echo "==> lint (ruff, pylint-odoo)"
+(cd "$repo" && pre-commit run --all-files) || status=1
+
 echo "==> helper tests"
 (cd "$repo/helper" && pytest -p no:odoo -p no:cacheprovider "$@" tests) || status=1
 
