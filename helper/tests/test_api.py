@@ -126,7 +126,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
 
 def test_snapshot_job_then_journal_and_preview(served: Served, helper_env: HelperEnv) -> None:
     status, reply = served.client.request(
-        "POST", "/v1/snapshots", {"kind": "pre_deploy", "label": "api", "verify": True}
+        "POST", "/v1/snapshots", {"kind": "pre_deploy", "label": "--yes $(reboot)", "verify": True}
     )
     assert status == 202 and reply["job"]["state"] in ("queued", "running")
 
@@ -134,6 +134,7 @@ def test_snapshot_job_then_journal_and_preview(served: Served, helper_env: Helpe
 
     assert job["state"] == "done", job
     assert job["result"]["kind"] == "pre_deploy" and job["result"]["verify"]["ok"] is True
+    assert job["result"]["label"] == "--yes $(reboot)"  # an argument, never an option or a shell word
     assert job["operation_id"] and [s["status"] for s in job["steps"]][-1] == "done"
     status, listed = served.client.request("GET", "/v1/snapshots")
     assert [s["id"] for s in listed["snapshots"]] == [job["result"]["id"]]

@@ -62,7 +62,8 @@ class Api:
             kind = body.get("kind", "pre_deploy")
             if kind not in ("pre_deploy", "manual", "drill"):
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown snapshot kind {kind!r}")
-            args = ["snapshot", "--kind", kind, "--label", str(body.get("label", ""))]
+            # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
+            args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
             if body.get("verify"):
                 args.append("--verify")
             return self.start_job("snapshot", args)
