@@ -20,11 +20,18 @@ from .process import run
 DUMP_COMPRESSION = "1"
 
 
-def dump_database(db_cfg: DatabaseConfig, dbname: str, target_path: Path, jobs: int) -> None:
-    """Dump *dbname* into the directory *target_path* (which must not exist)."""
+def dump_database(
+    db_cfg: DatabaseConfig, dbname: str, target_path: Path, jobs: int, snapshot: str | None = None
+) -> None:
+    """Dump *dbname* into the directory *target_path* (which must not exist).
+
+    *snapshot* is an exported snapshot (pg_export_snapshot()): the dump then sees exactly what the
+    exporting transaction sees, so counts read there describe the dump.
+    """
     run(
         [
             "pg_dump",
+            *([f"--snapshot={snapshot}"] if snapshot else []),
             "--format=directory",
             f"--jobs={jobs}",
             f"--compress={DUMP_COMPRESSION}",

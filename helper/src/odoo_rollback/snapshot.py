@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .checksums import describe_files
+from .checksums import describe_files, sha256_file
 from .config import Config
-from .counts import exact_counts
+from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
 from .errors import StorageError
@@ -28,6 +28,11 @@ def code_revision(path: Path | None) -> str | None:
         return None
     result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def archive_and_describe(src: Path, target: Path) -> dict[str, object]:
+    archive_filestore(src, target)
+    return {"size": target.stat().st_size, "sha256": sha256_file(target)}
 
 
 def check_free_space(cfg: Config, expected: int) -> None:
@@ -58,26 +63,40 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     partial = store.partial_path(snapshot_id)
     try:
         partial.mkdir()
-        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        journal.event(op, "metadata", "start")
-        with connect(cfg.database) as conn:
+        journal.event(op, "dump", "start")
+        with connect(cfg.database, autocommit=False) as conn, ThreadPoolExecutor(max_workers=2) as pool:
+            # One exported snapshot for everything: pg_dump sees exactly what this transaction
+            # sees, so the counts and module versions recorded here describe the dump, even while
+            # Odoo keeps writing. They are read while pg_dump and tar run.
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                exported = cur.fetchone()[0]
+            # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
+            # tar on the disk.
+            tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
+            dump_future = pool.submit(
+                dump_database,
+                cfg.database,
+                cfg.database.name,
+                partial / DUMP_NAME,
+                cfg.storage.effective_jobs,
+                exported,
+            )
+            journal.event(op, "metadata", "start")
             modules = installed_modules(conn)
             version = server_version(conn)
-            counts = exact_counts(conn, cfg.counts.tables)
-        journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
-
-        # The dump and the filestore archive run side by side: pg_dump waits on the server most of
-        # the time, tar on the disk.
-        journal.event(op, "dump", "start")
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            tar_future = pool.submit(archive_filestore, cfg.filestore.path, partial / FILESTORE_NAME)
+            counts = counts_in_transaction(conn, cfg.counts.tables)
+            journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
             with watch_bytes(show_progress, "dump", partial, expected):
-                dump_database(cfg.database, cfg.database.name, partial / DUMP_NAME, cfg.storage.effective_jobs)
-            tar_future.result()
+                dump_future.result()
+            files = {FILESTORE_NAME: tar_future.result()}
+            conn.rollback()
         journal.event(op, "dump", "done")
 
         journal.event(op, "checksums", "start")
-        files = describe_files(partial)
+        files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
         journal.event(op, "checksums", "done", data={"files": len(files)})
         manifest = Manifest(
             id=snapshot_id,
