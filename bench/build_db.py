@@ -59,7 +59,6 @@ CREATE INDEX ON account_move_line (move_id);
 CREATE INDEX ON account_move_line (partner_id);
 CREATE INDEX ON account_move_line (account_id, date);
 CREATE INDEX ON einvoice_document (move_id);
-ANALYZE;
 """
 
 
@@ -75,6 +74,10 @@ def build(dbname: str, filestore: Path, scale: float, conninfo: dict[str, str]) 
         cur.execute(SCHEMA)
         sizes = {"partners": int(150_000 * scale), "moves": int(800_000 * scale), "lines": int(2_400_000 * scale)}
         cur.execute(FILL, sizes)
+    # As autovacuum keeps a production database: statistics and the visibility map up to date.
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE)")
     conn.close()
     files = int(3000 * max(scale, 0.1))
     for i in range(files):
