@@ -32,14 +32,17 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
 stamp="$venv/.requirements-stamp"
-wanted=$(cat "$odoo_src/requirements.txt" "$repo/helper/pyproject.toml" "$repo/requirements-dev.txt" | sha256sum | cut -c1-16)
+wanted=$(cat "$0" "$odoo_src/requirements.txt" "$repo/helper/pyproject.toml" "$repo/requirements-dev.txt" | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     say "installing Odoo's requirements, the helper and the test tools"
     "${pip[@]}" install --upgrade pip 'setuptools<70' wheel
-    # python-ldap needs the LDAP headers and only auth_ldap uses it.
-    grep -v -i '^python-ldap' "$odoo_src/requirements.txt" >"$venv/odoo-requirements.txt"
-    "${pip[@]}" install -r "$venv/odoo-requirements.txt"
-    "${pip[@]}" install -e "$repo/helper[test]" -r "$repo/requirements-dev.txt"
+    # python-ldap needs the LDAP headers and only auth_ldap uses it. Odoo pins requests 2.25.1, older
+    # than the Docker SDK needs (>= 2.26); Odoo 16 itself runs on newer ones (its Python 3.12 line pins
+    # 2.31), so the pin becomes a range.
+    sed -E -e '/^python-ldap/Id' -e 's/^requests==2\.25\.1/requests>=2.26,<2.33/' \
+        "$odoo_src/requirements.txt" >"$venv/odoo-requirements.txt"
+    # One resolver run for everything, so that no later step downgrades what an earlier one needed.
+    "${pip[@]}" install -r "$venv/odoo-requirements.txt" -e "$repo/helper[test]" -r "$repo/requirements-dev.txt"
     echo "$wanted" >"$stamp"
 else
     say "requirements already installed"
@@ -60,7 +63,7 @@ as_postgres() {
 }
 ensure_role() { # name password attributes
     local exists
-    exists=$(as_postgres psql -h "$pg_host" -p "$pg_port" -d postgres -tAc \
+    exists=$(as_postgres psql -p "$pg_port" -d postgres -tAc \
         "SELECT 1 FROM pg_roles WHERE rolname = '$1'" 2>/dev/null || true)
     if [ "$exists" != 1 ]; then
         say "creating PostgreSQL role $1"

@@ -102,16 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="loopback address to listen on instead of a socket")
     p.add_argument("--port", type=int)
 
-    command("health", "checks:health", "check services, HTTP, database and free disk")
-    command("smoke", "checks:smoke", "the functional checks of the runbook, without a browser")
-
-    p = command("deploy", "deploy:deploy", "deploy a revision with a snapshot first and automatic rollback")
-    p.add_argument("--to", required=True, metavar="REVISION")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--modules", help="comma-separated modules to update")
-    group.add_argument("--changed", action="store_true", help="update only the modules whose files changed")
-    p.add_argument("--no-auto-rollback", action="store_true")
-    p.add_argument("--yes", action="store_true")
+    command("health", "checks:health", "check services, HTTP, database and free disk (exit 1 when unhealthy)")
     return parser
 
 

@@ -1,0 +1,56 @@
+"""health: is the deployment up? Usable as a Docker health check and from monitoring."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from typing import Any
+
+from ..config import Config
+from ..db import connect
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, RollbackError
+from ..health import http_check
+from ..output import Output, table
+from ..services import backend_for
+
+
+def health_report(cfg: Config) -> dict[str, Any]:
+    checks: list[dict[str, Any]] = []
+    try:
+        with connect(cfg.database) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        checks.append({"name": "database", "ok": True, "detail": cfg.database.name})
+    except RollbackError as exc:
+        checks.append({"name": "database", "ok": False, "detail": str(exc)})
+    try:
+        states = backend_for(cfg.services).status()
+        for service, state in states.items():
+            checks.append({"name": f"service {service}", "ok": state in ("running", "active"), "detail": state})
+    except RollbackError as exc:
+        checks.append({"name": "services", "ok": False, "detail": str(exc)})
+    if cfg.health.url:
+        result = http_check(cfg.health, attempts=1)
+        slow = result.ok and result.seconds > cfg.health.max_response_seconds
+        checks.append(
+            {
+                "name": "http",
+                "ok": result.ok and not slow,
+                "detail": f"{result.url}: {result.status or result.error} in {result.seconds:.2f} s"
+                + (f" (over {cfg.health.max_response_seconds} s)" if slow else ""),
+            }
+        )
+    storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
+    free = shutil.disk_usage(storage).free if storage.exists() else 0
+    checks.append({"name": "storage", "ok": free > 0, "detail": f"{free // 2**20} MiB free in {storage}"})
+    return {"ok": all(c["ok"] for c in checks), "checks": checks}
+
+
+def health(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    report = health_report(cfg)
+
+    def human(doc: dict[str, Any]) -> str:
+        rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
+        return table(["check", "state", "detail"], rows) + ("\nhealthy" if doc["ok"] else "\nUNHEALTHY")
+
+    out.emit(report, human)
+    return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
