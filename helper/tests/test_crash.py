@@ -77,3 +77,36 @@ def test_kill_at_every_step_then_resume(
         assert (helper_env.filestore / "ff" / "new-attachment").exists()
     assert helper_env.run_json("resume") == []
     assert not [p for p in helper_env.filestore.parent.iterdir() if "__restore_" in p.name]
+
+
+def test_resume_after_the_swap_swaps_back_when_the_health_check_fails(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    helper_env.write(health={"url": "http://127.0.0.1:9/web/login", "attempts": 2, "interval": 0.1, "timeout": 1})
+    env = {**os.environ, "ODOO_ROLLBACK_TEST_KILL_AT": "swap:done"}
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odoo_rollback.cli",
+            "--config",
+            str(helper_env.config_path),
+            "restore",
+            snapshot_then_changes["id"],
+            "--yes",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -9
+    assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
+
+    outcome = helper_env.run_json("resume")
+
+    assert outcome[0]["outcome"] == "undone" and "health check" in outcome[0]["problems"][0]
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert (helper_env.filestore / "ff" / "new-attachment").exists()
+    assert helper_env.run_json("journal")["operations"][0]["state"] == "undone"

@@ -22,6 +22,7 @@ A crash at any point is finished or undone by :func:`resume`, from the journal's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -408,6 +409,10 @@ def undo(cfg: Config, run: RestoreRun, journal: Journal, swapped: bool) -> None:
     code_previous = (journal.operation(op).data if journal.operation(op) else {}).get("code_previous")
     if swapped:
         journal.event(op, "undo", "start", "swapping back")
+        # The services may have been started on the restored database: stop them first, so that
+        # nothing reconnects while the databases are renamed back.
+        with contextlib.suppress(RollbackError):
+            run.backend.stop()
         swap_back(cfg, run.names, code_previous)
         run.result.undone = True
         journal.event(op, "undo", "done", "the previous database and filestore are live again")
@@ -424,6 +429,41 @@ def undo(cfg: Config, run: RestoreRun, journal: Journal, swapped: bool) -> None:
             journal.event(op, "restart", "failed", f"services could not be started again: {exc}")
 
 
+def _finish_after_swap(
+    cfg: Config, journal: Journal, op_id: str, names: dict[str, str], completed: set[str], data: dict[str, Any]
+) -> dict[str, Any]:
+    """The database swap had committed: finish the restore forward, with the same checks as an
+    uninterrupted one, and swap back if they fail."""
+    backend = backend_for(cfg.services)
+    snapshot = SnapshotStore(cfg.storage).get(data["snapshot"])
+    journal.event(op_id, "resume", "start", "finishing the restore after the swap")
+    swap_filestore(names)
+    if cfg.code.path and snapshot.manifest.code_revision and "code" not in completed:
+        code_tree.checkout(cfg.code.path, snapshot.manifest.code_revision)
+    with connect(cfg.database) as conn:
+        problems = compare_counts(snapshot.manifest.counts, exact_counts(conn, list(snapshot.manifest.counts)))
+    health = None
+    if not problems:
+        backend.start()
+        health = http_check(cfg.health)
+        if not health.ok:
+            problems.append(f"health check of {health.url} failed: {health.error}")
+    if problems:
+        journal.event(op_id, "resume", "failed", "; ".join(problems))
+        journal.event(op_id, "undo", "start", "swapping back")
+        with contextlib.suppress(RollbackError):
+            backend.stop()
+        swap_back(cfg, names, data.get("code_previous"))
+        discard_staging(cfg, names)  # the restored copy: the snapshot still holds it
+        backend.start()
+        journal.event(op_id, "undo", "done", "the previous database and filestore are live again")
+        journal.finish(op_id, UNDONE, "; ".join(problems))
+        return {"id": op_id, "outcome": "undone", "problems": problems}
+    journal.event(op_id, "resume", "done", data={"health": health.as_dict() if health else None})
+    journal.finish(op_id, DONE, "finished after an interruption", {"kept_as": names["failed"]})
+    return {"id": op_id, "outcome": "finished", "kept_as": names["failed"]}
+
+
 def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     """Finish or undo every restore a crash left running; returns what was done for each."""
     outcomes = []
@@ -434,16 +474,7 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
         events = journal.events(operation_id=op.id)
         swap_started = any(e.step == "swap" and e.status == "start" for e in events)
         if names and swap_started and database_swapped(cfg, names):
-            # The database swap committed: finish the restore forward, as the operator asked.
-            journal.event(op.id, "resume", "start", "finishing the restore after the swap")
-            swap_filestore(names)
-            snapshot = SnapshotStore(cfg.storage).get(op.data["snapshot"])
-            if cfg.code.path and snapshot.manifest.code_revision and "code" not in completed:
-                code_tree.checkout(cfg.code.path, snapshot.manifest.code_revision)
-            backend.start()
-            journal.event(op.id, "resume", "done")
-            journal.finish(op.id, DONE, "finished after an interruption", {"kept_as": names["failed"]})
-            outcomes.append({"id": op.id, "outcome": "finished", "kept_as": names["failed"]})
+            outcomes.append(_finish_after_swap(cfg, journal, op.id, names, completed, op.data))
             continue
         journal.event(op.id, "resume", "start", "undoing the restore: the live database was not replaced")
         if names:
