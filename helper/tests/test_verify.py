@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import HelperEnv, list_databases
@@ -64,3 +69,42 @@ def test_unknown_snapshot_id_is_a_clear_error(helper_env: HelperEnv) -> None:
         result = helper_env.run("verify", bad)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "snapshot" in result.stderr
+
+
+def _run_on_terminal(helper_env: HelperEnv, *args: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """Run the CLI with stderr on a pseudo-terminal, as a person at a shell would; return what it showed."""
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        os.close(terminal)
+        shown = b""
+        while select.select([controller], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    return result, shown
+
+
+def test_progress_is_shown_on_a_terminal(helper_env: HelperEnv) -> None:
+    result, shown = _run_on_terminal(helper_env, "snapshot")
+    assert result.returncode == 0 and b"dump:" in shown and b"B/s" in shown
+    snapshot_id = helper_env.run_json("list")[0]["id"]
+
+    result, shown = _run_on_terminal(helper_env, "verify", snapshot_id, "--deep")
+
+    assert result.returncode == 0 and "ok (restored and counted)" in result.stdout
+    # tqdm's bar: "restore <scratch database>: 100%|...| 3/3 [...table/s]"
+    assert b"restore " in shown and b"3/3" in shown

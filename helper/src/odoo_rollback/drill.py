@@ -42,7 +42,7 @@ def sql_smoke_checks(conn: Any) -> list[str]:
     return problems
 
 
-def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal) -> dict[str, Any]:
+def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> dict[str, Any]:
     check_snapshot_database(cfg, snapshot)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scratch = scratch_name(cfg.database.name, "drill")
@@ -56,7 +56,9 @@ def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal) -> dict[str, An
         if not problems:
             journal.event(op, "restore", "start", data={"database": scratch})
             try:
-                restore_dump(cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs)
+                restore_dump(
+                    cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
+                )
                 journal.event(op, "restore", "done")
                 journal.event(op, "checks", "start")
                 with connect(cfg.database, scratch) as conn:

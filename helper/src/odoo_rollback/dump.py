@@ -15,7 +15,8 @@ from psycopg2 import sql
 from .config import DatabaseConfig
 from .db import connect, database_exists, maintenance
 from .errors import OperationFailed, PreconditionError
-from .process import run
+from .process import run, run_streaming
+from .progress import count_tables
 
 DUMP_COMPRESSION = "1"
 
@@ -78,7 +79,12 @@ def drop_database(db_cfg: DatabaseConfig, name: str) -> None:
 
 
 def restore_dump(
-    db_cfg: DatabaseConfig, dump_path: Path, target_dbname: str, jobs: int, owner: str | None = None
+    db_cfg: DatabaseConfig,
+    dump_path: Path,
+    target_dbname: str,
+    jobs: int,
+    owner: str | None = None,
+    show_progress: bool = False,
 ) -> None:
     """Create *target_dbname* and restore the dump into it with parallel jobs.
 
@@ -87,18 +93,20 @@ def restore_dump(
     """
     create_database(db_cfg, target_dbname, owner)
     try:
-        run(
-            [
-                "pg_restore",
-                f"--jobs={jobs}",
-                "--exit-on-error",
-                "--no-password",
-                f"--dbname={target_dbname}",
-                str(dump_path),
-            ],
-            env=db_cfg.libpq_env(),
-            what="pg_restore",
-        )
+        args = [
+            "pg_restore",
+            f"--jobs={jobs}",
+            "--exit-on-error",
+            "--no-password",
+            f"--dbname={target_dbname}",
+            str(dump_path),
+        ]
+        if show_progress:
+            tables = sum(" TABLE DATA " in line for line in list_dump(dump_path).splitlines())
+            with count_tables(True, f"restore {target_dbname}", tables) as on_line:
+                run_streaming([*args, "--verbose"], db_cfg.libpq_env(), "pg_restore", on_line)
+        else:
+            run(args, env=db_cfg.libpq_env(), what="pg_restore")
         with connect(db_cfg, target_dbname) as conn, conn.cursor() as cur:
             cur.execute("ANALYZE")
     except BaseException:

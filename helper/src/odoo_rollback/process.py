@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .errors import OperationFailed
 
@@ -43,3 +43,23 @@ def run(
         detail = error_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
         raise OperationFailed(f"{what or args[0]} failed: {detail}")
     return result
+
+
+def run_streaming(
+    args: Sequence[str], env: Mapping[str, str] | None, what: str, on_line: Callable[[str], None]
+) -> None:
+    """Run *args*, handing each stderr line to *on_line* as it comes (for progress); errors as run()."""
+    try:
+        process = subprocess.Popen(
+            list(args), env=dict(env) if env else None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+    except FileNotFoundError as exc:
+        raise OperationFailed(f"{args[0]} is not installed or not on PATH") from exc
+    kept: list[str] = []
+    with process:
+        for line in process.stderr or ():
+            on_line(line)
+            kept = [*kept[-200:], line]
+    if process.returncode != 0:
+        detail = error_line("".join(kept)) or f"exit status {process.returncode}"
+        raise OperationFailed(f"{what} failed: {detail}")

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
+
+
+def _screen() -> dict[str, int]:
+    # A terminal that reports no size (a bare pty, a CI runner) would get no bar at all from tqdm.
+    size = shutil.get_terminal_size((100, 20))
+    return {"ncols": size.columns, "nrows": size.lines}
 
 
 def _bytes_below(path: Path) -> int:
@@ -30,7 +37,7 @@ def watch_bytes(enabled: bool, description: str, path: Path, expected: int | Non
     if not enabled:
         yield
         return
-    bar = tqdm(total=expected, desc=description, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+    bar = tqdm(total=expected, desc=description, unit="B", unit_scale=True, unit_divisor=1024, leave=True, **_screen())
     stop = threading.Event()
 
     def poll() -> None:
@@ -46,4 +53,22 @@ def watch_bytes(enabled: bool, description: str, path: Path, expected: int | Non
         stop.set()
         thread.join()
         bar.n = _bytes_below(path)
+        bar.close()
+
+
+@contextmanager
+def count_tables(enabled: bool, description: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A callback for pg_restore --verbose lines that advances a bar by table restored."""
+    if not enabled:
+        yield lambda _line: None
+        return
+    bar = tqdm(total=total, desc=description, unit="table", leave=True, **_screen())
+
+    def on_line(line: str) -> None:
+        if "processing data for table" in line:
+            bar.update(1)
+
+    try:
+        yield on_line
+    finally:
         bar.close()

@@ -180,10 +180,11 @@ def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) ->
 class RestoreRun:
     """One restore, with its journal operation and step timings."""
 
-    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal) -> None:
+    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> None:
         self.cfg = cfg
         self.snapshot = snapshot
         self.journal = journal
+        self.show_progress = show_progress
         self.backend = backend_for(cfg.services)
         self.names = _names(cfg)
         self.result = RestoreResult(ok=False, database=cfg.database.name, snapshot=snapshot.id)
@@ -237,6 +238,7 @@ class RestoreRun:
             self.names["staging"],
             self.cfg.storage.effective_jobs,
             owner=owner,
+            show_progress=self.show_progress,
         )
         extract_filestore(self.snapshot.filestore_archive, Path(self.names["filestore_staging"]))
 
@@ -346,9 +348,9 @@ def check_no_unfinished(journal: Journal) -> None:
         )
 
 
-def restore_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal) -> RestoreResult:
+def restore_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> RestoreResult:
     check_no_unfinished(journal)
-    run = RestoreRun(cfg, snapshot, journal)
+    run = RestoreRun(cfg, snapshot, journal, show_progress)
     started = time.monotonic()
     run.op = journal.begin("restore", cfg.database.name, {"snapshot": snapshot.id, "names": run.names})
     result = run.result

@@ -53,7 +53,7 @@ def compare_counts(expected: dict[str, int | None], actual: dict[str, int | None
 
 
 def verify_snapshot(
-    cfg: Config, snapshot: Snapshot, deep: bool = False, journal: Journal | None = None
+    cfg: Config, snapshot: Snapshot, deep: bool = False, journal: Journal | None = None, show_progress: bool = False
 ) -> VerifyResult:
     op = (
         journal.begin("verify", snapshot.manifest.database, {"snapshot": snapshot.id, "deep": deep})
@@ -77,7 +77,9 @@ def verify_snapshot(
             if op:
                 journal.event(op, "scratch_restore", "start", data={"database": scratch})  # type: ignore[union-attr]
             try:
-                restore_dump(cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs)
+                restore_dump(
+                    cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
+                )
                 with connect(cfg.database, scratch) as conn:
                     restored = exact_counts(conn, list(snapshot.manifest.counts))
                 result.problems += compare_counts(snapshot.manifest.counts, restored)

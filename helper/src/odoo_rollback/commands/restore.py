@@ -56,7 +56,7 @@ def _restore(cfg: Config, snapshot: Snapshot, args: argparse.Namespace, out: Out
     if not args.yes:
         out.emit(plan_restore(cfg, snapshot), _plan_text)
         return EXIT_OK
-    result = restore_snapshot(cfg, snapshot, Journal(cfg.storage.journal_path))
+    result = restore_snapshot(cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive)
     out.emit(result.as_dict(), _result_text)
     return EXIT_OK
 
@@ -102,7 +102,7 @@ def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 def drill(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     snapshot = SnapshotStore(cfg.storage).get(args.id) if args.id else _newest_verified(cfg)
-    result = run_drill(cfg, snapshot, Journal(cfg.storage.journal_path))
+    result = run_drill(cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive)
 
     def human(d: dict[str, Any]) -> str:
         verdict = "passed" if d["ok"] else "FAILED: " + "; ".join(d["problems"])

@@ -62,7 +62,9 @@ def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 def verify(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     snap = SnapshotStore(cfg.storage).get(args.id)
-    result = verify_snapshot(cfg, snap, deep=args.deep, journal=Journal(cfg.storage.journal_path))
+    result = verify_snapshot(
+        cfg, snap, deep=args.deep, journal=Journal(cfg.storage.journal_path), show_progress=out.interactive
+    )
 
     def human(doc: dict[str, Any]) -> str:
         if doc["ok"]:
