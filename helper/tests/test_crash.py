@@ -31,10 +31,8 @@ KILL_POINTS = [
 ]
 
 
-@pytest.mark.parametrize(("kill_at", "swapped"), KILL_POINTS)
-def test_kill_at_every_step_then_resume(
-    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], kill_at: str, swapped: bool
-) -> None:
+def restore_killed_at(helper_env: HelperEnv, snapshot_id: str, kill_at: str) -> None:
+    """Run a restore that SIGKILLs itself right after the journal event *kill_at*."""
     helper_env.write()
     env = {**os.environ, "ODOO_ROLLBACK_TEST_KILL_AT": kill_at}
     killed = subprocess.run(
@@ -45,7 +43,7 @@ def test_kill_at_every_step_then_resume(
             "--config",
             str(helper_env.config_path),
             "restore",
-            snapshot_then_changes["id"],
+            snapshot_id,
             "--yes",
         ],
         env=env,
@@ -54,6 +52,13 @@ def test_kill_at_every_step_then_resume(
         check=False,
     )
     assert killed.returncode == -9, killed.stderr
+
+
+@pytest.mark.parametrize(("kill_at", "swapped"), KILL_POINTS)
+def test_kill_at_every_step_then_resume(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], kill_at: str, swapped: bool
+) -> None:
+    restore_killed_at(helper_env, snapshot_then_changes["id"], kill_at)
 
     # Whatever the moment, the production name holds a whole database: the old one or the new one.
     assert database_counts(helper_env.db.name) == (SNAPSHOT_COUNTS if swapped else CHANGED_COUNTS)
@@ -83,24 +88,7 @@ def test_resume_after_the_swap_swaps_back_when_the_health_check_fails(
     helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
 ) -> None:
     helper_env.write(health={"url": "http://127.0.0.1:9/web/login", "attempts": 2, "interval": 0.1, "timeout": 1})
-    env = {**os.environ, "ODOO_ROLLBACK_TEST_KILL_AT": "swap:done"}
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "odoo_rollback.cli",
-            "--config",
-            str(helper_env.config_path),
-            "restore",
-            snapshot_then_changes["id"],
-            "--yes",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert killed.returncode == -9
+    restore_killed_at(helper_env, snapshot_then_changes["id"], "swap:done")
     assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
 
     outcome = helper_env.run_json("resume")
