@@ -51,6 +51,15 @@ def drop_database(name: str) -> None:
         conn.close()
 
 
+def create_database(name: str) -> None:
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
 def list_databases(prefix: str) -> list[str]:
     conn = pg_connect()
     with conn.cursor() as cur:

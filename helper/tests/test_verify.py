@@ -7,9 +7,10 @@ import pty
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from conftest import HelperEnv, list_databases
+from conftest import HelperEnv, create_database, list_databases
 
 
 def _dump_files(snapshot_path: Path) -> list[Path]:
@@ -108,3 +109,21 @@ def test_progress_is_shown_on_a_terminal(helper_env: HelperEnv) -> None:
     assert result.returncode == 0 and "ok (restored and counted)" in result.stdout
     # tqdm's bar: "restore <scratch database>: 100%|...| 3/3 [...table/s]"
     assert b"restore " in shown and b"3/3" in shown
+
+
+def test_deep_verify_never_drops_a_database_it_did_not_make(helper_env: HelperEnv) -> None:
+    snap = helper_env.run_json("snapshot")
+    # Another run's scratch database under the name this run will pick (names have one-second resolution).
+    names = [
+        f"{helper_env.db.name}__verify_{time.strftime('%Y%m%d%H%M%S', time.gmtime(time.time() + d))}"
+        for d in range(0, 4)
+    ]
+    for name in names:
+        create_database(name)
+
+    result = helper_env.run("verify", snap["id"], "--deep", "--json")
+
+    survivors = list_databases(f"{helper_env.db.name}__verify_")
+    assert set(names) <= set(survivors)
+    if result.returncode != 0:
+        assert "already exists" in result.stdout

@@ -25,7 +25,7 @@ ENV_VAR = "ODOO_ROLLBACK_CONFIG"
 
 # Odoo's own rule for database names (odoo.service.db.DBNAME_PATTERN), kept short enough that the
 # staging and kept-aside names (``<db>__restore_<time>``) still fit PostgreSQL's 63 bytes.
-DBNAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$")
+DBNAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,38}$")
 TABLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SERVICE_BACKENDS = ("none", "docker", "systemd", "command")
 
@@ -35,7 +35,7 @@ def check_database_name(name: str, what: str = "database name") -> str:
     if not isinstance(name, str) or not DBNAME_PATTERN.match(name):
         raise ConfigError(
             f"{what} {name!r} is not a plain identifier "
-            "(letters, digits, '_', '.', '-', at most 40 characters, not starting with '_' '.' '-')"
+            "(letters, digits, '_', '.', '-', at most 39 characters, not starting with '_' '.' '-')"
         )
     return name
 

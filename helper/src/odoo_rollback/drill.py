@@ -55,10 +55,12 @@ def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: 
         journal.event(op, "checksums", "failed" if problems else "done", data={"problems": problems})
         if not problems:
             journal.event(op, "restore", "start", data={"database": scratch})
+            created = False  # only ever drop a database this run made (another may hold the name)
             try:
                 restore_dump(
                     cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
                 )
+                created = True
                 journal.event(op, "restore", "done")
                 journal.event(op, "checks", "start")
                 with connect(cfg.database, scratch) as conn:
@@ -73,8 +75,9 @@ def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: 
                 problems.append(str(exc))
                 journal.event(op, "restore", "failed", str(exc))
             finally:
-                drop_database(cfg.database, scratch)
-                journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
+                if created:
+                    drop_database(cfg.database, scratch)
+                    journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
     except BaseException as exc:
         journal.finish(op, FAILED, str(exc))
         raise

@@ -76,23 +76,26 @@ def verify_snapshot(
             scratch = scratch_name(snapshot.manifest.database, "verify")
             if op:
                 journal.event(op, "scratch_restore", "start", data={"database": scratch})  # type: ignore[union-attr]
+            created = False  # only ever drop a database this run made (another may hold the name)
             try:
                 restore_dump(
                     cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
                 )
+                created = True
                 with connect(cfg.database, scratch) as conn:
                     restored = exact_counts(conn, list(snapshot.manifest.counts))
                 result.problems += compare_counts(snapshot.manifest.counts, restored)
             except RollbackError as exc:
                 result.problems.append(f"restore into a scratch database failed: {exc}")
             finally:
-                drop_database(cfg.database, scratch)
+                if created:
+                    drop_database(cfg.database, scratch)
             if op:
                 journal.event(
                     op,
                     "scratch_restore",
                     "failed" if result.problems else "done",  # type: ignore[union-attr]
-                    data={"database": scratch, "dropped": True},
+                    data={"database": scratch, "dropped": created},
                 )
         result.ok = not result.problems
         if result.ok:
