@@ -1,8 +1,15 @@
 from . import (
+    deployment_escalation_level,
     deployment_operation,
+    deployment_rollback,
+    deployment_rollback_check,
+    deployment_rollback_integrity,
+    deployment_rollback_step,
+    deployment_rollback_trigger,
     deployment_snapshot,
     deployment_snapshot_count,
     deployment_snapshot_module,
+    deployment_trigger_measure,
     helper_client,
     res_config_settings,
 )

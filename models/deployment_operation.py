@@ -7,6 +7,7 @@ brings back the restore itself and every snapshot taken after the restored one.
 """
 
 import json
+from collections import defaultdict
 
 from odoo import _, api, fields, models
 
@@ -99,8 +100,11 @@ class DeploymentOperation(models.Model):
         seen = 0
         while True:
             page = helper._request("GET", f"/v1/journal?since={cursor}&limit={PAGE}")
+            events = defaultdict(list)
+            for event in page["events"]:
+                events[event["operation_id"]].append(event)
             for operation in page["operations"].values():
-                self._import_operation(operation)
+                self._import_operation(operation, events[operation["id"]])
                 seen += 1
             cursor = page["next"]
             if len(page["events"]) < PAGE:
@@ -109,7 +113,7 @@ class DeploymentOperation(models.Model):
         return seen
 
     @api.model
-    def _import_operation(self, operation):
+    def _import_operation(self, operation, events=()):
         data = operation.get("data") or {}
         kind = operation["kind"]
         snapshots = self.env["deployment.snapshot"].sudo()
@@ -138,6 +142,8 @@ class DeploymentOperation(models.Model):
             record._helper_sync().write(vals)
         else:
             self._helper_sync().create(vals)
+        if kind == "restore":
+            self.env["deployment.rollback"]._sync_from_operation(operation, events)
 
     @api.model
     def _import_snapshot(self, operation, data):

@@ -47,6 +47,40 @@ class ResConfigSettings(models.TransientModel):
         inverse="_inverse_deployment_stakeholder_ids",
     )
 
+    deployment_trigger_window_minutes = fields.Integer(
+        string="Trigger Window (minutes)",
+        config_parameter="deployment_rollback.trigger_window_minutes",
+        default=60,
+        help="How far back the rollback checklist measures e-mail and e-invoice failures.",
+    )
+    deployment_email_failure_percent = fields.Integer(
+        string="E-mail Failures (%)",
+        config_parameter="deployment_rollback.email_failure_percent",
+        default=20,
+    )
+    deployment_einvoice_failure_percent = fields.Integer(
+        string="E-invoice Failures (%)",
+        config_parameter="deployment_rollback.einvoice_failure_percent",
+        default=10,
+    )
+    deployment_response_seconds = fields.Integer(
+        string="Response Time (s)",
+        config_parameter="deployment_rollback.response_seconds",
+        default=10,
+    )
+    deployment_progress_minutes = fields.Integer(
+        string="Progress Updates Every (minutes)",
+        config_parameter="deployment_rollback.progress_minutes",
+        default=15,
+    )
+
+    @api.model
+    def _stakeholders(self):
+        """The partners told about every rollback."""
+        raw = self.env["ir.config_parameter"].sudo().get_param(STAKEHOLDERS_PARAM, "") or ""
+        ids = [int(i) for i in raw.split(",") if i.strip().isdigit()]
+        return self.env["res.partner"].sudo().browse(ids).exists()
+
     @api.model
     def _tracked_models(self):
         """The tracked models that are installed here, in the configured order."""
@@ -55,9 +89,7 @@ class ResConfigSettings(models.TransientModel):
         return [name for name in names if name in self.env.registry.models]
 
     def _compute_deployment_stakeholder_ids(self):
-        raw = self.env["ir.config_parameter"].sudo().get_param(STAKEHOLDERS_PARAM, "")
-        ids = [int(i) for i in raw.split(",") if i.strip().isdigit()]
-        partners = self.env["res.partner"].browse(ids).exists()
+        partners = self._stakeholders()
         for record in self:
             record.deployment_stakeholder_ids = partners
 

@@ -26,7 +26,7 @@ def helper_command():
 class RealHelper:
     """Starts ``odoo-rollback serve`` for *dbname*; stop() ends it and removes its files."""
 
-    def __init__(self, dbname, tables=("res_partner", "account_move")):
+    def __init__(self, dbname, tables=("res_partner", "account_move"), extra_toml=""):
         self.dir = Path(tempfile.mkdtemp(prefix="rbhelper-"))
         self.socket = self.dir / "api.sock"
         self.secret_file = self.dir / "api-secret"
@@ -58,6 +58,7 @@ class RealHelper:
                 ]
             )
             + "\n"
+            + extra_toml
         )
         self.log = self.dir / "serve.log"
         with self.log.open("w") as log:

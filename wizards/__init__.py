@@ -1,1 +1,1 @@
-from . import deployment_snapshot_compare
+from . import deployment_rollback_wizard, deployment_snapshot_compare

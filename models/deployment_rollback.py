@@ -1,0 +1,565 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""A rollback: why it was decided, what the helper did, how long it took, and what was checked after.
+
+The record is written in the live database, which the restore replaces by the snapshot's copy. The
+wizard therefore sends everything the record holds to the helper with the restore request; the helper
+keeps it in its journal, and the journal import re-creates the record in the restored database
+(``_sync_from_operation``), where the validation, the completion notice and the follow-up run.
+"""
+
+import logging
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import html2plaintext
+
+from .deployment_snapshot import parse_helper_time
+from .rollback_catalogue import POST_ROLLBACK_TASKS, TRIGGERS_BY_CODE
+
+_logger = logging.getLogger(__name__)
+
+DECISIONS = [
+    ("rollback", "Roll back"),
+    ("fix_forward", "Fix forward"),
+    ("monitor", "Keep monitoring"),
+]
+STATES = [
+    ("draft", "Draft"),
+    ("running", "Running"),
+    ("done", "Done"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+]
+# The journal's operation states, as rollback states.
+OPERATION_STATES = {"running": "running", "done": "done", "failed": "failed", "undone": "failed"}
+# Journal steps that are not part of the procedure shown to people.
+HIDDEN_STEPS = {"notify"}
+PLACEHOLDERS = "deployment_rollback_placeholders"
+PROGRESS_PARAM = "deployment_rollback.progress_minutes"
+MANAGER_GROUP = "deployment_rollback.group_deployment_rollback_manager"
+
+
+class DeploymentRollback(models.Model):
+    _name = "deployment.rollback"
+    _inherit = ["deployment.helper.mirror.mixin", "mail.thread", "mail.activity.mixin"]
+    _description = "Deployment Rollback"
+    _order = "id desc"
+    _protected_fields = [
+        "name",
+        "rollback_uid",
+        "state",
+        "started_at",
+        "finished_at",
+        "helper_job_id",
+        "helper_operation_id",
+        "step_ids",
+        "integrity_ids",
+        "escalation_level_id",
+        "last_progress_at",
+        "kept_as",
+        "lost_rows_total",
+        "error",
+    ]
+
+    name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
+    rollback_uid = fields.Char(string="Rollback UID", readonly=True, copy=False, index=True)
+    database = fields.Char(readonly=True)
+    reason = fields.Text(required=True, tracking=True)
+    impact = fields.Text(help="Who and what is affected; sent with the notifications.")
+    root_cause = fields.Text(help="When known; sent with the completion notice.")
+    next_steps = fields.Text(help="Sent with the progress updates and the completion notice.")
+    trigger_ids = fields.One2many("deployment.rollback.trigger", "rollback_id", string="Triggers", readonly=True)
+    held_trigger_count = fields.Integer(compute="_compute_held_trigger_count")
+    decision = fields.Selection(DECISIONS, required=True, readonly=True, tracking=True)
+    decided_by_id = fields.Many2one("res.users", readonly=True, tracking=True)
+    participant_ids = fields.Many2many(
+        "res.users",
+        "deployment_rollback_participant_rel",
+        "rollback_id",
+        "user_id",
+        string="Taken Part",
+        readonly=True,
+    )
+    requested_by_id = fields.Many2one("res.users", readonly=True)
+    snapshot_id = fields.Many2one("deployment.snapshot", readonly=True, ondelete="set null")
+    snapshot_helper_id = fields.Char(string="Snapshot ID", readonly=True)
+    state = fields.Selection(STATES, default="draft", required=True, readonly=True, tracking=True)
+    started_at = fields.Datetime(readonly=True)
+    finished_at = fields.Datetime(readonly=True)
+    helper_job_id = fields.Char(readonly=True, copy=False)
+    helper_operation_id = fields.Char(readonly=True, copy=False, index=True)
+    step_ids = fields.One2many("deployment.rollback.step", "rollback_id", string="Steps", readonly=True)
+    check_ids = fields.One2many("deployment.rollback.check", "rollback_id", string="Critical Checks")
+    integrity_ids = fields.One2many(
+        "deployment.rollback.integrity", "rollback_id", string="Data Integrity", readonly=True
+    )
+    integrity_ok = fields.Boolean(compute="_compute_integrity_ok")
+    rto_target_minutes = fields.Integer(string="RTO Target (minutes)", readonly=True)
+    rto_max_minutes = fields.Integer(string="RTO Maximum (minutes)", readonly=True)
+    elapsed_minutes = fields.Float(compute="_compute_timing", digits=(16, 1))
+    rto_status = fields.Selection(
+        [("within", "Within target"), ("over_target", "Over target"), ("over_max", "Over maximum")],
+        string="RTO",
+        compute="_compute_timing",
+    )
+    eta = fields.Datetime(string="ETA", compute="_compute_timing")
+    escalation_level_id = fields.Many2one("deployment.escalation.level", readonly=True, tracking=True)
+    last_progress_at = fields.Datetime(readonly=True)
+    kept_as = fields.Char(string="Replaced Database Kept As", readonly=True)
+    lost_rows_total = fields.Integer(string="Rows Not in the Snapshot", readonly=True)
+    error = fields.Text(readonly=True)
+    # What the notifications say. With the placeholders context they hold the helper's placeholders
+    # instead, so that the helper can send the same texts while Odoo is stopped.
+    progress_status = fields.Char(compute="_compute_progress_texts")
+    progress_step = fields.Char(compute="_compute_progress_texts")
+    progress_elapsed = fields.Char(compute="_compute_progress_texts")
+    progress_eta = fields.Char(compute="_compute_progress_texts")
+    progress_issues = fields.Text(compute="_compute_progress_texts")
+
+    @api.depends("trigger_ids.holds")
+    def _compute_held_trigger_count(self):
+        for record in self:
+            record.held_trigger_count = len(record.trigger_ids.filtered("holds"))
+
+    @api.depends("integrity_ids.match")
+    def _compute_integrity_ok(self):
+        for record in self:
+            record.integrity_ok = bool(record.integrity_ids) and all(record.integrity_ids.mapped("match"))
+
+    @api.depends("started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
+    @api.depends_context("deployment_rollback_now")
+    def _compute_timing(self):
+        for record in self:
+            record.elapsed_minutes = record._elapsed_minutes()
+            record.eta = record.started_at and record.started_at + timedelta(minutes=record.rto_target_minutes)
+            if record.elapsed_minutes > record.rto_max_minutes:
+                record.rto_status = "over_max"
+            elif record.elapsed_minutes > record.rto_target_minutes:
+                record.rto_status = "over_target"
+            else:
+                record.rto_status = "within"
+
+    @api.depends("state", "step_ids.result", "started_at", "finished_at")
+    @api.depends_context(PLACEHOLDERS, "deployment_rollback_now")
+    def _compute_progress_texts(self):
+        states = dict(self._fields["state"]._description_selection(self.env))
+        placeholders = self.env.context.get(PLACEHOLDERS)
+        for record in self:
+            if placeholders:
+                record.progress_status = "$status"
+                record.progress_step = "$step"
+                record.progress_elapsed = _("$elapsed_minutes minutes")
+                record.progress_eta = _("$eta_minutes minutes")
+                record.progress_issues = "$issues"
+                continue
+            steps = record.step_ids.filtered(lambda s: s.name not in HIDDEN_STEPS)
+            current = steps.filtered(lambda s: s.result == "running")[-1:] or steps[-1:]
+            failed = steps.filtered(lambda s: s.result == "failed")
+            remaining = max(0, record.rto_target_minutes - record._elapsed_minutes())
+            record.progress_status = states.get(record.state)
+            record.progress_step = current.name or _("preparing")
+            record.progress_elapsed = _("%d minutes", round(record._elapsed_minutes()))
+            record.progress_eta = _("%d minutes", round(remaining))
+            record.progress_issues = "\n".join(f"{step.name}: {step.message or _('failed')}" for step in failed) or _(
+                "none"
+            )
+
+    # -- CRUD ----------------------------------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if vals.get("name", _("New")) == _("New"):
+                vals["name"] = self.env["ir.sequence"].next_by_code("deployment.rollback") or _("New")
+        return super().create(vals_list)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _now(self):
+        """The current time; tests and the cron pass theirs through the context."""
+        return self.env.context.get("deployment_rollback_now") or fields.Datetime.now()
+
+    def _elapsed_minutes(self):
+        self.ensure_one()
+        if not self.started_at:
+            return 0.0
+        end = self.finished_at or self._now()
+        return max(0.0, (end - self.started_at).total_seconds() / 60)
+
+    @api.model
+    def _check_none_running(self):
+        running = self.sudo().search([("state", "=", "running")], limit=1)
+        if running:
+            raise UserError(
+                _(
+                    "Rollback %(name)s is still running (started %(start)s): wait for it to end before "
+                    "starting another.",
+                    name=running.name,
+                    start=running.started_at,
+                )
+            )
+
+    @api.model
+    def _stakeholders(self):
+        return self.env["res.config.settings"]._stakeholders()
+
+    # -- communication -------------------------------------------------------------------------------
+    def _send_template(self, xmlid, partners):
+        """Post the template's text on the record and e-mail it to *partners*."""
+        self.ensure_one()
+        template = self.env.ref(xmlid)
+        subject = template._render_field("subject", self.ids)[self.id]
+        body = template._render_field("body_html", self.ids, compute_lang=True)[self.id]
+        self.message_post(
+            subject=subject,
+            body=body,
+            partner_ids=partners.ids,
+            subtype_xmlid="mail.mt_comment",
+            email_layout_xmlid="mail.mail_notification_light",
+        )
+
+    def _helper_texts(self):
+        """The progress template's subject and plain-text body with the helper's placeholders."""
+        self.ensure_one()
+        template = self.env.ref("deployment_rollback.mail_template_rollback_progress")
+        record = self.with_context(**{PLACEHOLDERS: True})
+        subject = template.with_context(**{PLACEHOLDERS: True})._render_field("subject", record.ids)[record.id]
+        body = template.with_context(**{PLACEHOLDERS: True})._render_field("body_html", record.ids)[record.id]
+        return subject, html2plaintext(body)
+
+    def _escalation_payload(self):
+        return [
+            {"minutes": level.minutes, "role": level.role, "name": partner.name, "email": partner.email}
+            for level in self.env["deployment.escalation.level"].sudo().search([])
+            for partner in level.partner_ids
+            if partner.email
+        ]
+
+    def _escalate(self):
+        """Call every escalation level whose time has come and that was not called yet."""
+        levels = self.env["deployment.escalation.level"].sudo()
+        for record in self:
+            reached = levels._reached(record._elapsed_minutes())
+            current = record.escalation_level_id
+            new = reached.filtered(lambda level, current=current: not current or level.minutes > current.minutes)
+            for level in new:
+                record._helper_sync().escalation_level_id = level
+                record._send_template("deployment_rollback.mail_template_rollback_escalation", level.partner_ids)
+
+    def _send_progress_if_due(self):
+        minutes = float(self.env["ir.config_parameter"].sudo().get_param(PROGRESS_PARAM, "15") or 15)
+        for record in self:
+            last = record.last_progress_at or record.started_at
+            if last and (record._now() - last) >= timedelta(minutes=minutes):
+                record._send_template(
+                    "deployment_rollback.mail_template_rollback_progress",
+                    record._stakeholders() | record.escalation_level_id._reached_partners(),
+                )
+                record._helper_sync().last_progress_at = record._now()
+
+    @api.model
+    def _cron_progress(self):
+        """Every few minutes: follow running rollbacks, send the progress updates and escalate."""
+        running = self.sudo().search([("state", "=", "running")])
+        for record in running:
+            try:
+                record.action_refresh()
+            except UserError as exc:
+                # The helper may be busy restarting Odoo's services: the journal import catches up.
+                _logger.info("rollback %s: helper not reachable (%s)", record.name, exc)
+        running = running.filtered(lambda r: r.state == "running")
+        running._escalate()
+        running._send_progress_if_due()
+
+    # -- following the helper ------------------------------------------------------------------------
+    def action_refresh(self):
+        helper = self.env["deployment.rollback.helper"]
+        for record in self.filtered(lambda r: r.state == "running" and r.helper_job_id):
+            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
+            state = {"done": "done", "failed": "failed"}.get(job["state"], "running")
+            record._apply_helper_state(
+                state,
+                job.get("steps") or [],
+                operation_id=job.get("operation_id"),
+                result=job.get("result"),
+                error=job.get("error"),
+            )
+        return True
+
+    def _apply_helper_state(self, state, events, operation_id=None, result=None, error=None, finished_at=None):
+        self.ensure_one()
+        sync = self._helper_sync()
+        sync._apply_steps(events)
+        vals = {}
+        if operation_id and not self.helper_operation_id:
+            vals["helper_operation_id"] = operation_id
+        if isinstance(result, dict):
+            vals["kept_as"] = result.get("kept_as") or self.kept_as
+            vals["lost_rows_total"] = result.get("lost_rows_total") or 0
+        finished = state in ("done", "failed") and self.state == "running"
+        if finished:
+            vals.update(state=state, finished_at=finished_at or fields.Datetime.now(), error=error or False)
+        if vals:
+            sync.write(vals)
+        if finished:
+            self._on_finished()
+
+    def _apply_steps(self, events):
+        """Upsert the step lines from journal events ({step, status, at, message})."""
+        self.ensure_one()
+        lines = {line.name: line for line in self.step_ids}
+        for event in events:
+            name = event.get("step")
+            if not name or name in HIDDEN_STEPS:
+                continue
+            at = parse_helper_time(event.get("at"))
+            line = lines.get(name)
+            if not line:
+                line = lines[name] = self.step_ids.create({"rollback_id": self.id, "name": name, "started_at": at})
+            status = event.get("status")
+            if status == "done":
+                line.write({"finished_at": at, "result": "ok"})
+            elif status == "failed":
+                line.write({"finished_at": at, "result": "failed", "message": (event.get("message") or "")[:250]})
+
+    @api.model
+    def _sync_from_operation(self, operation, events):
+        """Create or update the rollback of a journal restore operation that carries one."""
+        payload = (operation.get("data") or {}).get("rollback")
+        if not isinstance(payload, dict) or not payload.get("uid"):
+            return self.browse()
+        record = self.sudo().search([("rollback_uid", "=", payload["uid"])], limit=1)
+        if not record:
+            record = self._helper_sync().create(self._vals_from_payload(payload, operation))
+            record.message_post(body=_("Re-created from the helper's journal after the restore replaced the database."))
+        result = (operation.get("data") or {}).get("result")
+        record._apply_helper_state(
+            OPERATION_STATES.get(operation.get("state"), "running"),
+            events,
+            operation_id=operation.get("id"),
+            result=result,
+            error=result.get("error") if isinstance(result, dict) else None,
+            finished_at=parse_helper_time(operation.get("finished_at")),
+        )
+        return record
+
+    @api.model
+    def _vals_from_payload(self, payload, operation):
+        users = self.env["res.users"].sudo().with_context(active_test=False)
+
+        def user(login):
+            return users.search([("login", "=", login)], limit=1).id if login else False
+
+        snapshot = self.env["deployment.snapshot"].sudo().search([("helper_id", "=", payload.get("snapshot"))], limit=1)
+        triggers = []
+        for index, trigger in enumerate(payload.get("triggers") or []):
+            known = TRIGGERS_BY_CODE.get(trigger.get("code"))
+            if not known:
+                continue
+            triggers.append(
+                (
+                    0,
+                    0,
+                    {
+                        "sequence": index,
+                        "code": known.code,
+                        "name": known.name,
+                        "category": known.category,
+                        "holds": bool(trigger.get("holds")),
+                        "measured_value": trigger.get("measured_value"),
+                        "source": trigger.get("source"),
+                    },
+                )
+            )
+        return {
+            "name": payload.get("name") or _("New"),
+            "rollback_uid": payload["uid"],
+            "database": operation.get("database"),
+            "reason": payload.get("reason") or _("(not recorded)"),
+            "impact": payload.get("impact"),
+            "next_steps": payload.get("next_steps"),
+            "decision": payload.get("decision") if payload.get("decision") in dict(DECISIONS) else "rollback",
+            "decided_by_id": user(payload.get("decided_by")),
+            "participant_ids": [(6, 0, [uid for uid in map(user, payload.get("participants") or []) if uid])],
+            "requested_by_id": user(payload.get("requested_by")),
+            "snapshot_id": snapshot.id or False,
+            "snapshot_helper_id": payload.get("snapshot"),
+            "state": "running",
+            "started_at": parse_helper_time(payload.get("started_at") or operation.get("started_at")),
+            "rto_target_minutes": payload.get("rto_target_minutes") or 15,
+            "rto_max_minutes": payload.get("rto_max_minutes") or 30,
+            "trigger_ids": triggers,
+        }
+
+    def _helper_payload(self):
+        """What the helper keeps in its journal so that this record can be re-created."""
+        self.ensure_one()
+        return {
+            "uid": self.rollback_uid,
+            "name": self.name,
+            "reason": self.reason,
+            "impact": self.impact or "",
+            "next_steps": self.next_steps or "",
+            "decision": self.decision,
+            "decided_by": self.decided_by_id.login or "",
+            "participants": self.participant_ids.mapped("login"),
+            "requested_by": self.requested_by_id.login or "",
+            "snapshot": self.snapshot_helper_id,
+            "started_at": fields.Datetime.to_string(self.started_at),
+            "rto_target_minutes": self.rto_target_minutes,
+            "rto_max_minutes": self.rto_max_minutes,
+            "triggers": [
+                {
+                    "code": trigger.code,
+                    "holds": trigger.holds,
+                    "measured_value": trigger.measured_value or "",
+                    "source": trigger.source or "",
+                }
+                for trigger in self.trigger_ids
+            ],
+        }
+
+    # -- after the restore ---------------------------------------------------------------------------
+    def _on_finished(self):
+        self.ensure_one()
+        if self.state == "done":
+            self._validate()
+            self._schedule_follow_up()
+            self._after_done()
+        else:
+            self.message_post(body=_("The rollback failed: %s", self.error or _("see the steps")))
+        self._send_template(
+            "deployment_rollback.mail_template_rollback_completion",
+            self._stakeholders() | self.escalation_level_id._reached_partners(),
+        )
+
+    def _after_done(self):
+        """Extension point for what follows a successful rollback (the post-mortem)."""
+
+    def _validate(self):
+        """The critical checks (automatic where Odoo or the helper can tell) and the data integrity."""
+        self.ensure_one()
+        sync = self._helper_sync()
+        checks = [(5, 0, 0)]
+        for sequence, (code, name, state, detail) in enumerate(self._critical_checks()):
+            checks.append(
+                (
+                    0,
+                    0,
+                    {
+                        "sequence": sequence,
+                        "code": code,
+                        "name": name,
+                        "automatic": state != "pending",
+                        "state": state,
+                        "detail": detail,
+                    },
+                )
+            )
+        counter = self.env["deployment.snapshot.compare"]
+        integrity = [(5, 0, 0)]
+        for count in self.snapshot_id.count_ids.filtered(lambda c: not c.absent):
+            live = counter._live_count(count.table_name)
+            integrity.append(
+                (
+                    0,
+                    0,
+                    {
+                        "table_name": count.table_name,
+                        "model": count.model,
+                        "snapshot_count": count.count,
+                        "restored_count": live or 0,
+                    },
+                )
+            )
+        sync.write({"check_ids": checks, "integrity_ids": integrity})
+
+    def _critical_checks(self):
+        """(code, name, state, detail) of each check; state "pending" asks a person to tick it."""
+        helper = self.env["deployment.rollback.helper"]
+        results = []
+        try:
+            health = helper._request("GET", "/v1/health")
+        except UserError as exc:
+            health = None
+            reason = exc.args[0]
+        if health is None:
+            results.append(("services", _("Services up"), "pending", _("helper not reachable: %s", reason)))
+            results.append(("login", _("Login page answers"), "pending", _("helper not reachable")))
+        else:
+            services = health.get("services") or {}
+            down = {name: state for name, state in services.items() if state not in ("running", "active")}
+            if "error" in services or not services:
+                results.append(("services", _("Services up"), "pending", services.get("error") or _("not managed")))
+            else:
+                results.append(
+                    (
+                        "services",
+                        _("Services up"),
+                        "failed" if down else "ok",
+                        ", ".join(f"{name}: {state}" for name, state in sorted(services.items())),
+                    )
+                )
+            http = health.get("http")
+            if http:
+                results.append(
+                    (
+                        "login",
+                        _("Login page answers"),
+                        "ok" if http.get("ok") else "failed",
+                        f"{http.get('url')}: {http.get('status') or http.get('error')}",
+                    )
+                )
+            else:
+                results.append(("login", _("Login page answers"), "pending", _("no health URL configured")))
+        if "account.move" in self.env:
+            try:
+                moves = self.env["account.move"].search([("move_type", "=", "out_invoice")], limit=5, order="id desc")
+                moves.read(["name", "amount_total", "state"])
+                results.append(("invoices", _("Invoices readable"), "ok", _("%s newest invoices read", len(moves))))
+            except Exception as exc:  # any failure of the read is what this check reports
+                results.append(("invoices", _("Invoices readable"), "failed", str(exc)[:250]))
+        else:
+            results.append(("invoices", _("Invoices readable"), "pending", _("Invoicing is not installed")))
+        partners = self.env["res.partner"].sudo().search_count([])
+        results.append(("queries", _("Database queries work"), "ok", _("%s partners counted", partners)))
+        results.append(self._log_check())
+        results.append(("users", _("Users can log in and work"), "pending", ""))
+        results.append(("email", _("E-mail is sent and received"), "pending", ""))
+        return results
+
+    def _log_check(self):
+        name = _("No errors in the log")
+        since = fields.Datetime.to_string(self.finished_at or self.started_at or fields.Datetime.now())
+        try:
+            reply = self.env["deployment.rollback.helper"]._request(
+                "GET", f"/v1/logs/errors?since={since.replace(' ', 'T')}"
+            )
+        except UserError as exc:
+            return ("log", name, "pending", _("not read by the helper: %s", exc.args[0])[:250])
+        errors = reply.get("errors") or []
+        if errors:
+            return ("log", name, "failed", _("%(count)s errors, first: %(first)s", count=len(errors), first=errors[0]))
+        return ("log", name, "ok", _("%s log lines read", reply.get("lines_read", 0)))
+
+    def _schedule_follow_up(self):
+        """The runbook's post-rollback lists as activities: within 4 hours, 24 hours and 7 days."""
+        self.ensure_one()
+        user = self.decided_by_id or self.requested_by_id or self.env.user
+        finished = self.finished_at or fields.Datetime.now()
+        for _key, label, due_after, tasks in POST_ROLLBACK_TASKS:
+            for task in tasks:
+                self.activity_schedule(
+                    "mail.mail_activity_data_todo",
+                    date_deadline=(finished + due_after).date(),
+                    summary=f"{label}: {task}",
+                    user_id=user.id,
+                )
+
+    # -- actions -------------------------------------------------------------------------------------
+    def action_cancel(self):
+        for record in self:
+            if record.state != "draft":
+                raise UserError(_("Only a draft rollback can be cancelled; %s is not a draft.", record.name))
+        self._helper_sync().write({"state": "cancelled"})
+        return True

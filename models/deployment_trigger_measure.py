@@ -1,0 +1,140 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The rollback triggers Odoo can measure itself, with the measured value and where it came from."""
+
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+PARAM = "deployment_rollback.%s"
+DEFAULTS = {
+    "trigger_window_minutes": 60,
+    "email_failure_percent": 20,
+    "einvoice_failure_percent": 10,
+    "response_seconds": 10,
+}
+
+
+class DeploymentRollbackMeasure(models.AbstractModel):
+    _name = "deployment.rollback.measure"
+    _description = "Deployment Rollback Trigger Measurements"
+
+    @api.model
+    def _setting(self, key):
+        value = self.env["ir.config_parameter"].sudo().get_param(PARAM % key)
+        try:
+            return float(value) if value else float(DEFAULTS[key])
+        except ValueError:
+            return float(DEFAULTS[key])
+
+    @api.model
+    def _measure_all(self):
+        """{trigger code: {"holds", "value", "source"}} for every trigger measured here."""
+        measured = {}
+        measured.update(self._measure_email())
+        measured.update(self._measure_einvoice())
+        measured.update(self._measure_helper_health())
+        return measured
+
+    @api.model
+    def _window_start(self):
+        return fields.Datetime.now() - timedelta(minutes=self._setting("trigger_window_minutes"))
+
+    @api.model
+    def _measure_email(self):
+        since = self._window_start()
+        minutes = int(self._setting("trigger_window_minutes"))
+        source = _("mail.mail, last %s minutes", minutes)
+        mails = self.env["mail.mail"].sudo()
+        failed = mails.search_count([("create_date", ">=", since), ("state", "=", "exception")])
+        sent = mails.search_count([("create_date", ">=", since), ("state", "=", "sent")])
+        # Sent notification e-mails are deleted once sent (auto_delete); their mail.notification stays,
+        # its link to the deleted mail.mail emptied: count those as sent too.
+        sent += (
+            self.env["mail.notification"]
+            .sudo()
+            .search_count(
+                [
+                    ("notification_type", "=", "email"),
+                    ("notification_status", "=", "sent"),
+                    ("mail_mail_id", "=", False),
+                    ("mail_message_id.date", ">=", since),
+                ]
+            )
+        )
+        attempted = failed + sent
+        if not attempted:
+            value = _("no e-mail sent or failed")
+            return {
+                "email_failures": {"holds": False, "value": value, "source": source},
+                "email_broken": {"holds": False, "value": value, "source": source},
+            }
+        percent = 100.0 * failed / attempted
+        value = _("%(failed)s of %(total)s failed (%(percent).0f%%)", failed=failed, total=attempted, percent=percent)
+        return {
+            "email_failures": {
+                "holds": percent > self._setting("email_failure_percent"),
+                "value": value,
+                "source": source,
+            },
+            "email_broken": {"holds": failed == attempted, "value": value, "source": source},
+        }
+
+    @api.model
+    def _measure_einvoice(self):
+        """E-invoice submission failures, from account_edi's documents when that module is installed."""
+        if "account.edi.document" not in self.env:
+            return {}
+        since = self._window_start()
+        documents = self.env["account.edi.document"].sudo()
+        total = documents.search_count([("write_date", ">=", since)])
+        failed = documents.search_count(
+            [("write_date", ">=", since), ("error", "!=", False), ("blocking_level", "=", "error")]
+        )
+        source = _("account.edi.document, last %s minutes", int(self._setting("trigger_window_minutes")))
+        if not total:
+            return {"einvoice_failures": {"holds": False, "value": _("no e-invoice submitted"), "source": source}}
+        percent = 100.0 * failed / total
+        return {
+            "einvoice_failures": {
+                "holds": percent > self._setting("einvoice_failure_percent"),
+                "value": _(
+                    "%(failed)s of %(total)s failed (%(percent).0f%%)", failed=failed, total=total, percent=percent
+                ),
+                "source": source,
+            }
+        }
+
+    @api.model
+    def _measure_helper_health(self):
+        """Response time and service states, from the helper's health check."""
+        source = _("helper health check")
+        try:
+            health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
+        except UserError as exc:
+            unreachable = {"holds": False, "value": _("not measured: %s", exc.args[0]), "source": source}
+            return {code: dict(unreachable) for code in ("slow_response", "odoo_not_starting", "nginx_not_starting")}
+        measured = {}
+        http = health.get("http") or {}
+        if http:
+            seconds = http.get("seconds") or 0.0
+            limit = self._setting("response_seconds")
+            answered = bool(http.get("ok"))
+            measured["slow_response"] = {
+                "holds": answered and seconds > limit,
+                "value": _("%(seconds).2f s (threshold %(limit)s s)", seconds=seconds, limit=limit)
+                if answered
+                else _("no answer: %s", http.get("error") or http.get("status")),
+                "source": _("%(what)s of %(url)s", what=source, url=http.get("url")),
+            }
+        services = health.get("services") or {}
+        for code, needle in (("odoo_not_starting", "odoo"), ("nginx_not_starting", "nginx")):
+            states = {name: state for name, state in services.items() if needle in name}
+            if states:
+                measured[code] = {
+                    "holds": any(state not in ("running", "active") for state in states.values()),
+                    "value": ", ".join(f"{name}: {state}" for name, state in sorted(states.items())),
+                    "source": source,
+                }
+        return measured

@@ -1,0 +1,132 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The triggers Odoo measures itself: e-mail failures from real mail.mail records, the helper's health."""
+
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from odoo import fields
+from odoo.tests.common import TransactionCase
+
+from .common import RealHelper
+
+
+class TestEmailMeasure(TransactionCase):
+    def setUp(self):
+        super().setUp()
+        self.measure = self.env["deployment.rollback.measure"]
+        # Mails of earlier tests or of the installation must not count.
+        self.env["mail.mail"].sudo().search([]).unlink()
+        self.env["mail.notification"].sudo().search([("notification_type", "=", "email")]).unlink()
+
+    def _mails(self, state, count, minutes_ago=0):
+        mails = (
+            self.env["mail.mail"]
+            .sudo()
+            .create([{"subject": f"{state} {i}", "email_to": "x@example.com", "state": state} for i in range(count)])
+        )
+        if minutes_ago:
+            self.env.cr.execute(
+                "UPDATE mail_mail SET create_date = %s WHERE id IN %s",
+                (fields.Datetime.now() - timedelta(minutes=minutes_ago), tuple(mails.ids)),
+            )
+            mails.invalidate_recordset(["create_date"])
+        return mails
+
+    def test_failure_rate_over_the_threshold_is_a_team_trigger(self):
+        self._mails("sent", 7)
+        self._mails("exception", 3)
+        self._mails("exception", 20, minutes_ago=180)  # outside the 60-minute window
+        measured = self.measure._measure_email()
+        self.assertTrue(measured["email_failures"]["holds"])
+        self.assertIn("3 of 10 failed (30%)", measured["email_failures"]["value"])
+        self.assertFalse(measured["email_broken"]["holds"])
+
+    def test_threshold_and_window_are_settings(self):
+        self._mails("sent", 7)
+        self._mails("exception", 3)
+        self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.email_failure_percent", "40")
+        self.assertFalse(self.measure._measure_email()["email_failures"]["holds"])
+        self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.trigger_window_minutes", "300")
+        self._mails("exception", 20, minutes_ago=180)
+        measured = self.measure._measure_email()
+        self.assertIn("23 of 30 failed", measured["email_failures"]["value"])
+        self.assertTrue(measured["email_failures"]["holds"])
+
+    def test_every_mail_failing_is_an_immediate_trigger(self):
+        self._mails("exception", 4)
+        measured = self.measure._measure_email()
+        self.assertTrue(measured["email_broken"]["holds"])
+        self.assertTrue(measured["email_failures"]["holds"])
+
+    def test_no_mail_measures_nothing(self):
+        measured = self.measure._measure_email()
+        self.assertFalse(measured["email_broken"]["holds"])
+        self.assertIn("no e-mail", measured["email_failures"]["value"])
+
+    def test_einvoice_not_measured_without_an_edi_module(self):
+        self.assertNotIn("account.edi.document", self.env)
+        self.assertEqual(self.measure._measure_einvoice(), {})
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """A login page that answers in 0.3 s, slower than the threshold the test sets."""
+
+    def do_GET(self):
+        time.sleep(0.3)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+class TestHealthMeasure(TransactionCase):
+    """Response time and service state, measured by a real helper against a real (slow) web server."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.web = HTTPServer(("127.0.0.1", 0), _SlowHandler)
+        threading.Thread(target=cls.web.serve_forever, daemon=True).start()
+        cls.addClassCleanup(cls.web.server_close)
+        cls.addClassCleanup(cls.web.shutdown)
+        url = f"http://127.0.0.1:{cls.web.server_port}/web/login"
+        cls.helper = RealHelper(
+            cls.env.cr.dbname,
+            extra_toml=(
+                f'[health]\nurl = "{url}"\n'
+                '[services]\nbackend = "command"\nstop_command = ["true"]\nstart_command = ["true"]\n'
+            ),
+        )
+        cls.addClassCleanup(cls.helper.stop)
+
+    def setUp(self):
+        super().setUp()
+        patcher = self.helper.patch_odoo(self.env)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_slow_answers_hold_the_response_time_trigger(self):
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("deployment_rollback.response_seconds", "0.1")
+        measured = self.env["deployment.rollback.measure"]._measure_helper_health()
+        self.assertTrue(measured["slow_response"]["holds"], measured["slow_response"])
+        self.assertIn("threshold 0.1 s", measured["slow_response"]["value"])
+        self.assertIn("/web/login", measured["slow_response"]["source"])
+
+        params.set_param("deployment_rollback.response_seconds", "10")
+        measured = self.env["deployment.rollback.measure"]._measure_helper_health()
+        self.assertFalse(measured["slow_response"]["holds"])
+
+    def test_helper_down_is_said_not_guessed(self):
+        self.env["ir.config_parameter"].sudo().set_param(
+            "deployment_rollback.helper_address", f"unix:{self.helper.dir}/nobody.sock"
+        )
+        measured = self.env["deployment.rollback.measure"]._measure_helper_health()
+        self.assertFalse(measured["slow_response"]["holds"])
+        self.assertIn("not measured", measured["slow_response"]["value"])
