@@ -28,4 +28,9 @@
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "deployment_rollback/static/tests/tours/*.js",
+        ],
+    },
 }
