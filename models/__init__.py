@@ -1,5 +1,9 @@
 from . import (
+    deployment_drill,
     deployment_operation,
+    deployment_postmortem,
+    deployment_postmortem_action,
+    deployment_postmortem_timeline,
     deployment_snapshot,
     deployment_snapshot_count,
     deployment_snapshot_module,

@@ -138,6 +138,9 @@ class DeploymentOperation(models.Model):
             record._helper_sync().write(vals)
         else:
             self._helper_sync().create(vals)
+        if kind == "drill":
+            # Drills run from the shell belong to the quarterly drill history too.
+            self.env["deployment.drill"]._import_helper_operation(operation)
 
     @api.model
     def _import_snapshot(self, operation, data):

@@ -1,1 +1,7 @@
-from . import test_deployment_snapshot, test_helper_integration, test_install
+from . import (
+    test_deployment_drill,
+    test_deployment_postmortem,
+    test_deployment_snapshot,
+    test_helper_integration,
+    test_install,
+)

@@ -1,1 +1,1 @@
-from . import deployment_snapshot_compare
+from . import deployment_drill_overview, deployment_drill_overview_line, deployment_snapshot_compare
