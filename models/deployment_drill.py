@@ -93,7 +93,10 @@ class DeploymentDrill(models.Model):
     @api.depends("quarter", "date")
     def _compute_name(self):
         for record in self:
-            record.name = _("Drill of %(date)s", date=record.date) if record.date else _("Drill")
+            if record.date:
+                record.name = _("%(quarter)s drill of %(date)s", quarter=record.quarter, date=record.date)
+            else:
+                record.name = _("Drill")
 
     # -- running ----------------------------------------------------------------------------------
     def _check_manager(self):
@@ -138,6 +141,7 @@ class DeploymentDrill(models.Model):
             if not record.result:
                 raise UserError(_("Set the result of the drill before recording it."))
         self.write({"state": "done"})
+        self.filtered(lambda r: r.result == "ok")._close_reminders()
         return True
 
     def _open_action(self):
@@ -178,6 +182,7 @@ class DeploymentDrill(models.Model):
         self._helper_sync().write(vals)
         if vals["result"] == "ok":
             self.message_post(body=_("Drill passed in %s seconds.", round(vals["seconds"], 1)))
+            self._close_reminders()
         else:
             self.message_post(body=_("Drill failed: %s", vals["problems"] or ""))
 
@@ -238,6 +243,26 @@ class DeploymentDrill(models.Model):
 
     # -- the reminder -----------------------------------------------------------------------------
     @api.model
+    def _reminder_summary(self, year, number):
+        return _("Run the rollback drill of %s", quarter_label(year, number))
+
+    def _close_reminders(self):
+        """A passed drill answers its quarter's reminders, wherever the cron put them."""
+        for record in self:
+            activities = (
+                self.env["mail.activity"]
+                .sudo()
+                .search(
+                    [
+                        ("res_model", "=", self._name),
+                        ("summary", "=", self._reminder_summary(record.year, record.quarter_number)),
+                    ]
+                )
+            )
+            if activities:
+                activities.action_feedback(feedback=_("%s passed.", record.name))
+
+    @api.model
     def _reminder_days(self):
         raw = self.env["ir.config_parameter"].sudo().get_param(REMINDER_DAYS_PARAM, DEFAULT_REMINDER_DAYS)
         try:
@@ -259,7 +284,7 @@ class DeploymentDrill(models.Model):
         if drills.search_count([*in_quarter, ("state", "=", "done"), ("result", "=", "ok")]):
             return self.browse()
         managers = self.env.ref(MANAGER_GROUP).users.filtered(lambda u: u.active and not u.share)
-        summary = _("Run the rollback drill of %s", quarter_label(year, number))
+        summary = self._reminder_summary(year, number)
         reminded = (
             self.env["mail.activity"]
             .sudo()

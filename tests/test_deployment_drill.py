@@ -104,6 +104,14 @@ class TestDeploymentDrill(TransactionCase):
         self.env["deployment.drill"]._cron_drill_reminder(today=date(2031, 12, 22))
         self.assertEqual(len(self._reminders("2031-Q4")), len(managers), "each manager is reminded once")
 
+        # Recording the quarter's drill as passed answers the reminders.
+        drill.with_user(self.manager).write({"result": "ok", "seconds": 95})
+        drill.with_user(self.manager).action_record_result()
+        self.assertFalse(self._reminders("2031-Q4"))
+        self.assertIn("2031-Q4 drill of 2031-12-21 passed.", drill.message_ids[0].body)
+        self.env["deployment.drill"]._cron_drill_reminder(today=date(2031, 12, 23))
+        self.assertFalse(self._reminders("2031-Q4"))
+
     def test_reminder_uses_the_planned_drill_of_the_quarter(self):
         planned = self.drills.create({"date": date(2031, 6, 1)})
         self.env["deployment.drill"]._cron_drill_reminder(today=date(2031, 6, 25))
@@ -172,9 +180,15 @@ class TestDeploymentDrillHelper(TransactionCase):
 
     def test_run_drill_now_records_the_result(self):
         snapshot = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
+        # The reminder of this quarter plans the drill that the manager then runs.
+        self.env["ir.config_parameter"].sudo().set_param(REMINDER_DAYS_PARAM, "92")
+        planned = self.env["deployment.drill"]._cron_drill_reminder()
+        self.assertEqual(planned.state, "planned")
+        self.assertTrue(planned.activity_ids)
 
-        action = self.env["deployment.drill"].action_run_now()
+        action = planned.action_run_now()
         drill = self.env["deployment.drill"].browse(action["res_id"])
+        self.assertEqual(drill, planned)
         self.assertEqual(drill.state, "running")
         self.assertTrue(drill.helper_job_id)
         self._wait_done(drill)
@@ -185,6 +199,7 @@ class TestDeploymentDrillHelper(TransactionCase):
         self.assertTrue(drill.rto_met)
         self.assertEqual(drill.snapshot_helper_id, snapshot["id"])
         self.assertTrue(drill.helper_id.startswith("drill-"))
+        self.assertFalse(drill.activity_ids, "the passed drill answers the quarter's reminders")
 
         # The journal holds the same drill: importing it adds no second record.
         self.env["deployment.operation"]._import_journal()
@@ -192,6 +207,27 @@ class TestDeploymentDrillHelper(TransactionCase):
         self.assertEqual(self.env["deployment.drill"].search([("helper_id", "=", drill.helper_id)]), drill)
         operation = self.env["deployment.operation"].search([("helper_id", "=", drill.helper_id)])
         self.assertEqual(operation.kind, "drill")
+
+    def test_failed_drill_is_recorded_as_failed(self):
+        taken = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
+        self.env["deployment.operation"]._import_journal()
+        snapshot = self.env["deployment.snapshot"].search([("helper_id", "=", taken["id"])])
+        archive = self.helper.dir / "storage" / "snapshots" / taken["id"] / "filestore.tar"
+        archive.write_bytes(archive.read_bytes()[:10])
+
+        drill = self.env["deployment.drill"].create({"snapshot_id": snapshot.id})
+        drill.action_run_now()
+        self._wait_done(drill)
+
+        self.assertEqual(drill.state, "done")
+        self.assertEqual(drill.result, "failed")
+        self.assertIn("filestore.tar", drill.problems)
+        self.assertIn("Drill failed", drill.message_ids[0].body)
+        # Drills of other tests come back with the helper's journal; alone, this one fails its quarter.
+        self.env["deployment.drill"].search([("id", "!=", drill.id)]).unlink()
+        row = next(r for r in drill._quarter_overview([drill.year]) if r["quarter_number"] == drill.quarter_number)
+        self.assertEqual(row["state"], "failed")
+        self.assertEqual(row["drill_ids"], drill.ids)
 
     def test_drill_from_the_shell_joins_the_history(self):
         snapshot = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
