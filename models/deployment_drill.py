@@ -180,11 +180,13 @@ class DeploymentDrill(models.Model):
                 "problems": error or _("The helper's drill job failed without a result."),
             }
         self._helper_sync().write(vals)
+        # Users who only read drills may refresh one: the helper's verdict is posted on their behalf.
+        thread = self.sudo()
         if vals["result"] == "ok":
-            self.message_post(body=_("Drill passed in %s seconds.", round(vals["seconds"], 1)))
+            thread.message_post(body=_("Drill passed in %s seconds.", round(vals["seconds"], 1)))
             self._close_reminders()
         else:
-            self.message_post(body=_("Drill failed: %s", vals["problems"] or ""))
+            thread.message_post(body=_("Drill failed: %s", vals["problems"] or ""))
 
     @api.model
     def _import_helper_operation(self, operation):
@@ -243,22 +245,29 @@ class DeploymentDrill(models.Model):
 
     # -- the reminder -----------------------------------------------------------------------------
     @api.model
-    def _reminder_summary(self, year, number):
-        return _("Run the rollback drill of %s", quarter_label(year, number))
+    def _reminders(self, year, number):
+        """The open reminders of a quarter, found by what the cron sets rather than by their translated
+        summary: an automated To Do on a drill of the quarter, due on its last day."""
+        first, last = quarter_bounds(year, number)
+        drills = self.sudo().search([("date", ">=", first), ("date", "<=", last)])
+        return (
+            self.env["mail.activity"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", self._name),
+                    ("res_id", "in", drills.ids),
+                    ("activity_type_id", "=", self.env.ref(TODO).id),
+                    ("automated", "=", True),
+                    ("date_deadline", "=", last),
+                ]
+            )
+        )
 
     def _close_reminders(self):
         """A passed drill answers its quarter's reminders, wherever the cron put them."""
         for record in self:
-            activities = (
-                self.env["mail.activity"]
-                .sudo()
-                .search(
-                    [
-                        ("res_model", "=", self._name),
-                        ("summary", "=", self._reminder_summary(record.year, record.quarter_number)),
-                    ]
-                )
-            )
+            activities = self._reminders(record.year, record.quarter_number)
             if activities:
                 activities.action_feedback(feedback=_("%s passed.", record.name))
 
@@ -284,14 +293,7 @@ class DeploymentDrill(models.Model):
         if drills.search_count([*in_quarter, ("state", "=", "done"), ("result", "=", "ok")]):
             return self.browse()
         managers = self.env.ref(MANAGER_GROUP).users.filtered(lambda u: u.active and not u.share)
-        summary = self._reminder_summary(year, number)
-        reminded = (
-            self.env["mail.activity"]
-            .sudo()
-            .search([("res_model", "=", self._name), ("summary", "=", summary), ("user_id", "in", managers.ids)])
-            .mapped("user_id")
-        )
-        waiting = managers - reminded
+        waiting = managers - self._reminders(year, number).mapped("user_id")
         if not waiting:
             return self.browse()
         drill = drills.search([*in_quarter, ("state", "=", "planned")], order="date, id", limit=1)
@@ -301,7 +303,7 @@ class DeploymentDrill(models.Model):
             drill.activity_schedule(
                 TODO,
                 date_deadline=last,
-                summary=summary,
+                summary=_("Run the rollback drill of %s", quarter_label(year, number)),
                 note=_("No rollback drill has passed this quarter; it ends on %s.", last),
                 user_id=manager.id,
             )

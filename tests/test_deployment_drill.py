@@ -101,8 +101,11 @@ class TestDeploymentDrill(TransactionCase):
         self.assertEqual(drill.state, "planned")
         self.assertEqual(drill.quarter, "2031-Q4")
 
+        # Once, whatever language the summary was written in.
+        reminders.write({"summary": "Lancer l'exercice de retour arri\u00e8re du 2031-Q4"})
         self.env["deployment.drill"]._cron_drill_reminder(today=date(2031, 12, 22))
-        self.assertEqual(len(self._reminders("2031-Q4")), len(managers), "each manager is reminded once")
+        self.assertEqual(drill.activity_ids, reminders, "each manager is reminded once")
+        reminders.write({"summary": "Run the rollback drill of 2031-Q4"})
 
         # Recording the quarter's drill as passed answers the reminders.
         drill.with_user(self.manager).write({"result": "ok", "seconds": 95})
@@ -217,7 +220,10 @@ class TestDeploymentDrillHelper(TransactionCase):
 
         drill = self.env["deployment.drill"].create({"snapshot_id": snapshot.id})
         drill.action_run_now()
-        self._wait_done(drill)
+        reader = new_test_user(
+            self.env, login="drill_reader", groups="base.group_user,deployment_rollback.group_deployment_rollback_user"
+        )
+        self._wait_done(drill.with_user(reader))
 
         self.assertEqual(drill.state, "done")
         self.assertEqual(drill.result, "failed")
