@@ -1,6 +1,10 @@
 from . import (
+    deployment_drill,
     deployment_escalation_level,
     deployment_operation,
+    deployment_postmortem,
+    deployment_postmortem_action,
+    deployment_postmortem_timeline,
     deployment_rollback,
     deployment_rollback_check,
     deployment_rollback_integrity,

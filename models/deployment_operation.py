@@ -144,6 +144,9 @@ class DeploymentOperation(models.Model):
             self._helper_sync().create(vals)
         if kind == "restore":
             self.env["deployment.rollback"]._sync_from_operation(operation, events)
+        if kind == "drill":
+            # Drills run from the shell belong to the quarterly drill history too.
+            self.env["deployment.drill"]._import_helper_operation(operation)
 
     @api.model
     def _import_snapshot(self, operation, data):

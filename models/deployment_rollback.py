@@ -61,6 +61,7 @@ class DeploymentRollback(models.Model):
         "kept_as",
         "lost_rows_total",
         "error",
+        "postmortem_id",
     ]
 
     name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
@@ -110,6 +111,7 @@ class DeploymentRollback(models.Model):
     kept_as = fields.Char(string="Replaced Database Kept As", readonly=True)
     lost_rows_total = fields.Integer(string="Rows Not in the Snapshot", readonly=True)
     error = fields.Text(readonly=True)
+    postmortem_id = fields.Many2one("deployment.postmortem", string="Post-mortem", readonly=True, copy=False)
     # What the notifications say. With the placeholders context they hold the helper's placeholders
     # instead, so that the helper can send the same texts while Odoo is stopped.
     progress_status = fields.Char(compute="_compute_progress_texts")
@@ -434,7 +436,32 @@ class DeploymentRollback(models.Model):
         )
 
     def _after_done(self):
-        """Extension point for what follows a successful rollback (the post-mortem)."""
+        """A draft post-mortem, filled in with what the rollback knows."""
+        self.ensure_one()
+        services_check = self.check_ids.filtered(lambda check: check.code == "services" and check.automatic)
+        services = [part.split(":")[0] for part in (services_check.detail or "").split(", ") if ":" in part]
+        steps = self.step_ids.sorted("started_at")
+        postmortems = self.env["deployment.postmortem"].sudo()
+        vals = postmortems._prefill_vals(
+            {
+                "name": self.name,
+                "started_at": self.started_at,
+                "finished_at": self.finished_at,
+                "services": services or [_("Odoo (database %s)", self.database)],
+                "data_loss": bool(self.lost_rows_total) or not self.integrity_ok,
+                "steps": [
+                    {
+                        "name": step.name,
+                        "started_at": step.started_at,
+                        "finished_at": step.finished_at,
+                        "result": dict(step._fields["result"]._description_selection(self.env)).get(step.result),
+                    }
+                    for step in steps
+                ],
+            }
+        )
+        vals.update(rollback_id=self.id, root_cause=self.root_cause or False)
+        self._helper_sync().postmortem_id = postmortems.create(vals)
 
     def _validate(self):
         """The critical checks (automatic where Odoo or the helper can tell) and the data integrity."""

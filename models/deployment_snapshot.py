@@ -305,6 +305,6 @@ class DeploymentSnapshot(models.Model):
     def _newest_verified_pre_deploy(self):
         return self.search(
             [("kind", "=", "pre_deploy"), ("state", "=", "verified")],
-            order="taken_at desc",
+            order="taken_at desc, id desc",
             limit=1,
         )

@@ -1,7 +1,7 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 
 from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS
 
@@ -40,13 +40,18 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="deployment_rollback.retention",
         default=5,
     )
+    deployment_drill_reminder_days = fields.Integer(
+        string="Drill Reminder (days before quarter end)",
+        config_parameter="deployment_rollback.drill_reminder_days",
+        default=14,
+        help="When the quarter has no passed drill this many days before it ends, managers get a To Do.",
+    )
     deployment_stakeholder_ids = fields.Many2many(
         "res.partner",
         string="Stakeholders to Notify",
         compute="_compute_deployment_stakeholder_ids",
         inverse="_inverse_deployment_stakeholder_ids",
     )
-
     deployment_trigger_window_minutes = fields.Integer(
         string="Trigger Window (minutes)",
         config_parameter="deployment_rollback.trigger_window_minutes",
@@ -80,6 +85,12 @@ class ResConfigSettings(models.TransientModel):
         raw = self.env["ir.config_parameter"].sudo().get_param(STAKEHOLDERS_PARAM, "") or ""
         ids = [int(i) for i in raw.split(",") if i.strip().isdigit()]
         return self.env["res.partner"].sudo().browse(ids).exists()
+
+    @api.constrains("deployment_drill_reminder_days")
+    def _check_deployment_drill_reminder_days(self):
+        for record in self:
+            if not 0 <= record.deployment_drill_reminder_days <= 92:
+                raise ValidationError(_("The drill reminder comes 0 to 92 days before the end of the quarter."))
 
     @api.model
     def _tracked_models(self):

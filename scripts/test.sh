@@ -44,7 +44,7 @@ if grep -E ' (WARNING|ERROR|CRITICAL) ' "$log"; then
     status=1
 fi
 
-echo "==> addon tests"
-(cd "$venv/addons" && pytest -p no:cacheprovider --odoo-config="$ODOO_RC" \
+echo "==> addon tests (tours in headless Chromium through --odoo-http)"
+(cd "$venv/addons" && pytest -p no:cacheprovider --odoo-http --odoo-config="$ODOO_RC" \
     --odoo-database="$db" "$@" "$venv/addons/deployment_rollback/tests") || status=1
 exit $status

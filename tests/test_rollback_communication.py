@@ -165,6 +165,16 @@ class TestRollbackCommunication(TransactionCase):
         self.assertEqual(completion.partner_ids, self.stakeholder)
         self.assertIn("4 created or changed after the snapshot", completion.body)
 
+        # A draft post-mortem waits, filled in from the rollback.
+        postmortem = rollback.postmortem_id
+        self.assertEqual(postmortem.state, "draft")
+        self.assertEqual(postmortem.rollback_id, rollback)
+        self.assertEqual(postmortem.incident_start, STARTED)
+        self.assertEqual(postmortem.duration_minutes, 4)
+        self.assertTrue(postmortem.data_loss)  # 4 rows were not in the snapshot
+        self.assertEqual(len(postmortem.timeline_ids), 2)
+        self.assertIn("preflight", postmortem.timeline_ids[0].event)
+
         # A second report of the same end changes nothing.
         rollback._apply_helper_state("done", events)
         self.assertEqual(len(rollback.activity_ids), 10)

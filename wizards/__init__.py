@@ -1,1 +1,6 @@
-from . import deployment_rollback_wizard, deployment_snapshot_compare
+from . import (
+    deployment_drill_overview,
+    deployment_drill_overview_line,
+    deployment_rollback_wizard,
+    deployment_snapshot_compare,
+)
