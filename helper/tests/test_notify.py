@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from conftest import HelperEnv, Served, database_counts
 from odoo_rollback.config import load_config
 from odoo_rollback.journal import Journal
@@ -183,6 +183,47 @@ def test_without_an_smtp_host_one_journal_line_says_no_mail_is_sent(
     assert "no SMTP host" in events[0].message and "cto@example.com" in events[0].message
 
 
+def test_updates_log_in_with_the_configured_user(helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]) -> None:
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        # handled=False: the server itself answers 535 to a refused login.
+        return AuthResult(success=data.password == b"s3cret", handled=False)
+
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticate, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        password_file = helper_env.tmp_path / "smtp-password"
+        password_file.write_text("wrong\n")
+        cfg = load_config(
+            helper_env.write(
+                smtp={**smtp_section(controller.port, 1), "user": "rollback", "password_file": str(password_file)}
+            )
+        )
+        journal = Journal(cfg.storage.journal_path)
+        run = RestoreRun(cfg, SnapshotStore(cfg.storage).get(snapshot_then_changes["id"]), journal)
+        run.op = journal.begin("restore", cfg.database.name)
+        ProgressNotifier(cfg, run).tick(60)
+        password_file.write_text("s3cret\n")
+        ProgressNotifier(load_config(helper_env.config_path), run).tick(60)
+    finally:
+        controller.stop()
+
+    # smtplib tries each mechanism the server offers before it gives up on a refused password.
+    assert set(logins[:-1]) == {(b"rollback", b"wrong")} and logins[-1] == (b"rollback", b"s3cret")
+    assert len(mailbox.received) == 1 and mailbox.received[0][0] == ["ops@example.com"]
+    events = [e for e in journal.events(operation_id=run.op) if e.step == "notify"]
+    assert [e.status for e in events] == ["failed", "done"]
+    assert events[0].message == (
+        "progress mail to ops@example.com failed: the mail server answered 535 5.7.8 Authentication credentials invalid"
+    )
+
+
 # -- real restores through the command line ----------------------------------------------------------
 def test_a_long_restore_mails_its_progress_and_journals_the_rollback(
     helper_env: HelperEnv,
@@ -267,6 +308,7 @@ def test_a_dead_mail_server_does_not_stop_the_restore(
     assert operation["state"] == "done"
     failed = [e for e in events if e["step"] == "notify"]
     assert failed and all(e["status"] == "failed" for e in failed)
+    assert "cannot talk to the mail server 127.0.0.1:" in failed[0]["message"]
     assert "Connection refused" in failed[0]["message"] and "ops@example.com" in failed[0]["message"]
 
 

@@ -114,6 +114,22 @@ def send_mail(
         client.send_message(message, from_addr=sender, to_addrs=list(recipients))
 
 
+def mail_error(exc: BaseException, smtp: SmtpConfig) -> str:
+    """One readable line for the journal, whatever smtplib or the network raised."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = (f"{address} ({code} {_text(reply)})" for address, (code, reply) in exc.recipients.items())
+        return "the mail server refused " + ", ".join(refused)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"the mail server answered {exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException):
+        return f"cannot talk to the mail server {smtp.host}:{smtp.port}: {exc.strerror or exc}"
+    return str(exc) or exc.__class__.__name__
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
 class ProgressNotifier:
     """Mails the progress of one restore on a schedule; a context manager around the restore's steps.
 
@@ -199,7 +215,8 @@ class ProgressNotifier:
             return False
         while self.next_due <= elapsed_seconds:  # a late tick sends one update, not the missed ones
             self.next_due += self.interval
-        self._send(elapsed_seconds / 60, "running", "progress")
+        # After a failure the restore is being undone; the final mail follows once it is.
+        self._send(elapsed_seconds / 60, "undoing" if self.run.result.error else "running", "progress")
         return True
 
     def final(self, status: str, message: str) -> None:
@@ -242,7 +259,7 @@ class ProgressNotifier:
         try:
             send_mail(self.smtp, recipients, subject, body)
         except Exception as exc:  # whatever the mail server does, the restore goes on
-            reason = str(exc) or exc.__class__.__name__
+            reason = mail_error(exc, self.smtp)
             self.journal.event(
                 self.run.op,
                 STEP,

@@ -176,8 +176,7 @@ def write_request(folder: Path, name: str, request: RestoreRequest) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     path = folder / f"{name}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # a job's file is never rewritten
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump({"rollback": request.rollback, "notify": request.notify.as_dict()}, handle, sort_keys=True)
-    os.chmod(path, 0o600)
     return path
