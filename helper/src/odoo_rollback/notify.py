@@ -224,7 +224,9 @@ class ProgressNotifier:
         self.stop()
         if not self.smtp.host or self.started_at is None:
             return
-        self._send((self.now() - self.started_at) / 60, status, "final", error=self.run.result.error, lead=message)
+        # Called while the restore's own error propagates: nothing here may replace that error.
+        with contextlib.suppress(Exception):
+            self._send((self.now() - self.started_at) / 60, status, "final", error=self.run.result.error, lead=message)
 
     def _send(self, minutes: float, status: str, kind: str, error: str | None = None, lead: str = "") -> None:
         level = self.level_at(minutes)
