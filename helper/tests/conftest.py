@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import docker
 import docker.errors
 import psycopg2
 import pytest
+from odoo_rollback.api.client import HelperClient
 from psycopg2 import sql
 
 PG = {
@@ -314,3 +317,49 @@ def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandI
         for container in started:
             container.remove(force=True)
         client.close()
+
+
+# -- the API: a real `odoo-rollback serve` on a Unix socket, and a signed client -------------------
+class Served:
+    def __init__(self, socket_path: Path, secret: bytes, process: subprocess.Popen[str], log: Path) -> None:
+        self.socket_path = socket_path
+        self.client = HelperClient(f"unix:{socket_path}", secret)
+        self.process = process
+        self.log = log
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, job = self.client.request("GET", f"/v1/jobs/{job_id}")
+            assert status == 200
+            if job["state"] in ("done", "failed"):
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture
+def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
+    secret_file = tmp_path / "api-secret"
+    secret_file.write_text("a-long-random-secret\n")
+    secret_file.chmod(0o640)
+    socket_path = tmp_path / "api.sock"
+    helper_env.write(api={"socket": str(socket_path), "secret_file": str(secret_file), "max_clock_skew": 60})
+    log = tmp_path / "serve.log"
+    with log.open("w") as log_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), "serve"],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    deadline = time.monotonic() + 20
+    while not socket_path.exists():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(socket_path, b"a-long-random-secret", process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)

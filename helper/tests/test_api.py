@@ -8,14 +8,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import HelperEnv
+from conftest import HelperEnv, Served
 from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
@@ -35,51 +32,6 @@ def test_signing_vectors(vector: dict[str, str]) -> None:
         sign(vector["secret"].encode(), vector["method"], vector["path"], vector["timestamp"], vector["nonce"], body)
         == vector["signature"]
     )
-
-
-class Served:
-    def __init__(self, socket_path: Path, secret: bytes, process: subprocess.Popen[str], log: Path) -> None:
-        self.socket_path = socket_path
-        self.client = HelperClient(f"unix:{socket_path}", secret)
-        self.process = process
-        self.log = log
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, job = self.client.request("GET", f"/v1/jobs/{job_id}")
-            assert status == 200
-            if job["state"] in ("done", "failed"):
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} did not finish")
-
-
-@pytest.fixture
-def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
-    secret_file = tmp_path / "api-secret"
-    secret_file.write_text("a-long-random-secret\n")
-    secret_file.chmod(0o640)
-    socket_path = tmp_path / "api.sock"
-    helper_env.write(api={"socket": str(socket_path), "secret_file": str(secret_file), "max_clock_skew": 60})
-    log = tmp_path / "serve.log"
-    with log.open("w") as log_handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), "serve"],
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    deadline = time.monotonic() + 20
-    while not socket_path.exists():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield Served(socket_path, b"a-long-random-secret", process, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 def test_socket_is_not_world_accessible(served: Served) -> None:

@@ -81,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, required=True, metavar="N", help="snapshots of each kind to keep")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
+    request_help = "JSON file of Odoo's rollback record and whom to mail the progress to (see README)"
     p = command("restore", "restore:restore", "restore a snapshot in place of the live database")
     p.add_argument("id", help="snapshot id")
     p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
+    p.add_argument("--request", metavar="FILE", help=request_help)
 
     p = command("rollback", "restore:rollback", "restore the newest verified pre_deploy snapshot")
     p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
+    p.add_argument("--request", metavar="FILE", help=request_help)
 
     command("resume", "restore:resume", "finish or undo a restore that was interrupted")
 

@@ -46,6 +46,8 @@ from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal
 from .lost_rows import count_changed_rows, export_changed_rows
 from .modules import installed_modules
+from .notify import ProgressNotifier
+from .request import RestoreRequest
 from .services import backend_for
 from .storage import Snapshot, SnapshotStore
 from .verify import check_integrity, compare_counts
@@ -190,9 +192,11 @@ class RestoreRun:
         self.result = RestoreResult(ok=False, database=cfg.database.name, snapshot=snapshot.id)
         self.op = ""
         self.stopped_at: float | None = None
+        self.current_step = ""  # read by the progress mails
 
     @contextmanager
     def step(self, name: str, **data: Any) -> Iterator[None]:
+        self.current_step = name
         self.journal.event(self.op, name, "start", data=data)
         started = time.monotonic()
         try:
@@ -348,43 +352,70 @@ def check_no_unfinished(journal: Journal) -> None:
         )
 
 
-def restore_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> RestoreResult:
+def request_journal_data(request: RestoreRequest | None) -> dict[str, Any]:
+    """What the restore's journal operation keeps of Odoo's request, for Odoo to re-create its
+    rollback record from the journal after the restore replaced its database."""
+    if request is None:
+        return {}
+    return {
+        "rollback": request.rollback,
+        "notify_recipients": list(request.notify.recipients),
+        "notify_escalation": [c.as_dict() for c in request.notify.escalation],
+    }
+
+
+def restore_snapshot(
+    cfg: Config,
+    snapshot: Snapshot,
+    journal: Journal,
+    show_progress: bool = False,
+    *,
+    request: RestoreRequest | None = None,
+) -> RestoreResult:
     check_no_unfinished(journal)
     run = RestoreRun(cfg, snapshot, journal, show_progress)
     started = time.monotonic()
-    run.op = journal.begin("restore", cfg.database.name, {"snapshot": snapshot.id, "names": run.names})
+    run.op = journal.begin(
+        "restore",
+        cfg.database.name,
+        {"snapshot": snapshot.id, "names": run.names, **request_journal_data(request)},
+    )
     result = run.result
     swapped = False
-    try:
-        with run.step("preflight"):
-            run.preflight()
-        with run.step("staging", database=run.names["staging"]):
-            run.build_staging()
-        with run.step("check"):
-            run.check_staging()
-        with run.step("stop", backend=run.backend.name):
-            run.stop_services()
-        with run.step("lost_rows"):
-            run.export_lost_rows()
-        with run.step("swap", **run.names):
-            run.swap()
-            swapped = True
-        with run.step("code"):
-            run.revert_code()
-        with run.step("verify_live"):
-            run.verify_live()
-        with run.step("start"):
-            run.start_services()
-    except BaseException as exc:
-        result.error = str(exc) or exc.__class__.__name__
-        result.total_seconds = time.monotonic() - started
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise  # the journal says where it stopped; resume finishes or undoes it
-        undo(cfg, run, journal, swapped)
-        journal.finish(run.op, UNDONE if swapped else FAILED, result.error, {"result": result.as_dict()})
-        if isinstance(exc, RollbackError):
-            raise type(exc)(_failure_message(result, swapped)) from exc
-        raise
+    with ProgressNotifier(cfg, run, request) as notifier:
+        try:
+            with run.step("preflight"):
+                run.preflight()
+            with run.step("staging", database=run.names["staging"]):
+                run.build_staging()
+            with run.step("check"):
+                run.check_staging()
+            with run.step("stop", backend=run.backend.name):
+                run.stop_services()
+            with run.step("lost_rows"):
+                run.export_lost_rows()
+            with run.step("swap", **run.names):
+                run.swap()
+                swapped = True
+            with run.step("code"):
+                run.revert_code()
+            with run.step("verify_live"):
+                run.verify_live()
+            with run.step("start"):
+                run.start_services()
+        except BaseException as exc:
+            result.error = str(exc) or exc.__class__.__name__
+            result.total_seconds = time.monotonic() - started
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise  # the journal says where it stopped; resume finishes or undoes it
+            undo(cfg, run, journal, swapped)
+            state = UNDONE if swapped else FAILED
+            journal.finish(run.op, state, result.error, {"result": result.as_dict()})
+            # Odoo may still be down: the helper tells the recipients itself.
+            notifier.final(state, _failure_message(result, swapped))
+            if isinstance(exc, RollbackError):
+                raise type(exc)(_failure_message(result, swapped)) from exc
+            raise
     result.ok = True
     result.total_seconds = time.monotonic() - started
     if run.stopped_at is not None:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageError
 from ..journal import JOB_ENV_VAR, Journal, utcnow
 from ..process import last_line
+from ..request import RestoreRequest, write_request
 
 DESTRUCTIVE = {"restore"}
 
@@ -64,9 +66,10 @@ class Job:
 
 
 class JobRunner:
-    def __init__(self, config_path: Path, journal: Journal) -> None:
+    def __init__(self, config_path: Path, journal: Journal, requests_dir: Path | None = None) -> None:
         self.config_path = config_path
         self.journal = journal
+        self.requests_dir = requests_dir or journal.path.parent / "requests"
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -74,14 +77,22 @@ class JobRunner:
         with self._lock:
             return next((j for j in self.jobs.values() if j.state in ("queued", "running")), None)
 
-    def start(self, kind: str, args: list[str]) -> Job:
+    def start(self, kind: str, args: list[str], request: RestoreRequest | None = None) -> Job:
+        """Run the command *args* as a job; *request* is handed to it as ``--request <file>``."""
         with self._lock:
             if kind in DESTRUCTIVE and any(
                 j.kind in DESTRUCTIVE and j.state in ("queued", "running") for j in self.jobs.values()
             ):
                 raise JobConflict("a restore is already running")
+            job_id = f"job-{uuid.uuid4().hex[:12]}"
+            if request is not None:
+                try:
+                    path = write_request(self.requests_dir, job_id, request)
+                except OSError as exc:
+                    raise StorageError(f"cannot write the request file in {self.requests_dir}: {exc.strerror}") from exc
+                args = [*args, "--request", str(path)]
             job = Job(
-                id=f"job-{uuid.uuid4().hex[:12]}",
+                id=job_id,
                 kind=kind,
                 argv=[sys.executable, "-m", "odoo_rollback.cli", "--config", str(self.config_path), *args, "--json"],
             )

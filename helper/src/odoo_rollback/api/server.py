@@ -19,10 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 from .. import __version__
 from ..config import Config
 from ..db import connect
-from ..errors import ConfigError, RollbackError, SnapshotNotFound
+from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
 from ..journal import Journal
 from ..lost_rows import count_changed_rows
+from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
 from ..storage import SnapshotStore
 from .jobs import JobConflict, JobRunner
@@ -32,6 +33,7 @@ log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
 SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview)$")
 JOB_ROUTE = re.compile(r"^/v1/jobs/([^/]+)$")
+RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
 
 class ApiError(Exception):
@@ -82,12 +84,16 @@ class Api:
                     "total": sum(lost.values()),
                 }
         if method == "POST" and path == "/v1/restores":
+            try:
+                request = parse_request(body, known=RESTORE_KEYS)
+            except UsageError as exc:
+                raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
             snapshot = self.snapshot(str(body.get("snapshot", "")))
             if body.get("confirm_database") != self.cfg.database.name:
                 raise ApiError(HTTPStatus.BAD_REQUEST, "confirm_database does not match the configured database")
             if snapshot.manifest.database != self.cfg.database.name:
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"snapshot {snapshot.id} is of another database")
-            return self.start_job("restore", ["restore", snapshot.id, "--yes"])
+            return self.start_job("restore", ["restore", snapshot.id, "--yes"], request)
         if method == "POST" and path == "/v1/drills":
             args = ["drill"]
             if body.get("snapshot"):
@@ -108,9 +114,9 @@ class Api:
         except SnapshotNotFound as exc:
             raise ApiError(HTTPStatus.NOT_FOUND, str(exc)) from exc
 
-    def start_job(self, kind: str, args: list[str]) -> tuple[HTTPStatus, Any]:
+    def start_job(self, kind: str, args: list[str], request: RestoreRequest | None = None) -> tuple[HTTPStatus, Any]:
         try:
-            job = self.jobs.start(kind, args)
+            job = self.jobs.start(kind, args, request)
         except JobConflict as exc:
             raise ApiError(HTTPStatus.CONFLICT, str(exc)) from exc
         return HTTPStatus.ACCEPTED, {"job": job.as_dict(self.journal)}

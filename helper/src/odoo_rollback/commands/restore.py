@@ -10,6 +10,7 @@ from ..drill import run_drill
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, PreconditionError
 from ..journal import Journal
 from ..output import Output, table
+from ..request import RestoreRequest, load_request
 from ..restore import plan_restore, restore_snapshot
 from ..restore import resume as resume_restores
 from ..storage import Snapshot, SnapshotStore
@@ -52,21 +53,32 @@ def _result_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _restore(cfg: Config, snapshot: Snapshot, args: argparse.Namespace, out: Output) -> int:
+def _restore(
+    cfg: Config, snapshot: Snapshot, request: RestoreRequest | None, args: argparse.Namespace, out: Output
+) -> int:
     if not args.yes:
         out.emit(plan_restore(cfg, snapshot), _plan_text)
         return EXIT_OK
-    result = restore_snapshot(cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive)
+    result = restore_snapshot(
+        cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive, request=request
+    )
     out.emit(result.as_dict(), _result_text)
     return EXIT_OK
 
 
+def _request(args: argparse.Namespace) -> RestoreRequest | None:
+    # Read first: a bad request file is refused before the snapshot is even looked at.
+    return load_request(args.request) if getattr(args, "request", None) else None
+
+
 def restore(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    return _restore(cfg, SnapshotStore(cfg.storage).get(args.id), args, out)
+    request = _request(args)
+    return _restore(cfg, SnapshotStore(cfg.storage).get(args.id), request, args, out)
 
 
 def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    return _restore(cfg, _newest_verified(cfg), args, out)
+    request = _request(args)
+    return _restore(cfg, _newest_verified(cfg), request, args, out)
 
 
 def resume(cfg: Config, args: argparse.Namespace, out: Output) -> int:
