@@ -129,9 +129,10 @@ class TestRollbackWizard(TransactionCase):
             wizard.action_next()
         self.assertEqual(wizard.step, "snapshot")
         wizard.step = "confirm"  # even past the buttons, the server refuses
+        before = self.env["deployment.rollback"].search([])
         with self.assertRaises(AccessError):
             wizard.action_start()
-        self.assertFalse(self.env["deployment.rollback"].search([]))
+        self.assertEqual(self.env["deployment.rollback"].search([]), before)
 
     def _walk_to_confirmation(self):
         snapshot = self._verified_snapshot()
@@ -152,9 +153,10 @@ class TestRollbackWizard(TransactionCase):
     def test_typed_name_must_match(self):
         wizard = self._walk_to_confirmation()
         wizard.confirm_database = "production"
+        before = self.env["deployment.rollback"].search([])
         with self.assertRaisesRegex(UserError, "does not match"):
             wizard.action_start()
-        self.assertFalse(self.env["deployment.rollback"].search([]))
+        self.assertEqual(self.env["deployment.rollback"].search([]), before)
 
     def test_helper_down_changes_nothing(self):
         wizard = self._walk_to_confirmation()
@@ -162,9 +164,10 @@ class TestRollbackWizard(TransactionCase):
         self.env["ir.config_parameter"].sudo().set_param(
             "deployment_rollback.helper_address", f"unix:{self.helper.dir}/nobody.sock"
         )
+        before = self.env["deployment.rollback"].search([])
         with self.assertRaisesRegex(UserError, "cannot be reached"):
             wizard.action_start()
-        self.assertFalse(self.env["deployment.rollback"].search([]))
+        self.assertEqual(self.env["deployment.rollback"].search([]), before)
 
     def test_second_rollback_while_one_runs_is_refused(self):
         wizard = self._walk_to_confirmation()
