@@ -25,6 +25,7 @@
         "wizards/deployment_snapshot_compare.xml",
         "wizards/deployment_rollback_wizard.xml",
         "wizards/deployment_drill_overview.xml",
+        "wizards/deployment_overview.xml",
         "report/deployment_postmortem_report.xml",
         "views/deployment_rollback_menus.xml",
         "data/ir_sequence_data.xml",

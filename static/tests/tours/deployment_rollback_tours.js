@@ -30,11 +30,15 @@ tour.register("deployment_rollback_wizard", {test: true, url: "/web"}, [
         content: "Open the Deployments app",
         trigger: '.o_app[data-menu-xmlid="deployment_rollback.deployment_rollback_menu_root"]',
     },
-    // Inside a dialog, the tour looks for triggers within the dialog: no ".modal" in the selectors.
+    {
+        content: "Open the Rollbacks menu",
+        trigger: '[data-menu-xmlid="deployment_rollback.deployment_rollback_menu"]',
+    },
     {
         content: "Open the rollback checklist",
         trigger: '[data-menu-xmlid="deployment_rollback.deployment_rollback_wizard_menu"]',
     },
+    // Inside a dialog, the tour looks for triggers within the dialog: no ".modal" in the selectors.
     {
         content: "Select the immediate trigger 'Migration errors affecting data'",
         trigger: 'tr.o_data_row:has(td[name="name"]:contains("Migration errors affecting data")) td[name="holds"]',

@@ -1,0 +1,87 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The on-call overview: what a person needs to know before deciding anything, on one screen."""
+
+from odoo import _, api, fields, models
+
+from ..models.deployment_drill import quarter_label, quarter_of
+
+# A pre-deploy snapshot older than this is probably not the one taken before today's deployment.
+STALE_HOURS = 24
+QUARTER_STATES = [("done", "Done"), ("failed", "Failed"), ("missing", "Missing"), ("upcoming", "Upcoming")]
+
+
+class DeploymentOverview(models.TransientModel):
+    _name = "deployment.overview"
+    _description = "Deployment Rollback Overview"
+
+    snapshot_id = fields.Many2one(
+        "deployment.snapshot", string="Newest Verified Pre-deploy Snapshot", compute="_compute_overview"
+    )
+    snapshot_age = fields.Char(related="snapshot_id.age_display")
+    snapshot_taken_at = fields.Datetime(related="snapshot_id.taken_at")
+    snapshot_stale = fields.Boolean(compute="_compute_overview")
+    rollback_id = fields.Many2one("deployment.rollback", string="Running Rollback", compute="_compute_overview")
+    rollback_elapsed_minutes = fields.Float(related="rollback_id.elapsed_minutes")
+    rollback_rto_target_minutes = fields.Integer(related="rollback_id.rto_target_minutes")
+    rollback_rto_status = fields.Selection(related="rollback_id.rto_status")
+    rollback_step = fields.Char(related="rollback_id.progress_step")
+    last_rollback_id = fields.Many2one("deployment.rollback", string="Last Rollback", compute="_compute_overview")
+    open_action_ids = fields.Many2many(
+        "deployment.postmortem.action", string="Open Action Items", compute="_compute_overview"
+    )
+    open_action_count = fields.Integer(compute="_compute_overview")
+    overdue_action_count = fields.Integer(compute="_compute_overview")
+    quarter = fields.Char(compute="_compute_overview")
+    quarter_state = fields.Selection(QUARTER_STATES, string="This Quarter's Drill", compute="_compute_overview")
+    quarter_drill_ids = fields.Many2many("deployment.drill", compute="_compute_overview")
+
+    @api.depends_context("uid")
+    def _compute_overview(self):
+        today = fields.Date.context_today(self)
+        snapshot = self.env["deployment.snapshot"]._newest_verified_pre_deploy()
+        rollbacks = self.env["deployment.rollback"]
+        running = rollbacks.search([("state", "=", "running")], limit=1)
+        last = rollbacks.search([("state", "in", ("done", "failed"))], order="finished_at desc, id desc", limit=1)
+        actions = self.env["deployment.postmortem.action"].search([("state", "=", "open")])
+        year, number = quarter_of(today)
+        row = next(
+            r
+            for r in self.env["deployment.drill"]._quarter_overview([year], today=today)
+            if r["quarter_number"] == number
+        )
+        for overview in self:
+            overview.snapshot_id = snapshot
+            overview.snapshot_stale = not snapshot or snapshot.age_hours > STALE_HOURS
+            overview.rollback_id = running
+            overview.last_rollback_id = last
+            overview.open_action_ids = actions
+            overview.open_action_count = len(actions)
+            overview.overdue_action_count = len(actions.filtered(lambda a: a.due_date and a.due_date < today))
+            overview.quarter = quarter_label(year, number)
+            overview.quarter_state = row["state"]
+            overview.quarter_drill_ids = [(6, 0, row["drill_ids"])]
+
+    def _open(self, model, res_id=None, domain=None, name=None, target="current"):
+        action = {"type": "ir.actions.act_window", "res_model": model, "target": target}
+        if res_id:
+            action.update(res_id=res_id, view_mode="form")
+        else:
+            action.update(view_mode="tree,form", domain=domain or [], name=name)
+        return action
+
+    def action_capture_snapshot(self):
+        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from the overview"))
+
+    def action_open_checklist(self):
+        return self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_rollback_wizard_action")
+
+    def action_open_rollback(self):
+        self.ensure_one()
+        return self._open("deployment.rollback", res_id=(self.rollback_id or self.last_rollback_id).id)
+
+    def action_open_actions(self):
+        return self._open("deployment.postmortem.action", domain=[("state", "=", "open")], name=_("Open Action Items"))
+
+    def action_open_drills(self):
+        return self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_drill_overview_action")
