@@ -33,6 +33,13 @@ class DeploymentOperation(models.Model):
         "helper_job_id",
         "data",
         "message",
+        "outcome",
+        "reason",
+        "from_revision",
+        "to_revision",
+        "modules",
+        "analysis",
+        "rollback_operation_helper_id",
     ]
 
     helper_id = fields.Char(string="Helper ID", required=True, index=True, readonly=True)
@@ -63,6 +70,22 @@ class DeploymentOperation(models.Model):
     helper_job_id = fields.Char(readonly=True)
     message = fields.Char(readonly=True)
     data = fields.Text(string="Helper Data (JSON)", readonly=True)
+    # Deployments (odoo-rollback deploy): what was deployed, how the analysis judged it, what followed.
+    outcome = fields.Selection(
+        [("deployed", "Deployed"), ("rolled_back", "Rolled back"), ("paused", "Paused"), ("failed", "Failed")],
+        readonly=True,
+        tracking=True,
+    )
+    reason = fields.Char(readonly=True)
+    from_revision = fields.Char(readonly=True)
+    to_revision = fields.Char(readonly=True)
+    modules = fields.Char(string="Modules Updated", readonly=True)
+    analysis = fields.Text(readonly=True)
+    rollback_operation_helper_id = fields.Char(string="Rollback Operation ID", readonly=True)
+    rollback_operation_id = fields.Many2one(
+        "deployment.operation", string="Rollback Operation", compute="_compute_rollback_links"
+    )
+    rollback_id = fields.Many2one("deployment.rollback", compute="_compute_rollback_links")
 
     _sql_constraints = [
         ("helper_id_unique", "unique(helper_id)", "A helper operation is imported once."),
@@ -76,6 +99,15 @@ class DeploymentOperation(models.Model):
                 record.duration_minutes = seconds / 60
             else:
                 record.duration_minutes = 0.0
+
+    @api.depends("rollback_operation_helper_id")
+    def _compute_rollback_links(self):
+        for record in self:
+            helper_id = record.rollback_operation_helper_id
+            record.rollback_operation_id = helper_id and self.search([("helper_id", "=", helper_id)], limit=1)
+            record.rollback_id = helper_id and self.env["deployment.rollback"].search(
+                [("helper_operation_id", "=", helper_id)], limit=1
+            )
 
     @api.model
     def action_import_journal(self):
@@ -103,8 +135,14 @@ class DeploymentOperation(models.Model):
             events = defaultdict(list)
             for event in page["events"]:
                 events[event["operation_id"]].append(event)
+            # A deployment that rolled itself back names its restore: that restore gets a rollback record.
+            deploys_by_restore = {
+                (op.get("data") or {}).get("rollback_operation"): op
+                for op in page["operations"].values()
+                if op["kind"] == "deploy" and (op.get("data") or {}).get("rollback_operation")
+            }
             for operation in page["operations"].values():
-                self._import_operation(operation, events[operation["id"]])
+                self._import_operation(operation, events[operation["id"]], deploys_by_restore.get(operation["id"]))
                 seen += 1
             cursor = page["next"]
             if len(page["events"]) < PAGE:
@@ -113,7 +151,7 @@ class DeploymentOperation(models.Model):
         return seen
 
     @api.model
-    def _import_operation(self, operation, events=()):
+    def _import_operation(self, operation, events=(), deploy=None):
         data = operation.get("data") or {}
         kind = operation["kind"]
         snapshots = self.env["deployment.snapshot"].sudo()
@@ -137,16 +175,58 @@ class DeploymentOperation(models.Model):
             "helper_job_id": data.get("job_id"),
             "data": json.dumps(data, indent=2, sort_keys=True),
         }
+        if kind == "deploy":
+            vals.update(self._deploy_vals(data))
         record = self.sudo().search([("helper_id", "=", operation["id"])], limit=1)
         if record:
             record._helper_sync().write(vals)
         else:
             self._helper_sync().create(vals)
         if kind == "restore":
+            if deploy and not data.get("rollback"):
+                operation = dict(operation, data=dict(data, rollback=self._automatic_rollback_payload(deploy)))
             self.env["deployment.rollback"]._sync_from_operation(operation, events)
         if kind == "drill":
             # Drills run from the shell belong to the quarterly drill history too.
             self.env["deployment.drill"]._import_helper_operation(operation)
+
+    @api.model
+    def _deploy_vals(self, data):
+        checks = data.get("analysis") or []
+        return {
+            "outcome": data.get("outcome") or False,
+            "reason": (data.get("reason") or "")[:250] or False,
+            "from_revision": data.get("from_revision"),
+            "to_revision": data.get("to_revision") or data.get("requested"),
+            "modules": ", ".join(data.get("modules") or []) or False,
+            "analysis": "\n".join(
+                f"{'ok' if check.get('ok') else 'FAILED'}  {check.get('name')}: {check.get('detail') or ''}"
+                for check in checks
+            )
+            or False,
+            "rollback_operation_helper_id": data.get("rollback_operation"),
+        }
+
+    @api.model
+    def _automatic_rollback_payload(self, deploy):
+        """The rollback record of a restore that a failed deployment started by itself."""
+        data = deploy.get("data") or {}
+        failed = [check.get("name") for check in data.get("analysis") or [] if not check.get("ok")]
+        params = self.env["ir.config_parameter"].sudo()
+        return {
+            "uid": f"deploy-{deploy['id']}",
+            "reason": _(
+                "Automatic rollback of the deployment of %(revision)s: %(reason)s",
+                revision=data.get("to_revision") or data.get("requested") or "?",
+                reason=data.get("reason") or ", ".join(failed) or _("an immediate trigger failed"),
+            ),
+            "decision": "rollback",
+            "snapshot": data.get("snapshot"),
+            "started_at": deploy.get("started_at"),
+            "rto_target_minutes": int(params.get_param("deployment_rollback.rto_target_minutes", 15) or 15),
+            "rto_max_minutes": int(params.get_param("deployment_rollback.rto_max_minutes", 30) or 30),
+            "triggers": [],
+        }
 
     @api.model
     def _import_snapshot(self, operation, data):
