@@ -1,4 +1,4 @@
-"""health: is the deployment up? Usable as a Docker health check and from monitoring."""
+"""health: is the deployment up? smoke: does Odoo work? Both usable from monitoring; exit 1 when not."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, RollbackError
 from ..health import http_check
 from ..output import Output, table
 from ..services import backend_for
+from ..smoke import check_smoke_config, smoke_report
 
 
 def health_report(cfg: Config) -> dict[str, Any]:
@@ -51,6 +52,19 @@ def health(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     def human(doc: dict[str, Any]) -> str:
         rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
         return table(["check", "state", "detail"], rows) + ("\nhealthy" if doc["ok"] else "\nUNHEALTHY")
+
+    out.emit(report, human)
+    return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
+
+
+def smoke(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    # A configuration problem is the operator's to fix (exit 2), not a failed check.
+    check_smoke_config(cfg)
+    report = smoke_report(cfg)
+
+    def human(doc: dict[str, Any]) -> str:
+        rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
+        return table(["check", "state", "detail"], rows) + ("\nsmoke passed" if doc["ok"] else "\nSMOKE FAILED")
 
     out.emit(report, human)
     return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
