@@ -166,6 +166,32 @@ def test_wrong_credentials_fail_clearly(helper: Helper) -> None:
     assert checks["login page"]["ok"] is True
 
 
+def test_a_user_who_may_not_read_invoices_fails_the_invoice_check(helper: Helper) -> None:
+    login = f"no-accounting-{helper.tmp_path.name[-8:]}"
+    group = helper.server.execute(
+        "admin",
+        "admin",
+        "ir.model.data",
+        "search_read",
+        [("module", "=", "base"), ("name", "=", "group_user")],
+        fields=["res_id"],
+    )[0]["res_id"]
+    helper.server.execute(
+        "admin",
+        "admin",
+        "res.users",
+        "create",
+        {"name": "No accounting", "login": login, "password": SMOKE_PASSWORD, "groups_id": [(6, 0, [group])]},
+    )
+    helper.write(smoke={"login": login})
+    status, checks = helper.checks("smoke")
+    assert status == 1
+    assert checks["rpc login"]["ok"] is True and checks["a partner"]["ok"] is True
+    invoice = checks["newest customer invoice"]
+    assert invoice["ok"] is False and invoice["detail"].startswith("reading account.move failed: ")
+    assert "not allowed to access" in invoice["detail"]
+
+
 def test_credentials_file_readable_by_everyone_is_refused(helper: Helper) -> None:
     helper.credentials.chmod(0o644)
     result = helper.run("smoke")

@@ -92,10 +92,15 @@ class OdooRpc:
             raise RpcError(f"{self.endpoint}: {getattr(exc, 'reason', exc)}") from exc
         except ValueError as exc:
             raise RpcError(f"{self.endpoint} did not answer JSON") from exc
-        if answer.get("error"):
-            error = answer["error"]
-            data = error.get("data") or {}
-            raise RpcError(str(data.get("message") or error.get("message") or error))
+        if not isinstance(answer, dict):
+            raise RpcError(f"{self.endpoint} did not answer JSON-RPC")
+        error = answer.get("error")
+        if error:
+            data = error.get("data") if isinstance(error, dict) else None
+            message = (data.get("message") if isinstance(data, dict) else None) or (
+                error.get("message") if isinstance(error, dict) else None
+            )
+            raise RpcError(str(message or error))
         return answer.get("result")
 
     def login(self, login: str, secret: str) -> int | None:
@@ -163,16 +168,17 @@ def rpc_checks(cfg: Config, secret: str) -> list[Check]:
             checks.append(check("newest customer invoice", True, detail))
         else:
             checks.append(check("newest customer invoice", True, "account is not installed: not checked"))
-    except RpcError as exc:
-        checks.append(check("newest customer invoice", False, f"reading account.move failed: {exc}"))
+    except (RpcError, LookupError, TypeError) as exc:
+        # LookupError, TypeError: an answer not shaped like Odoo's (a proxy in between, another app).
+        checks.append(check("newest customer invoice", False, f"reading account.move failed: {exc!s}"))
     try:
         partners = rpc.execute_kw("res.partner", "search_read", [[]], {"fields": ["name"], "limit": 1})
         if partners:
             checks.append(check("a partner", True, f"res.partner {partners[0]['id']}: {partners[0]['name']}"))
         else:
             checks.append(check("a partner", False, "res.partner returned no record"))
-    except RpcError as exc:
-        checks.append(check("a partner", False, f"reading res.partner failed: {exc}"))
+    except (RpcError, LookupError, TypeError) as exc:
+        checks.append(check("a partner", False, f"reading res.partner failed: {exc!s}"))
     return checks
 
 
