@@ -36,3 +36,16 @@ def test_unreachable_database_is_unhealthy(helper_env: HelperEnv) -> None:
     helper_env.write(database={"password": "wrong"})
     result = helper_env.run("health")
     assert result.returncode == 1 and "refused the credentials" in result.stdout
+
+
+def test_storage_too_small_for_the_next_snapshot_is_unhealthy(helper_env: HelperEnv) -> None:
+    helper_env.run_json("snapshot")
+    checks = {c["name"]: c for c in helper_env.run_json("health")["checks"]}
+    assert checks["storage"]["ok"] is True and "the next snapshot needs about" in checks["storage"]["detail"]
+    # A margin no disk can offer: the same snapshot would now be refused, and health says so first.
+    helper_env.write(storage={"free_space_margin": 1e12})
+    result = helper_env.run("health", "--json")
+    assert result.returncode == 1
+    storage = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "storage")
+    assert storage["ok"] is False and storage["detail"].endswith(": too little")
+    assert helper_env.run("snapshot").returncode == 3

@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
 
     command("health", "checks:health", "check services, HTTP, database and free disk (exit 1 when unhealthy)")
+    command(
+        "smoke",
+        "checks:smoke",
+        "functional checks: login page, JSON-RPC reads, counts, configured SQL and URLs (exit 1 on a failure)",
+    )
     return parser
 
 

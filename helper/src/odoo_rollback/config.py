@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -144,6 +145,20 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class SmokeConfig:
+    # Odoo's base URL (scheme://host:port); None when neither [smoke] url nor [health] url is given.
+    url: str | None = None
+    login: str | None = None
+    # A file holding the password or API key of *login*; read when the smoke runs, never logged.
+    credentials_file: Path | None = None
+    # Operator's SQL, one statement each, that must return at least one row (run read-only).
+    sql_checks: tuple[str, ...] = ()
+    # URLs (absolute, or paths under *url*) that must answer 2xx/3xx.
+    url_checks: tuple[str, ...] = ()
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class RtoConfig:
     target_minutes: float = 15.0
     max_minutes: float = 30.0
@@ -179,6 +194,7 @@ class Config:
     code: CodeConfig = CodeConfig()
     services: ServicesConfig = ServicesConfig()
     health: HealthConfig = HealthConfig()
+    smoke: SmokeConfig = SmokeConfig()
     rto: RtoConfig = RtoConfig()
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -255,7 +271,19 @@ def _table(data: Mapping[str, Any], name: str, base: Path) -> _Section:
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Build a Config from parsed TOML; relative paths are taken from *base*."""
-    known = {"database", "filestore", "storage", "counts", "code", "services", "health", "rto", "api", "smtp"}
+    known = {
+        "database",
+        "filestore",
+        "storage",
+        "counts",
+        "code",
+        "services",
+        "health",
+        "smoke",
+        "rto",
+        "api",
+        "smtp",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown section(s) in the configuration: {', '.join(unknown)}")
@@ -317,6 +345,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         interval=hl.get("interval", float, 2.0),
         max_response_seconds=hl.positive("max_response_seconds", float, 10.0),
     )
+    smoke = parse_smoke(_table(data, "smoke", base), health)
     rt = _table(data, "rto", base)
     rto = RtoConfig(
         target_minutes=rt.positive("target_minutes", float, 15.0),
@@ -352,10 +381,58 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         code=CodeConfig(path=_table(data, "code", base).path("path")),
         services=services,
         health=health,
+        smoke=smoke,
         rto=rto,
         api=api,
         smtp=smtp,
         source=source,
+    )
+
+
+def base_url(url: str) -> str | None:
+    """scheme://host[:port] of an http(s) URL, or None when it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_smoke(sk: _Section, health: HealthConfig) -> SmokeConfig:
+    url = sk.get("url", str)
+    if url is not None:
+        if base_url(url) is None:
+            raise ConfigError(f"smoke.url must be an http:// or https:// URL, not {url!r}")
+        url = url.rstrip("/")
+    elif health.url:
+        # The login page Odoo answers on tells where Odoo is: the smoke uses the same server.
+        url = base_url(health.url)
+    login = sk.get("login", str)
+    credentials_file = sk.path("credentials_file")
+    if (login is None) != (credentials_file is None):
+        raise ConfigError("smoke.login and smoke.credentials_file go together: give both or neither")
+    sql_checks = []
+    for statement in sk.strings("sql_checks"):
+        # One statement each: a second one after ";" would run outside the read-only transaction's
+        # intent (a COMMIT followed by anything), so it is refused here rather than trusted.
+        text = statement.strip().rstrip(";").strip()
+        if not text:
+            raise ConfigError("smoke.sql_checks: an entry is empty")
+        if ";" in text:
+            raise ConfigError(f"smoke.sql_checks: {statement!r} holds more than one statement")
+        sql_checks.append(text)
+    url_checks = sk.strings("url_checks")
+    for check in url_checks:
+        if base_url(check) is None and not check.startswith("/"):
+            raise ConfigError(f"smoke.url_checks: {check!r} is neither an http(s) URL nor a path such as /web/health")
+        if check.startswith("/") and url is None:
+            raise ConfigError(f"smoke.url_checks: the path {check!r} needs smoke.url (or health.url)")
+    return SmokeConfig(
+        url=url,
+        login=login,
+        credentials_file=credentials_file,
+        sql_checks=tuple(sql_checks),
+        url_checks=url_checks,
+        timeout=sk.positive("timeout", float, 10.0),
     )
 
 

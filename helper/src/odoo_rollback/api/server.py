@@ -218,6 +218,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class ApiServerMixin:
     api: Api
+    # The socket file this server created and removes when it stops; None when it was given one.
+    owned_path: Path | None = None
+    where: str = ""
 
 
 class UnixApiServer(ApiServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -239,6 +242,54 @@ def _socket_in_use(path: Path) -> bool:
         probe.close()
 
 
+# systemd's socket activation protocol (sd_listen_fds(3)): the sockets start at file descriptor 3.
+LISTEN_FDS_START = 3
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket systemd passed to this process (socket activation), or None."""
+    count, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    # The variables are meant for this process only, not for the jobs it runs.
+    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if count is None or pid != str(os.getpid()):
+        return None
+    if count != "1":
+        raise ConfigError(f"systemd passed {count} sockets; the API listens on one (one ListenStream= line)")
+    try:
+        sock = socket.socket(fileno=LISTEN_FDS_START)
+    except OSError as exc:
+        raise ConfigError(f"LISTEN_FDS=1 but file descriptor 3 is not a socket: {exc.strerror}") from exc
+    sock.set_inheritable(False)
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise ConfigError("the socket systemd passed is not a listening stream socket (ListenStream=)")
+    return sock
+
+
+def adopt_socket(sock: socket.socket) -> UnixApiServer | TcpApiServer:
+    """A server on the already bound and listening *sock*: its owner (systemd) keeps the file and mode."""
+    server: UnixApiServer | TcpApiServer
+    if sock.family == socket.AF_UNIX:
+        server = UnixApiServer(sock.getsockname(), Handler, bind_and_activate=False)
+        server.where = f"{sock.getsockname()} (socket activation)"
+    elif sock.family in (socket.AF_INET, socket.AF_INET6):
+        host, port = sock.getsockname()[:2]
+        if not ipaddress.ip_address(host).is_loopback:
+            sock.close()
+            raise ConfigError(f"the API listens on loopback only, not on {host} (ListenStream=)")
+        server = TcpApiServer((host, port), Handler, bind_and_activate=False)
+        server.server_name, server.server_port = host, port
+        server.where = f"{host}:{port} (socket activation)"
+    else:
+        sock.close()
+        raise ConfigError("the socket systemd passed is neither a Unix nor a TCP socket")
+    server.socket.close()
+    server.socket = sock
+    server.server_address = sock.getsockname()
+    return server
+
+
 def make_server(
     cfg: Config, config_path: Path, socket_path: Path | None, host: str | None, port: int | None
 ) -> UnixApiServer | TcpApiServer:
@@ -256,10 +307,14 @@ def make_server(
         raise ConfigError(f"api.secret_file {secret_file} is readable by everyone: chmod o-r it")
     api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
     server: UnixApiServer | TcpApiServer
-    if host:
+    inherited = inherited_socket()
+    if inherited is not None:
+        server = adopt_socket(inherited)
+    elif host:
         if not ipaddress.ip_address(host).is_loopback:
             raise ConfigError(f"the API listens on loopback only, not on {host}")
         server = TcpApiServer((host, port or 8765), Handler)
+        server.where = f"{host}:{port or 8765}"
     else:
         path = socket_path or cfg.api.socket
         if path is None:
@@ -271,5 +326,6 @@ def make_server(
         path.parent.mkdir(parents=True, exist_ok=True)
         server = UnixApiServer(str(path), Handler)
         os.chmod(path, 0o660)
+        server.owned_path, server.where = path, str(path)
     server.api = api
     return server

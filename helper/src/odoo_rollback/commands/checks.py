@@ -1,4 +1,4 @@
-"""health: is the deployment up? Usable as a Docker health check and from monitoring."""
+"""health: is the deployment up? smoke: does Odoo work? Both usable from monitoring; exit 1 when not."""
 
 from __future__ import annotations
 
@@ -12,6 +12,28 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, RollbackError
 from ..health import http_check
 from ..output import Output, table
 from ..services import backend_for
+from ..smoke import check_smoke_config, smoke_report
+from ..storage import SnapshotStore
+
+
+def storage_check(cfg: Config) -> dict[str, Any]:
+    """Free disk in the storage, against what the next snapshot will need (the newest one's size + margin)."""
+    storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
+    if not storage.exists():
+        return {"name": "storage", "ok": False, "detail": f"{cfg.storage.path} does not exist"}
+    free = shutil.disk_usage(storage).free
+    detail = f"{free // 2**20} MiB free in {storage}"
+    newest = next(iter(SnapshotStore(cfg.storage).list()), None)
+    if newest is None:
+        return {"name": "storage", "ok": free > 0, "detail": detail}
+    # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
+    needed = int(newest.manifest.size * (1 + cfg.storage.free_space_margin))
+    ok = free >= needed
+    return {
+        "name": "storage",
+        "ok": ok,
+        "detail": f"{detail}; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little"),
+    }
 
 
 def health_report(cfg: Config) -> dict[str, Any]:
@@ -39,9 +61,7 @@ def health_report(cfg: Config) -> dict[str, Any]:
                 + (f" (over {cfg.health.max_response_seconds} s)" if slow else ""),
             }
         )
-    storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
-    free = shutil.disk_usage(storage).free if storage.exists() else 0
-    checks.append({"name": "storage", "ok": free > 0, "detail": f"{free // 2**20} MiB free in {storage}"})
+    checks.append(storage_check(cfg))
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
@@ -51,6 +71,19 @@ def health(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     def human(doc: dict[str, Any]) -> str:
         rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
         return table(["check", "state", "detail"], rows) + ("\nhealthy" if doc["ok"] else "\nUNHEALTHY")
+
+    out.emit(report, human)
+    return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
+
+
+def smoke(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    # A configuration problem is the operator's to fix (exit 2), not a failed check.
+    check_smoke_config(cfg)
+    report = smoke_report(cfg)
+
+    def human(doc: dict[str, Any]) -> str:
+        rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
+        return table(["check", "state", "detail"], rows) + ("\nsmoke passed" if doc["ok"] else "\nSMOKE FAILED")
 
     out.emit(report, human)
     return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
