@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = [
     ("DESCRIPTION.rst", None),
     ("INSTALL.rst", "Installation"),
+    ("INSTALL_HELPER.rst", "Installing the helper"),
     ("CONFIGURE.rst", "Configuration"),
     ("SNAPSHOTS.rst", "Snapshots from the command line"),
     ("RESTORE.rst", "Restores, rollbacks and drills"),
