@@ -82,9 +82,7 @@ class DeploymentOperation(models.Model):
     modules = fields.Char(string="Modules Updated", readonly=True)
     analysis = fields.Text(readonly=True)
     rollback_operation_helper_id = fields.Char(string="Rollback Operation ID", readonly=True)
-    rollback_operation_id = fields.Many2one(
-        "deployment.operation", string="Rollback Operation", compute="_compute_rollback_links"
-    )
+    rollback_operation_id = fields.Many2one("deployment.operation", compute="_compute_rollback_links")
     rollback_id = fields.Many2one("deployment.rollback", compute="_compute_rollback_links")
 
     _sql_constraints = [

@@ -26,7 +26,7 @@ class DeploymentOverview(models.TransientModel):
     rollback_rto_target_minutes = fields.Integer(related="rollback_id.rto_target_minutes")
     rollback_rto_status = fields.Selection(related="rollback_id.rto_status")
     rollback_step = fields.Char(related="rollback_id.progress_step")
-    last_rollback_id = fields.Many2one("deployment.rollback", string="Last Rollback", compute="_compute_overview")
+    last_rollback_id = fields.Many2one("deployment.rollback", compute="_compute_overview")
     open_action_ids = fields.Many2many(
         "deployment.postmortem.action", string="Open Action Items", compute="_compute_overview"
     )

@@ -1,14 +1,12 @@
 """Connections to PostgreSQL, with errors an operator can act on.
 
-SQL lives in ``queries/*.sql``; identifiers are composed with :mod:`psycopg2.sql`, never formatted in.
+Identifiers are composed with :mod:`psycopg2.sql`, never formatted in; values are passed as parameters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import psycopg2
@@ -17,12 +15,6 @@ from psycopg2 import sql
 
 from .config import DatabaseConfig
 from .errors import DatabaseError
-
-
-@cache
-def query(name: str) -> str:
-    """The text of ``queries/<name>.sql``."""
-    return resources.files(__package__).joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def explain_connect_error(exc: psycopg2.OperationalError, params: dict[str, Any]) -> str:
