@@ -1,0 +1,81 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""What a Spanish user reads once Spanish is loaded the way Settings > Languages loads it."""
+
+from lxml import etree
+from odoo.exceptions import UserError
+from odoo.tests.common import TransactionCase
+from odoo.tools.safe_eval import safe_eval
+
+SPANISH = "es_ES"
+
+
+class TestSpanishTranslation(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["res.lang"]._activate_lang(SPANISH)
+        cls.env["ir.module.module"].search([("name", "=", "deployment_rollback")])._update_translations([SPANISH])
+        cls.es = cls.env(context=dict(cls.env.context, lang=SPANISH))
+
+    def test_root_menu_is_spanish_and_english_is_kept(self):
+        menu = self.env.ref("deployment_rollback.deployment_rollback_menu_root")
+        self.assertEqual(menu.with_env(self.es).name, "Despliegues")
+        self.assertEqual(menu.with_context(lang="en_US").name, "Deployments")
+
+    def test_rollback_field_labels_and_selection_values_are_spanish(self):
+        fields = self.es["deployment.rollback"].fields_get(["reason", "decision", "state"], ["string", "selection"])
+        self.assertEqual(fields["reason"]["string"], "Motivo")
+        self.assertEqual(fields["decision"]["string"], "Decisión")
+        self.assertEqual(
+            dict(fields["decision"]["selection"]),
+            {"rollback": "Revertir", "fix_forward": "Corregir sin revertir", "monitor": "Seguir vigilando"},
+        )
+        self.assertEqual(dict(fields["state"]["selection"])["draft"], "Borrador")
+
+    def test_rollback_notice_template_is_spanish_with_its_placeholders(self):
+        template = self.env.ref("deployment_rollback.mail_template_rollback_notice").with_env(self.es)
+        self.assertEqual(template.subject, "[Reversión iniciada] {{ object.name }} en {{ object.database }}")
+        # The body is one translated block: its QWeb must survive untouched or the e-mail breaks.
+        self.assertIn("Se ha iniciado una reversión de", template.body_html)
+        self.assertIn("t-out=\"object.database or ''\"", template.body_html)
+
+        rollback = (
+            self.env["deployment.rollback"]
+            ._helper_sync()
+            .create({"reason": "No se pueden validar facturas", "decision": "rollback", "database": "prod"})
+        )
+        rendered = template._render_field("subject", rollback.ids)[rollback.id]
+        self.assertEqual(rendered, f"[Reversión iniciada] {rollback.name} en prod")
+        body = template._render_field("body_html", rollback.ids)[rollback.id]
+        self.assertIn("<strong>Motivo:</strong> No se pueden validar facturas", body)
+        self.assertIn("<strong>Estado:</strong> Borrador", body)
+
+    def test_error_raised_in_code_is_spanish(self):
+        postmortem = self.env["deployment.postmortem"].create({"name": "Reversión de la 16.0.3"})
+        with self.assertRaisesRegex(UserError, "^Escriba la causa raíz antes de enviar el análisis post-mortem"):
+            postmortem.with_env(self.es).action_submit_review()
+
+    def test_every_window_of_the_module_opens_in_spanish(self):
+        # Translated view terms carry markup; a broken one would stop the view from opening.
+        actions = self.env["ir.actions.act_window"].search([("res_model", "like", "deployment.%")])
+        self.assertTrue(actions)
+        for action in actions:
+            views = [(False, mode) for mode in action.view_mode.split(",")] + [(False, "search")]
+            for view_type, view in self.es[action.res_model].get_views(views)["views"].items():
+                with self.subTest(action=action.name, view_type=view_type):
+                    etree.fromstring(view["arch"])
+        settings = self.es["res.config.settings"].get_views([(False, "form")])["views"]["form"]["arch"]
+        self.assertIn('<span class="o_form_label">Comunicación y escalado</span>', settings)
+        self.assertIn("Reversión de despliegues", settings)
+
+    def test_postmortem_report_and_its_file_name_are_spanish(self):
+        postmortem = self.env["deployment.postmortem"].create(
+            {"name": "Reversión de la 16.0.3", "root_cause": "Una migración borró una columna."}
+        )
+        report = self.es["ir.actions.report"]._get_report("deployment_rollback.deployment_postmortem_report")
+        html, _kind = report._render_qweb_html(report.report_name, postmortem.ids)
+        self.assertIn("Causa raíz", html.decode())
+        self.assertIn("Una migración borró una columna.", html.decode())
+        file_name = safe_eval(report.print_report_name, {"object": postmortem})
+        self.assertEqual(file_name, "Análisis post-mortem - Reversión de la 16.0.3")
