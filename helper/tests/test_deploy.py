@@ -3,8 +3,8 @@ module update, real PostgreSQL, and the docker backend with a stand-in Odoo cont
 
 The addon repository has a first revision (installed in a template database once per module), a second
 revision whose update raises (its data file names a field that does not exist), and a good second
-revision. The broken update first updates ``rb_deploy_probe`` (committed: a new column and version),
-then fails in ``rb_deploy_probe_ui``: the database is really half-updated when the rollback starts.
+revision. The broken update first updates ``rb_deploy_probe`` (Odoo commits its new column), then
+fails in ``rb_deploy_probe_ui``: the database is really half-updated when the rollback starts.
 """
 
 from __future__ import annotations
@@ -388,10 +388,10 @@ def test_broken_deploy_is_rolled_back_by_itself(deploy_env: DeployEnv) -> None:
     assert "module update failed" in data["reason"]
     restore_op = next(op for op in env.operations("restore") if op["id"] == data["rollback_operation"])
     assert restore_op["state"] == "done" and restore_op["data"]["snapshot"] == doc["snapshot"]
-    # The database the rollback replaced (kept aside) was really half-updated by the broken revision.
+    # The database the rollback replaced (kept aside) was really half-updated by the broken revision:
+    # Odoo committed rb_deploy_probe's new column before rb_deploy_probe_ui failed.
     kept = restore_op["data"]["result"]["kept_as"]
-    kept_versions = DeployEnv(env.helper, env.repo, env.code, kept, env.stand_in).versions()
-    assert kept_versions[PROBE] == V2
+    assert "code" in DeployEnv(env.helper, env.repo, env.code, kept, env.stand_in).probe_columns()
     steps = [(e["step"], e["status"]) for e in env.journal()["events"] if e["operation_id"] == deploy_op["id"]]
     assert ("update", "failed") in steps and ("rollback", "done") in steps and ("start", "start") not in steps
     assert "no_such_field" in Path(doc["update_log"]).read_text()
@@ -520,7 +520,8 @@ def test_without_auto_rollback_a_broken_update_pauses(deploy_env: DeployEnv) -> 
     status, doc = env.deploy_json("--to", env.repo.broken, "--changed", "--no-auto-rollback", "--yes")
 
     assert status == EXIT_PAUSED, doc
-    assert "automatic rollback is off" in doc["reason"]
+    assert "automatic rollback is off" in doc["reason"] and "the services are stopped" in doc["reason"]
+    assert env.stand_in.states()["odoo"] == "exited"
     assert env.head() == env.repo.broken and env.operations("restore") == []
 
 
@@ -573,3 +574,23 @@ def test_bad_update_command_is_a_clear_config_error(helper_env: HelperEnv, comma
     result = helper_env.run("deploy", "--to", "HEAD", "--changed")
 
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_an_operator_at_the_terminal_decides_an_inconclusive_deployment(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    env.stand_in.log_at_next_start(f"2026-11-25 14:00:01,000 7 ERROR {env.db} odoo.http: a report is missing\n")
+    cfg = load_config(env.helper.config_path)
+    questions: list[str] = []
+
+    def operator(question: str) -> bool:
+        questions.append(question)
+        return True
+
+    result = deploy(
+        cfg, DeployRequest(env.repo.good, modules=(PROBE,)), Journal(cfg.storage.journal_path), ask=operator
+    )
+
+    assert len(questions) == 1 and "report is missing" in questions[0] and result.snapshot in questions[0]
+    assert result.outcome == "rolled_back" and "the operator chose to roll back" in result.reason
+    assert result.rollback_operation is not None
+    assert_at_revision_1(env)

@@ -319,6 +319,7 @@ class DeployRun:
         self.snapshot: Snapshot | None = None
         self.started_at: datetime | None = None  # wall clock: the service log is read from here
         self.stage = "preflight"  # "stop", then "changed" once the services may be down
+        self.services_started = False
 
     @property
     def op(self) -> str:
@@ -493,6 +494,7 @@ class DeployRun:
             journal.event(self.op, "update", "info", "no installed module changed: nothing to update")
         with self.step("start", backend=self.backend.name):
             self.start()
+        self.services_started = True
         deploy_cfg = self.cfg.deploy
         with self.step("analysis", seconds=deploy_cfg.analysis_seconds, interval=deploy_cfg.analysis_interval):
             self.analyse()
@@ -554,8 +556,9 @@ class DeployRun:
             self.result.reason = f"{why}; kept by the operator"
             return
         self.result.outcome = PAUSED
+        state = "" if self.services_started else " (the services are stopped)"
         self.result.reason = (
-            f"{why}; paused: roll back with 'odoo-rollback restore {self.result.snapshot} --yes', "
+            f"{why}; paused{state}: roll back with 'odoo-rollback restore {self.result.snapshot} --yes', "
             "or keep the deployment"
         )
 
