@@ -594,3 +594,28 @@ def test_an_operator_at_the_terminal_decides_an_inconclusive_deployment(deploy_e
     assert result.outcome == "rolled_back" and "the operator chose to roll back" in result.reason
     assert result.rollback_operation is not None
     assert_at_revision_1(env)
+
+
+def test_a_running_deployment_blocks_another_and_a_killed_one_is_closed(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    journal = Journal(Path(env.helper.sections["storage"]["path"]) / "journal.sqlite3")
+    running = journal.begin("deploy", env.db, {"pid": os.getpid()})
+
+    result = env.run("deploy", "--to", env.repo.good, "--changed", "--yes")
+
+    assert result.returncode == EXIT_REFUSED and f"deployment {running} is running" in result.stderr
+    journal.finish(running, "done")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = journal.begin("deploy", env.db, {"pid": gone.pid})
+    journal.event(killed, "update", "start")
+    assert env.run("deploy", "--to", env.repo.broken, "--changed").returncode == 0  # a plan closes nothing
+    assert journal.operation(killed).state == "running"
+
+    status, doc = env.deploy_json("--to", env.repo.good, "--changed", "--yes")
+
+    assert status == 0, doc
+    closed = journal.operation(killed)
+    assert closed.state == "failed" and closed.data["outcome"] == "failed"
+    assert journal.events(operation_id=killed)[-1].message.startswith(f"interrupted: process {gone.pid} ended")
+    assert "last step: update start" in journal.events(operation_id=killed)[-1].message

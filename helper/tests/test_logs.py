@@ -156,3 +156,14 @@ def test_api_log_errors_route(log_file_config: Path, served: Served) -> None:  #
     assert status == 400 and "since is required" in doc["error"]
     status, doc = served.client.request("GET", "/v1/logs/errors?since=soon")
     assert status == 400
+
+
+def test_logs_of_a_systemd_unit_go_through_journalctl(helper_env: HelperEnv) -> None:
+    # The test machine runs no systemd: the unit has no journal, but the real journalctl must accept
+    # the arguments (an unparsable --since would make it fail).
+    helper_env.write(services={"backend": "systemd", "units": ["rbtest-odoo-absent.service"]})
+
+    doc = helper_env.run_json("logs", "--errors", "--since", "2026-11-25T10:00:00Z")
+
+    assert doc["source"] == "systemd unit rbtest-odoo-absent.service"
+    assert doc["errors"] == [] and doc["lines_read"] == 0

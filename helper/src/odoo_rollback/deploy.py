@@ -23,6 +23,7 @@ Steps (each journaled before and after, in one ``deploy`` operation):
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -238,6 +239,41 @@ def _check_health_now(cfg: Config) -> None:
         raise PreconditionError("the deployment is not healthy now, deploy refused: " + "; ".join(failed))
 
 
+def _process_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: assume it runs, the safe side
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_interrupted_deployments(journal: Journal, operation: str | None) -> None:
+    """Refuse while another deployment runs. One whose process is gone (killed) is closed as failed,
+    with its last step, when *operation* (a real run, not a plan) is given: the checks that follow
+    (clean code tree, healthy services) then judge the state it left."""
+    for pending in journal.unfinished("deploy"):
+        if pending.id == operation:
+            continue
+        pid = pending.data.get("pid")
+        if _process_alive(pid):
+            raise PreconditionError(f"deployment {pending.id} is running (process {pid}); wait for it to finish")
+        if operation is None:
+            continue
+        events = journal.events(operation_id=pending.id)
+        last = f"{events[-1].step} {events[-1].status}" if events else "none"
+        journal.finish(
+            pending.id,
+            FAILED,
+            f"interrupted: process {pid} ended before the deployment finished (last step: {last}); "
+            f"closed by deployment {operation}",
+            {"outcome": OUTCOME_FAILED},
+        )
+
+
 def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation: str | None = None) -> DeployPlan:
     """Every check that can be made before a change; raises when one fails, changes nothing.
 
@@ -255,9 +291,7 @@ def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation
         if not MODULE_NAME.match(module):
             raise UsageError(f"{module!r} is not a module name")
     check_no_unfinished(journal)
-    pending = [op for op in journal.unfinished("deploy") if op.id != operation]
-    if pending:
-        raise PreconditionError(f"deployment {pending[0].id} did not finish; see 'odoo-rollback journal'")
+    close_interrupted_deployments(journal, operation)
     from_revision = code_tree.head(path)
     check_clean(path)
     to_revision = resolve_revision(path, request.revision)
@@ -653,6 +687,7 @@ def deploy(
             "outcome": None,
             "rollback_operation": None,
             "auto_rollback": request.auto_rollback,
+            "pid": os.getpid(),
         },
     )
     try:
