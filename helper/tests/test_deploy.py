@@ -561,19 +561,34 @@ def test_changed_modules_are_the_addons_whose_files_differ(addon_repo: AddonRepo
 
 
 @pytest.mark.parametrize(
-    ("command", "message"),
+    ("deploy_section", "message"),
     [
-        (["odoo-bin", "-u", "all"], "must contain {modules}"),
-        (["odoo-bin", "-d", "{db}", "-u", "{modules}"], "unknown placeholder {db}"),
-        (["odoo-bin", "-u", "{modules"], "is not a valid template"),
+        ({"update_command": ["odoo-bin", "-u", "all"]}, "must contain {modules}"),
+        ({"update_command": ["odoo-bin", "-d", "{db}", "-u", "{modules}"]}, "unknown placeholder {db}"),
+        ({"update_command": ["odoo-bin", "-u", "{modules"]}, "is not a valid template"),
+        ({"update_command": "odoo-bin -u {modules}"}, "deploy.update_command must be a list of strings"),
+        ({"analysis_seconds": -1}, "deploy.analysis_seconds must be 0 (no analysis) or more"),
+        ({"analysis_interval": 0}, "deploy.analysis_interval must be greater than 0"),
+        ({"reuse_snapshot_minutes": -5}, "deploy.reuse_snapshot_minutes must be 0"),
     ],
 )
-def test_bad_update_command_is_a_clear_config_error(helper_env: HelperEnv, command: list[str], message: str) -> None:
-    helper_env.write(deploy={"update_command": command})
+def test_bad_deploy_configuration_is_a_clear_error(
+    helper_env: HelperEnv, deploy_section: dict[str, Any], message: str
+) -> None:
+    helper_env.write(deploy=deploy_section)
 
     result = helper_env.run("deploy", "--to", "HEAD", "--changed")
 
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_deploy_needs_an_update_command_and_a_code_folder(helper_env: HelperEnv) -> None:
+    result = helper_env.run("deploy", "--to", "HEAD", "--changed")
+    assert result.returncode == 2 and "[deploy] update_command" in result.stderr
+
+    helper_env.write(deploy={"update_command": ["odoo-bin", "-u", "{modules}"]})
+    result = helper_env.run("deploy", "--to", "HEAD", "--changed")
+    assert result.returncode == 2 and "[code] path" in result.stderr
 
 
 def test_an_operator_at_the_terminal_decides_an_inconclusive_deployment(deploy_env: DeployEnv) -> None:

@@ -360,17 +360,19 @@ class DeployRun:
         return self.result.operation
 
     @contextmanager
-    def step(self, name: str, **data: Any) -> Iterator[None]:
-        self.journal.event(self.op, name, "start", data=data)
+    def step(self, name: str, message: str = "", **data: Any) -> Iterator[dict[str, str]]:
+        """Journal *name* as started, then done (with the message the body leaves) or failed."""
+        self.journal.event(self.op, name, "start", message, data=data)
+        done = {"message": ""}
         started = time.monotonic()
         try:
-            yield
+            yield done
         except BaseException as exc:
             self.result.steps.append(StepTiming(name, time.monotonic() - started, False))
             self.journal.event(self.op, name, "failed", str(exc) or exc.__class__.__name__)
             raise
         self.result.steps.append(StepTiming(name, time.monotonic() - started, True))
-        self.journal.event(self.op, name, "done")
+        self.journal.event(self.op, name, "done", done["message"])
         self.journal.update(self.op, {"completed": [s.name for s in self.result.steps if s.ok]})
 
     def record(self, **data: Any) -> None:
@@ -506,32 +508,39 @@ class DeployRun:
     def execute(self) -> None:
         """The steps in order; DeployFailed when an immediate trigger fires before the analysis."""
         result, journal = self.result, self.journal
-        with self.step("preflight"):
+        with self.step("preflight", "code folder, revision, modules, services") as done:
             self.preflight()
-        with self.step("snapshot"):
+            assert self.plan is not None
+            done["message"] = f"{self.plan.from_revision[:12]} -> {self.plan.to_revision[:12]}"
+        plan = self.plan
+        with self.step("snapshot", "reusing a recent one" if plan.reuse else "taking and verifying one") as done:
             self.take_snapshot()
+            done["message"] = f"snapshot {result.snapshot}" + (" (reused)" if result.snapshot_reused else "")
         self.stage = "stop"
-        with self.step("stop", backend=self.backend.name):
+        with self.step("stop", f"stopping the services ({self.backend.name})", backend=self.backend.name):
             self.stop()
         self.stage = "changed"
         self.started_at = datetime.now(timezone.utc)
-        with self.step("checkout", revision=result.to_revision):
+        with self.step("checkout", f"git checkout {plan.to_revision}", revision=plan.to_revision) as done:
             try:
                 self.checkout()
             except RollbackError as exc:
-                raise DeployFailed(f"the checkout of {result.to_revision} failed: {exc}") from exc
-        assert self.plan is not None
-        if self.plan.modules:
-            with self.step("update", modules=self.plan.modules):
+                raise DeployFailed(f"the checkout of {plan.to_revision} failed: {exc}") from exc
+            done["message"] = f"the code is at {plan.to_revision[:12]}"
+        if plan.modules:
+            with self.step("update", f"updating {', '.join(plan.modules)}", modules=plan.modules) as done:
                 self.update()
+                done["message"] = f"output in {result.update_log}"
         else:
             journal.event(self.op, "update", "info", "no installed module changed: nothing to update")
-        with self.step("start", backend=self.backend.name):
+        with self.step("start", f"starting the services ({self.backend.name})", backend=self.backend.name) as done:
             self.start()
+            done["message"] = "the services answer" if self.cfg.health.url else "started (no [health] url)"
         self.services_started = True
-        deploy_cfg = self.cfg.deploy
-        with self.step("analysis", seconds=deploy_cfg.analysis_seconds, interval=deploy_cfg.analysis_interval):
+        seconds, interval = self.cfg.deploy.analysis_seconds, self.cfg.deploy.analysis_interval
+        with self.step("analysis", f"checks every {interval} s for {seconds} s", seconds=seconds) as done:
             self.analyse()
+            done["message"] = verdict_of(result.analysis)[1]
         trigger, reason = verdict_of(result.analysis)
         if trigger is None:
             result.outcome, result.reason = DEPLOYED, reason
@@ -553,7 +562,9 @@ class DeployRun:
         assert self.snapshot is not None
         before = {o.id for o in self.journal.operations(kind="restore", limit=1000)}
         try:
-            with self.step("rollback", snapshot=self.snapshot.id, reason=reason):
+            with self.step(
+                "rollback", f"restoring snapshot {self.snapshot.id}: {reason}", snapshot=self.snapshot.id
+            ) as done:
                 self.tidy_code_tree()
                 try:
                     restore_snapshot(self.cfg, self.snapshot, self.journal, show_progress=self.show_progress)
@@ -566,6 +577,7 @@ class DeployRun:
                     if restores:
                         self.result.rollback_operation = restores[0].id
                         self.record(rollback_operation=restores[0].id)
+                done["message"] = f"the snapshot is live again (restore {self.result.rollback_operation})"
         except RollbackError as exc:
             self.result.outcome = OUTCOME_FAILED
             self.result.reason = f"{reason}; the rollback failed too: {exc}"
