@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import socket
 import subprocess
@@ -634,3 +636,57 @@ def test_a_running_deployment_blocks_another_and_a_killed_one_is_closed(deploy_e
     assert closed.state == "failed" and closed.data["outcome"] == "failed"
     assert journal.events(operation_id=killed)[-1].message.startswith(f"interrupted: process {gone.pid} ended")
     assert "last step: update start" in journal.events(operation_id=killed)[-1].message
+
+
+def test_on_a_terminal_the_operator_is_asked_and_may_keep_the_deployment(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    env.stand_in.log_at_next_start(f"2026-11-25 14:00:01,000 7 ERROR {env.db} odoo.http: a report is missing\n")
+    env.helper.write()
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "odoo_rollback.cli",
+            "--config",
+            str(env.helper.config_path),
+            "deploy",
+            "--to",
+            env.repo.good,
+            "--changed",
+            "--yes",
+        ],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        close_fds=True,
+    )
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"[y/N]" not in seen:
+            ready, _, _ = select.select([controller], [], [], 300)
+            assert ready, f"no question was asked: {seen.decode(errors='replace')[-2000:]}"
+            seen += os.read(controller, 65536)
+        os.write(controller, b"n\n")
+        while True:
+            ready, _, _ = select.select([controller], [], [], 300)
+            assert ready, seen.decode(errors="replace")[-2000:]
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        status = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+
+    text = seen.decode(errors="replace")
+    assert "report is missing" in text and "Roll back to snapshot" in text
+    assert status == 0 and "DEPLOYED" in text and "kept by the operator" in text
+    assert env.head() == env.repo.good and env.versions() == REV2_STATE
+    assert env.operations("restore") == []

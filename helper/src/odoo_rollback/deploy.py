@@ -475,7 +475,10 @@ class DeployRun:
             log = service_log_errors(cfg, self.started_at)
         except RollbackError as exc:
             log_problem = str(exc)
-        smoke = smoke_report(cfg, self.snapshot.manifest.counts if self.snapshot else None)
+        try:
+            smoke = smoke_report(cfg, self.snapshot.manifest.counts if self.snapshot else None)
+        except RollbackError as exc:
+            smoke = {"ok": False, "checks": [{"name": "smoke", "ok": False, "detail": str(exc)}]}
         return {
             "healthy": services_ok and (http is None or http.ok),
             "health_detail": "; ".join(f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"])

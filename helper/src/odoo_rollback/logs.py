@@ -153,7 +153,10 @@ def _read_file(path: Path, since: datetime | None) -> list[str]:
 
 
 def _read_docker(cfg: Config, service: str, since: datetime | None) -> list[str]:
-    from .services.docker_backend import DockerBackend  # noqa: PLC0415 - the Docker SDK only when used
+    # The Docker SDK is imported only when the docker backend is used.
+    import docker.errors  # noqa: PLC0415
+
+    from .services.docker_backend import DockerBackend  # noqa: PLC0415
 
     backend = DockerBackend(cfg.services)
     client = backend._client()
@@ -169,6 +172,8 @@ def _read_docker(cfg: Config, service: str, since: datetime | None) -> list[str]
                 options["since"] = since.timestamp()
             lines.extend(container.logs(**options).decode("utf-8", errors="replace").splitlines())
         return lines
+    except docker.errors.DockerException as exc:
+        raise ServiceError(f"cannot read the logs of service {service!r}: {exc}") from exc
     finally:
         client.close()
 
