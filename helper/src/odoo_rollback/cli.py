@@ -111,7 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
         "checks:smoke",
         "functional checks: login page, JSON-RPC reads, counts, configured SQL and URLs (exit 1 on a failure)",
     )
+
+    _deploy_commands(command)
     return parser
+
+
+def _deploy_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """deploy and logs: the guarded deployment and the log it is judged by."""
+    p = command(
+        "deploy", "deploy:deploy_command", "deploy a code revision behind a verified snapshot, roll back if it fails"
+    )
+    p.add_argument("--to", required=True, metavar="REVISION", help="git commit, tag or branch to deploy")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--modules", metavar="A,B", help="modules to update (comma-separated)")
+    which.add_argument(
+        "--changed", action="store_true", help="update the modules whose files differ between the two revisions"
+    )
+    p.add_argument(
+        "--no-auto-rollback", action="store_true", help="on a failed analysis, pause instead of rolling back"
+    )
+    p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
+
+    p = command("logs", "deploy:logs_command", "read Odoo's service log (docker, systemd or [deploy] log_file)")
+    p.add_argument("--since", metavar="ISO", help="ISO 8601 time, UTC without a zone (default: one hour ago)")
+    p.add_argument("--errors", action="store_true", help="only the errors and tracebacks (exit 1 when there are)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

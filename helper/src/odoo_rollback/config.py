@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,6 +186,26 @@ class SmtpConfig:
     update_minutes: float = 15.0
 
 
+UPDATE_PLACEHOLDERS = ("database", "modules")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    # odoo-bin's module update as an argument list (no shell); "{database}" and "{modules}" (the module
+    # names joined by commas) are replaced in each argument. Empty: "deploy" refuses to run.
+    update_command: tuple[str, ...] = ()
+    update_timeout: int = 3600  # seconds the update command may take
+    analysis_seconds: float = 300.0  # how long the deployment is watched after the start
+    analysis_interval: float = 30.0  # seconds between two rounds of checks
+    # A verified pre_deploy snapshot of the same code revision, at most this old, is used instead of a
+    # new one; 0 takes a new snapshot for every deployment.
+    reuse_snapshot_minutes: float = 0.0
+    # Odoo's service log: a file, or else the docker service / systemd unit named here (default: the
+    # first of [services.docker] services or [services] units).
+    log_file: Path | None = None
+    log_service: str | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
@@ -198,6 +219,7 @@ class Config:
     rto: RtoConfig = RtoConfig()
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
+    deploy: DeployConfig = DeployConfig()
     source: Path | None = None
 
 
@@ -283,6 +305,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "rto",
         "api",
         "smtp",
+        "deploy",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -385,6 +408,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         rto=rto,
         api=api,
         smtp=smtp,
+        deploy=parse_deploy(_table(data, "deploy", base)),
         source=source,
     )
 
@@ -434,6 +458,39 @@ def parse_smoke(sk: _Section, health: HealthConfig) -> SmokeConfig:
         url_checks=url_checks,
         timeout=sk.positive("timeout", float, 10.0),
     )
+
+
+def parse_deploy(section: _Section) -> DeployConfig:
+    command = section.strings("update_command")
+    used: set[str] = set()
+    for argument in command:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(argument) if name is not None}
+        except ValueError as exc:
+            raise ConfigError(f"deploy.update_command: {argument!r} is not a valid template: {exc}") from exc
+        unknown = sorted(fields - set(UPDATE_PLACEHOLDERS))
+        if unknown:
+            raise ConfigError(
+                f"deploy.update_command: unknown placeholder {{{unknown[0]}}} in {argument!r} "
+                "(only {database} and {modules})"
+            )
+        used |= fields
+    if command and "modules" not in used:
+        raise ConfigError('deploy.update_command must contain {modules}, e.g. [..., "-u", "{modules}", ...]')
+    deploy = DeployConfig(
+        update_command=command,
+        update_timeout=section.positive("update_timeout", int, 3600),
+        analysis_seconds=section.get("analysis_seconds", float, 300.0),
+        analysis_interval=section.positive("analysis_interval", float, 30.0),
+        reuse_snapshot_minutes=section.get("reuse_snapshot_minutes", float, 0.0),
+        log_file=section.path("log_file"),
+        log_service=section.get("log_service", str),
+    )
+    if deploy.analysis_seconds < 0:
+        raise ConfigError("deploy.analysis_seconds must be 0 (no analysis) or more")
+    if deploy.reuse_snapshot_minutes < 0:
+        raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
+    return deploy
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -13,6 +13,7 @@ EXIT_USAGE = 2  # bad configuration or arguments
 EXIT_REFUSED = 3  # a precondition does not hold: nothing was changed
 EXIT_FAILED = 4  # the operation failed; the journal says in what state things were left
 EXIT_PAUSED = 5  # a deployment's analysis was inconclusive: the operator decides
+EXIT_ROLLED_BACK = 6  # a deployment failed its analysis and was rolled back to its pre_deploy snapshot
 
 
 class RollbackError(Exception):

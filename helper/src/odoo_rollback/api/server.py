@@ -22,6 +22,7 @@ from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
 from ..journal import Journal
+from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
@@ -106,6 +107,8 @@ class Api:
             return HTTPStatus.OK, job.as_dict(self.journal)
         if method == "GET" and path == "/v1/journal":
             return HTTPStatus.OK, self.journal_since(query)
+        if method == "GET" and path == "/v1/logs/errors":
+            return HTTPStatus.OK, self.log_errors(query)
         raise ApiError(HTTPStatus.NOT_FOUND, f"no route {method} {path}")
 
     def snapshot(self, snapshot_id: str) -> Any:
@@ -144,6 +147,17 @@ class Api:
             "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
             "running_job": running.as_dict(self.journal) if running else None,
         }
+
+    def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Errors and tracebacks in Odoo's service log since a time (e.g. a restore's end)."""
+        try:
+            since = parse_since(query.get("since", [""])[0])
+        except ValueError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"since: {exc}") from exc
+        if since is None:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "since is required (ISO 8601), e.g. the end of a restore")
+        scan = service_log_errors(self.cfg, since)
+        return {**scan.as_dict(), "since": since.isoformat(), "checked": log_source(self.cfg) is not None}
 
     def journal_since(self, query: dict[str, list[str]]) -> dict[str, Any]:
         try:

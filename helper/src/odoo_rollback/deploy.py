@@ -1,0 +1,761 @@
+"""Deploying a code revision behind a verified snapshot, judged afterwards, rolled back when it fails.
+
+Steps (each journaled before and after, in one ``deploy`` operation):
+
+1. ``preflight``  the code folder is a clean git work tree that has the revision, the services are
+                  healthy, no restore or deployment is unfinished. Any failure: nothing changed.
+2. ``snapshot``   a verified ``pre_deploy`` snapshot of the current database and code: a recent one
+                  of the same code revision is reused (``[deploy] reuse_snapshot_minutes``), else one
+                  is taken and verified.
+3. ``stop``       the services are stopped.
+4. ``checkout``   git checkout of the revision.
+5. ``update``     the configured update command (``odoo-bin -u {modules}``); its output is kept and
+                  read for errors.
+6. ``start``      the services are started and must answer the health check.
+7. ``analysis``   rounds of checks for ``analysis_seconds``, as Argo Rollouts judges a rollout: health,
+                  response time, Odoo's service log, smoke checks. A failed update, a start that never
+                  answers, a serious error in the log or failed smoke checks fail the deployment;
+                  slow answers or plain ERROR lines only make it inconclusive.
+8. ``rollback``   a failed deployment is restored from the snapshot of step 2 (the restore path, which
+                  also checks out the snapshot's code revision); an inconclusive one pauses: the
+                  operator is asked on a terminal, else the command ends with its own exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import code as code_tree
+from .commands.checks import health_report
+from .config import Config
+from .db import connect
+from .errors import ConfigError, OperationFailed, PreconditionError, RollbackError, UsageError
+from .health import http_check
+from .journal import DONE, FAILED, UNDONE, Journal
+from .logs import LogScan, log_source, scan_text, service_log_errors
+from .modules import installed_modules
+from .restore import check_no_unfinished, restore_snapshot
+from .services import backend_for
+from .smoke import check_smoke_config, smoke_report
+from .snapshot import take_snapshot
+from .storage import Snapshot, SnapshotStore
+from .verify import verify_snapshot
+
+DEPLOYED = "deployed"
+ROLLED_BACK = "rolled_back"
+PAUSED = "paused"
+OUTCOME_FAILED = "failed"
+# The journal's operation states (running/done/failed/undone) that each outcome ends in. A paused
+# deployment is finished as far as the helper goes: the operator's decision is a restore of its own.
+OPERATION_STATE = {DEPLOYED: DONE, ROLLED_BACK: UNDONE, PAUSED: DONE, OUTCOME_FAILED: FAILED}
+
+IMMEDIATE = "immediate"  # fails the deployment: roll back
+INCONCLUSIVE = "inconclusive"  # the operator decides
+MODULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# What Python and tools leave in a work tree by themselves; anything else untracked is refused.
+CACHE_PATH = re.compile(r"(^|/)__pycache__(/|$)|\.py[co]$")
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    revision: str
+    modules: tuple[str, ...] = ()
+    changed: bool = False
+    auto_rollback: bool = True
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time as the analysis sees it; tests pass one that does not really sleep."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    trigger: str | None = None  # IMMEDIATE or INCONCLUSIVE when not ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "trigger": self.trigger}
+
+
+@dataclass
+class DeployPlan:
+    code_path: Path
+    requested: str
+    from_revision: str
+    to_revision: str
+    modules: list[str]
+    not_installed: list[str]
+    reuse: Snapshot | None
+    auto_rollback: bool
+
+    def as_dict(self, cfg: Config) -> dict[str, Any]:
+        return {
+            "database": cfg.database.name,
+            "code_path": str(self.code_path),
+            "requested": self.requested,
+            "from_revision": self.from_revision,
+            "to_revision": self.to_revision,
+            "modules": self.modules,
+            "changed_but_not_installed": self.not_installed,
+            "snapshot": {"reuse": self.reuse.id} if self.reuse else {"take": "pre_deploy"},
+            "update_command": render_update_command(cfg, self.modules) if self.modules else None,
+            "analysis_seconds": cfg.deploy.analysis_seconds,
+            "analysis_interval": cfg.deploy.analysis_interval,
+            "auto_rollback": self.auto_rollback,
+            "services": cfg.services.backend,
+            "steps": ["preflight", "snapshot", "stop", "checkout", "update", "start", "analysis"],
+        }
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok}
+
+
+@dataclass
+class DeployResult:
+    operation: str
+    outcome: str = OUTCOME_FAILED
+    reason: str = ""
+    from_revision: str | None = None
+    to_revision: str | None = None
+    modules: list[str] = field(default_factory=list)
+    snapshot: str | None = None
+    snapshot_reused: bool = False
+    steps: list[StepTiming] = field(default_factory=list)
+    analysis: list[Check] = field(default_factory=list)
+    rollback_operation: str | None = None
+    update_log: str | None = None
+    total_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "from_revision": self.from_revision,
+            "to_revision": self.to_revision,
+            "modules": self.modules,
+            "snapshot": self.snapshot,
+            "snapshot_reused": self.snapshot_reused,
+            "steps": [s.as_dict() for s in self.steps],
+            "analysis": [c.as_dict() for c in self.analysis],
+            "rollback_operation": self.rollback_operation,
+            "update_log": self.update_log,
+            "total_seconds": round(self.total_seconds, 3),
+        }
+
+
+# -- the code tree --------------------------------------------------------------------------------
+def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=False)
+
+
+def resolve_revision(path: Path, revision: str) -> str:
+    """The commit id of *revision* (a commit, tag or branch the work tree already has)."""
+    if not revision or revision.startswith("-"):
+        raise UsageError(f"{revision!r} is not a revision")
+    result = _git(path, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}")
+    if result.returncode != 0:
+        raise PreconditionError(f"code folder {path} does not have revision {revision!r} (git fetch it first)")
+    return result.stdout.strip()
+
+
+def stray_paths(path: Path) -> list[str]:
+    """Changed tracked files and untracked files (caches aside) of the work tree."""
+    result = _git(path, "status", "--porcelain", "--untracked-files=all")
+    if result.returncode != 0:
+        raise PreconditionError(f"code folder {path} is not a git work tree: {result.stderr.strip()}")
+    paths = [line[3:] for line in result.stdout.splitlines() if line.strip()]
+    return [p for p in paths if not CACHE_PATH.search(p)]
+
+
+def check_clean(path: Path) -> None:
+    stray = stray_paths(path)
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise PreconditionError(
+            f"code folder {path} is not clean ({shown}); commit or remove the changes before deploying"
+        )
+
+
+def changed_modules(path: Path, from_revision: str, to_revision: str) -> list[str]:
+    """Top-level folders of the code tree holding a ``__manifest__.py`` at *to_revision* whose files
+    differ between the two revisions."""
+    diff = _git(path, "diff", "--name-only", "--relative", from_revision, to_revision, "--")
+    if diff.returncode != 0:
+        raise PreconditionError(f"git diff {from_revision}..{to_revision} failed: {diff.stderr.strip()}")
+    folders = sorted({name.split("/", 1)[0] for name in diff.stdout.splitlines() if "/" in name})
+    modules = []
+    for folder in folders:
+        listed = _git(path, "ls-tree", "--name-only", to_revision, "--", f"{folder}/__manifest__.py")
+        if listed.returncode == 0 and listed.stdout.strip():
+            modules.append(folder)
+    return modules
+
+
+def render_update_command(cfg: Config, modules: list[str]) -> list[str]:
+    values = {"database": cfg.database.name, "modules": ",".join(modules)}
+    return [argument.format(**values) for argument in cfg.deploy.update_command]
+
+
+# -- the plan (no change) -------------------------------------------------------------------------
+def _reusable_snapshot(cfg: Config, code_revision: str) -> Snapshot | None:
+    minutes = cfg.deploy.reuse_snapshot_minutes
+    if minutes <= 0:
+        return None
+    snapshot = SnapshotStore(cfg.storage).newest("pre_deploy", verified=True, database=cfg.database.name)
+    if snapshot is None or snapshot.manifest.code_revision != code_revision:
+        return None
+    taken = datetime.fromisoformat(snapshot.manifest.created_at)
+    age_minutes = (datetime.now(timezone.utc) - taken).total_seconds() / 60
+    return snapshot if 0 <= age_minutes <= minutes else None
+
+
+def _check_health_now(cfg: Config) -> None:
+    report = health_report(cfg)
+    failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
+    if failed:
+        raise PreconditionError("the deployment is not healthy now, deploy refused: " + "; ".join(failed))
+
+
+def _process_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: assume it runs, the safe side
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_interrupted_deployments(journal: Journal, operation: str | None) -> None:
+    """Refuse while another deployment runs. One whose process is gone (killed) is closed as failed,
+    with its last step, when *operation* (a real run, not a plan) is given: the checks that follow
+    (clean code tree, healthy services) then judge the state it left."""
+    for pending in journal.unfinished("deploy"):
+        if pending.id == operation:
+            continue
+        pid = pending.data.get("pid")
+        if _process_alive(pid):
+            raise PreconditionError(f"deployment {pending.id} is running (process {pid}); wait for it to finish")
+        if operation is None:
+            continue
+        events = journal.events(operation_id=pending.id)
+        last = f"{events[-1].step} {events[-1].status}" if events else "none"
+        journal.finish(
+            pending.id,
+            FAILED,
+            f"interrupted: process {pid} ended before the deployment finished (last step: {last}); "
+            f"closed by deployment {operation}",
+            {"outcome": OUTCOME_FAILED},
+        )
+
+
+def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation: str | None = None) -> DeployPlan:
+    """Every check that can be made before a change; raises when one fails, changes nothing.
+
+    *operation* is the deployment being checked, when it is already in the journal."""
+    if not cfg.deploy.update_command:
+        raise ConfigError("deploy needs [deploy] update_command (odoo-bin's module update as an argument list)")
+    path = cfg.code.path
+    if path is None:
+        raise ConfigError("deploy needs [code] path: the git work tree of the deployed addons")
+    if request.modules and request.changed:
+        raise UsageError("give --modules or --changed, not both")
+    if not request.modules and not request.changed:
+        raise UsageError("say which modules to update: --modules a,b or --changed")
+    for module in request.modules:
+        if not MODULE_NAME.match(module):
+            raise UsageError(f"{module!r} is not a module name")
+    check_no_unfinished(journal)
+    close_interrupted_deployments(journal, operation)
+    from_revision = code_tree.head(path)
+    check_clean(path)
+    to_revision = resolve_revision(path, request.revision)
+    if to_revision == from_revision:
+        raise PreconditionError(f"code folder {path} is already at {request.revision} ({to_revision[:12]})")
+    with connect(cfg.database) as conn:
+        installed = installed_modules(conn)
+    if request.changed:
+        candidates = changed_modules(path, from_revision, to_revision)
+        modules = [m for m in candidates if m in installed]
+        not_installed = [m for m in candidates if m not in installed]
+    else:
+        missing = [m for m in request.modules if m not in installed]
+        if missing:
+            raise PreconditionError(
+                f"module(s) {', '.join(missing)} not installed in {cfg.database.name}: an update would do nothing"
+            )
+        modules, not_installed = list(dict.fromkeys(request.modules)), []
+    backend_for(cfg.services).check()
+    _check_health_now(cfg)
+    if cfg.smoke.login or cfg.smoke.credentials_file:
+        # A smoke set up wrongly would fail the analysis and roll a good deployment back: refuse now.
+        check_smoke_config(cfg)
+    return DeployPlan(
+        code_path=path,
+        requested=request.revision,
+        from_revision=from_revision,
+        to_revision=to_revision,
+        modules=modules,
+        not_installed=not_installed,
+        reuse=_reusable_snapshot(cfg, from_revision),
+        auto_rollback=request.auto_rollback,
+    )
+
+
+# -- the run --------------------------------------------------------------------------------------
+class DeployFailed(Exception):
+    """An immediate trigger: the deployment is judged failed (a rollback follows when enabled)."""
+
+
+class DeployRun:
+    """One deployment, with its journal operation and step timings."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        request: DeployRequest,
+        journal: Journal,
+        clock: Clock | None = None,
+        ask: Callable[[str], bool] | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.request = request
+        self.journal = journal
+        self.clock = clock or Clock()
+        self.ask = ask
+        self.show_progress = show_progress
+        self.backend = backend_for(cfg.services)
+        self.result = DeployResult(operation="")
+        self.plan: DeployPlan | None = None
+        self.snapshot: Snapshot | None = None
+        self.started_at: datetime | None = None  # wall clock: the service log is read from here
+        self.stage = "preflight"  # "stop", then "changed" once the services may be down
+        self.services_started = False
+
+    @property
+    def op(self) -> str:
+        return self.result.operation
+
+    @contextmanager
+    def step(self, name: str, message: str = "", **data: Any) -> Iterator[dict[str, str]]:
+        """Journal *name* as started, then done (with the message the body leaves) or failed."""
+        self.journal.event(self.op, name, "start", message, data=data)
+        done = {"message": ""}
+        started = time.monotonic()
+        try:
+            yield done
+        except BaseException as exc:
+            self.result.steps.append(StepTiming(name, time.monotonic() - started, False))
+            self.journal.event(self.op, name, "failed", str(exc) or exc.__class__.__name__)
+            raise
+        self.result.steps.append(StepTiming(name, time.monotonic() - started, True))
+        self.journal.event(self.op, name, "done", done["message"])
+        self.journal.update(self.op, {"completed": [s.name for s in self.result.steps if s.ok]})
+
+    def record(self, **data: Any) -> None:
+        self.journal.update(self.op, data)
+
+    def add_check(self, check: Check) -> None:
+        self.result.analysis.append(check)
+        self.record(analysis=[c.as_dict() for c in self.result.analysis])
+
+    # -- steps ----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        plan = plan_deploy(self.cfg, self.request, self.journal, self.op)
+        self.plan = plan
+        self.result.from_revision, self.result.to_revision = plan.from_revision, plan.to_revision
+        self.result.modules = plan.modules
+        self.record(from_revision=plan.from_revision, to_revision=plan.to_revision, modules=plan.modules)
+
+    def take_snapshot(self) -> None:
+        assert self.plan is not None
+        snapshot = self.plan.reuse
+        if snapshot is None:
+            label = f"before deploying {self.plan.requested} ({self.plan.to_revision[:12]})"
+            taken = take_snapshot(self.cfg, "pre_deploy", label, self.journal, show_progress=self.show_progress)
+            verified = verify_snapshot(self.cfg, taken, deep=False, journal=self.journal)
+            if not verified.ok:
+                raise OperationFailed(f"snapshot {taken.id} failed its verification: {'; '.join(verified.problems)}")
+            snapshot = SnapshotStore(self.cfg.storage).get(taken.id)
+        self.snapshot = snapshot
+        self.result.snapshot, self.result.snapshot_reused = snapshot.id, self.plan.reuse is not None
+        self.record(snapshot=snapshot.id, snapshot_reused=self.result.snapshot_reused)
+
+    def stop(self) -> None:
+        self.record(services_stopped=True)
+        self.backend.stop()
+
+    def checkout(self) -> None:
+        assert self.plan is not None
+        self.record(code_previous=self.plan.from_revision)
+        code_tree.checkout(self.plan.code_path, self.plan.to_revision)
+
+    def update(self) -> None:
+        """Run the update command; a failure or an error in its output fails the deployment."""
+        assert self.plan is not None
+        argv = render_update_command(self.cfg, self.plan.modules)
+        log_path = self.cfg.storage.path / "deploys" / self.op / "update.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.result.update_log = str(log_path)
+        self.record(update_log=str(log_path))
+        try:
+            completed = subprocess.run(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                timeout=self.cfg.deploy.update_timeout,
+                check=False,
+            )
+            output, status = completed.stdout, completed.returncode
+        except FileNotFoundError:
+            output, status = f"{argv[0]}: not found", None
+        except subprocess.TimeoutExpired as exc:
+            partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            output, status = partial + f"\n(killed after {self.cfg.deploy.update_timeout} s)\n", None
+        log_path.write_text(output, encoding="utf-8")
+        scan = scan_text(output, "update")
+        problems = []
+        if status != 0:
+            problems.append("did not finish" if status is None else f"exited with status {status}")
+        if scan.errors:
+            problems.append(f"{len(scan.errors)} error(s) in its output, first: {scan.errors[0].summary()}")
+        detail = f"{' '.join(argv[:2])}... -u {','.join(self.plan.modules)}: " + ("; ".join(problems) or "ok")
+        self.add_check(Check("update", not problems, detail, IMMEDIATE if problems else None))
+        if problems:
+            raise DeployFailed(f"the module update failed: {'; '.join(problems)} (output in {log_path})")
+
+    def start(self) -> None:
+        try:
+            self.backend.start()
+        except RollbackError as exc:
+            self.add_check(Check("health", False, f"the services did not start: {exc}", IMMEDIATE))
+            raise DeployFailed(f"the services did not start: {exc}") from exc
+        health = http_check(self.cfg.health)
+        if not health.ok:
+            detail = f"{health.url} did not answer after the start ({health.attempts} attempts): {health.error}"
+            self.add_check(Check("health", False, detail, IMMEDIATE))
+            raise DeployFailed(detail)
+
+    # -- analysis -------------------------------------------------------------------------------
+    def check_round(self) -> dict[str, Any]:
+        """One round of checks; plain data, journaled as it is."""
+        cfg = self.cfg
+        without_http = replace(cfg, health=replace(cfg.health, url=None))
+        report = health_report(without_http)
+        services_ok = all(c["ok"] for c in report["checks"] if c["name"] != "storage")
+        http = http_check(cfg.health, attempts=1) if cfg.health.url else None
+        log: LogScan | None = None
+        log_problem = None
+        try:
+            log = service_log_errors(cfg, self.started_at)
+        except RollbackError as exc:
+            log_problem = str(exc)
+        try:
+            smoke = smoke_report(cfg, self.snapshot.manifest.counts if self.snapshot else None, configured_only=True)
+        except RollbackError as exc:
+            smoke = {"ok": False, "checks": [{"name": "smoke", "ok": False, "detail": str(exc)}]}
+        return {
+            "healthy": services_ok and (http is None or http.ok),
+            "health_detail": "; ".join(f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"])
+            or (f"{http.url}: {http.status or http.error}" if http else "services running"),
+            "seconds": http.seconds if http and http.ok else None,
+            "log_errors": [e.summary() for e in log.errors] if log else [],
+            "log_serious": [e.summary() for e in log.serious] if log else [],
+            "log_lines": log.lines_read if log else 0,
+            "log_problem": log_problem,
+            "smoke": smoke,
+        }
+
+    def analyse(self) -> None:
+        interval = self.cfg.deploy.analysis_interval
+        deadline = self.clock.monotonic() + self.cfg.deploy.analysis_seconds
+        rounds: list[dict[str, Any]] = []
+        while True:
+            current = self.check_round()
+            rounds.append(current)
+            self.journal.event(self.op, "analysis", "info", f"round {len(rounds)}", data=current)
+            if current["log_serious"]:
+                break  # a traceback will not go away by waiting: judge now
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            self.clock.sleep(min(interval, remaining))
+        for check in summarise(self.cfg, rounds):
+            self.add_check(check)
+
+    def execute(self) -> None:
+        """The steps in order; DeployFailed when an immediate trigger fires before the analysis."""
+        result, journal = self.result, self.journal
+        with self.step("preflight", "code folder, revision, modules, services") as done:
+            self.preflight()
+            assert self.plan is not None
+            done["message"] = f"{self.plan.from_revision[:12]} -> {self.plan.to_revision[:12]}"
+        plan = self.plan
+        with self.step("snapshot", "reusing a recent one" if plan.reuse else "taking and verifying one") as done:
+            self.take_snapshot()
+            done["message"] = f"snapshot {result.snapshot}" + (" (reused)" if result.snapshot_reused else "")
+        self.stage = "stop"
+        with self.step("stop", f"stopping the services ({self.backend.name})", backend=self.backend.name):
+            self.stop()
+        self.stage = "changed"
+        self.started_at = datetime.now(timezone.utc)
+        with self.step("checkout", f"git checkout {plan.to_revision}", revision=plan.to_revision) as done:
+            try:
+                self.checkout()
+            except RollbackError as exc:
+                raise DeployFailed(f"the checkout of {plan.to_revision} failed: {exc}") from exc
+            done["message"] = f"the code is at {plan.to_revision[:12]}"
+        if plan.modules:
+            with self.step("update", f"updating {', '.join(plan.modules)}", modules=plan.modules) as done:
+                self.update()
+                done["message"] = f"output in {result.update_log}"
+        else:
+            journal.event(self.op, "update", "info", "no installed module changed: nothing to update")
+        with self.step("start", f"starting the services ({self.backend.name})", backend=self.backend.name) as done:
+            self.start()
+            done["message"] = "the services answer" if self.cfg.health.url else "started (no [health] url)"
+        self.services_started = True
+        seconds, interval = self.cfg.deploy.analysis_seconds, self.cfg.deploy.analysis_interval
+        with self.step("analysis", f"checks every {interval} s for {seconds} s", seconds=seconds) as done:
+            self.analyse()
+            done["message"] = verdict_of(result.analysis)[1]
+        trigger, reason = verdict_of(result.analysis)
+        if trigger is None:
+            result.outcome, result.reason = DEPLOYED, reason
+        else:
+            self.decide(trigger, reason)
+
+    # -- after the verdict ----------------------------------------------------------------------
+    def tidy_code_tree(self) -> None:
+        """Put the work tree back to its checked-out revision before the restore (whose preflight
+        demands a clean tree). The preflight found nothing of the operator's there, so what is
+        removed here was left by this deployment (or is a cache)."""
+        assert self.plan is not None
+        if stray_paths(self.plan.code_path):
+            _git(self.plan.code_path, "reset", "--hard", "--quiet")
+            _git(self.plan.code_path, "clean", "-d", "--force", "--quiet")
+            self.journal.event(self.op, "rollback", "info", "files left by the deployment removed from the code tree")
+
+    def roll_back(self, reason: str) -> None:
+        assert self.snapshot is not None
+        before = {o.id for o in self.journal.operations(kind="restore", limit=1000)}
+        try:
+            with self.step(
+                "rollback", f"restoring snapshot {self.snapshot.id}: {reason}", snapshot=self.snapshot.id
+            ) as done:
+                self.tidy_code_tree()
+                try:
+                    restore_snapshot(self.cfg, self.snapshot, self.journal, show_progress=self.show_progress)
+                finally:
+                    restores = [
+                        o
+                        for o in self.journal.operations(kind="restore", limit=1000)
+                        if o.id not in before and o.data.get("snapshot") == self.snapshot.id
+                    ]
+                    if restores:
+                        self.result.rollback_operation = restores[0].id
+                        self.record(rollback_operation=restores[0].id)
+                done["message"] = f"the snapshot is live again (restore {self.result.rollback_operation})"
+        except RollbackError as exc:
+            self.result.outcome = OUTCOME_FAILED
+            self.result.reason = f"{reason}; the rollback failed too: {exc}"
+            raise OperationFailed(self.result.reason) from exc
+        self.result.outcome = ROLLED_BACK
+        self.result.reason = f"{reason}; rolled back to snapshot {self.snapshot.id}"
+
+    def decide(self, verdict: str, reason: str) -> None:
+        """The analysis did not pass: roll back, or leave the decision to the operator."""
+        if verdict == IMMEDIATE and self.request.auto_rollback:
+            self.roll_back(reason)
+            return
+        why = reason if verdict == INCONCLUSIVE else f"{reason} (automatic rollback is off)"
+        if self.ask is not None:
+            self.journal.event(self.op, "decision", "start", f"asking the operator: {why}")
+            if self.ask(f"{why}. Roll back to snapshot {self.result.snapshot}?"):
+                self.journal.event(self.op, "decision", "done", "the operator chose to roll back")
+                self.roll_back(f"{why}; the operator chose to roll back")
+                return
+            self.journal.event(self.op, "decision", "done", "the operator kept the deployment")
+            self.result.outcome = DEPLOYED if verdict == INCONCLUSIVE else OUTCOME_FAILED
+            self.result.reason = f"{why}; kept by the operator"
+            return
+        self.result.outcome = PAUSED
+        state = "" if self.services_started else " (the services are stopped)"
+        self.result.reason = (
+            f"{why}; paused{state}: roll back with 'odoo-rollback restore {self.result.snapshot} --yes', "
+            "or keep the deployment"
+        )
+
+
+def summarise(cfg: Config, rounds: list[dict[str, Any]]) -> list[Check]:
+    """The analysis' verdict per check, from its rounds."""
+    checks = []
+    healthy = [r["healthy"] for r in rounds]
+    if all(healthy):
+        checks.append(Check("health", True, f"healthy in all {len(rounds)} round(s)"))
+    elif not any(healthy):
+        checks.append(Check("health", False, f"unhealthy in every round: {rounds[-1]['health_detail']}", IMMEDIATE))
+    else:
+        state = "unhealthy at the end" if not healthy[-1] else "healthy at the end"
+        detail = f"unhealthy in {healthy.count(False)} of {len(rounds)} round(s), {state}: "
+        checks.append(Check("health", False, detail + rounds[-1]["health_detail"], INCONCLUSIVE))
+
+    limit = cfg.health.max_response_seconds
+    times = [r["seconds"] for r in rounds if r["seconds"] is not None]
+    if not cfg.health.url:
+        checks.append(Check("response_time", True, "not measured: no [health] url"))
+    elif not times:
+        checks.append(Check("response_time", False, "no answer to measure", INCONCLUSIVE))
+    else:
+        slow = [t for t in times if t > limit]
+        detail = f"slowest {max(times):.3f} s of {len(times)} answer(s), limit {limit} s"
+        checks.append(Check("response_time", not slow, detail, INCONCLUSIVE if slow else None))
+
+    last = rounds[-1]
+    if last["log_problem"]:
+        checks.append(Check("log", False, f"the service log could not be read: {last['log_problem']}", INCONCLUSIVE))
+    elif last["log_serious"]:
+        detail = f"{len(last['log_serious'])} critical error(s) or traceback(s), first: {last['log_serious'][0]}"
+        checks.append(Check("log", False, detail, IMMEDIATE))
+    elif last["log_errors"]:
+        detail = f"{len(last['log_errors'])} error line(s), first: {last['log_errors'][0]}"
+        checks.append(Check("log", False, detail, INCONCLUSIVE))
+    elif log_source(cfg) is None:
+        checks.append(Check("log", True, "not read: no service log configured ([deploy] log_file)"))
+    else:
+        checks.append(Check("log", True, f"no errors in {last['log_lines']} line(s) from {log_source(cfg)}"))
+
+    smoke = last["smoke"]
+    failed = [f"{c['name']}: {c['detail']}" for c in smoke["checks"] if not c["ok"]]
+    checks.append(
+        Check(
+            "smoke",
+            smoke["ok"],
+            "; ".join(failed) or f"{len(smoke['checks'])} check(s) passed",
+            None if smoke["ok"] else IMMEDIATE,
+        )
+    )
+    return checks
+
+
+def verdict_of(checks: list[Check]) -> tuple[str | None, str]:
+    """(IMMEDIATE, INCONCLUSIVE or None when all passed, the reason in one line)."""
+    for trigger in (IMMEDIATE, INCONCLUSIVE):
+        hits = [c for c in checks if not c.ok and c.trigger == trigger]
+        if hits:
+            kind = "failed" if trigger == IMMEDIATE else "was inconclusive"
+            return trigger, f"the analysis {kind}: " + "; ".join(f"{c.name}: {c.detail}" for c in hits)
+    return None, "all checks passed"
+
+
+def deploy(
+    cfg: Config,
+    request: DeployRequest,
+    journal: Journal,
+    clock: Clock | None = None,
+    ask: Callable[[str], bool] | None = None,
+    show_progress: bool = False,
+) -> DeployResult:
+    """Deploy *request*; the result's outcome is deployed, rolled_back, paused or failed.
+
+    Raises when a precondition fails (nothing changed) and when the deployment or its rollback fails
+    in a way that leaves things for the operator (the journal says in what state).
+    """
+    run = DeployRun(cfg, request, journal, clock, ask, show_progress)
+    result = run.result
+    started = time.monotonic()
+    result.operation = journal.begin(
+        "deploy",
+        cfg.database.name,
+        {
+            "requested": request.revision,
+            "snapshot": None,
+            "from_revision": None,
+            "to_revision": None,
+            "modules": [],
+            "analysis": [],
+            "outcome": None,
+            "rollback_operation": None,
+            "auto_rollback": request.auto_rollback,
+            "pid": os.getpid(),
+        },
+    )
+    try:
+        run.execute()
+    except DeployFailed as exc:
+        try:
+            run.decide(IMMEDIATE, str(exc))
+        except BaseException as inner:
+            _finish(journal, result, started, inner)
+            raise
+    except BaseException as exc:
+        if run.stage == "stop":
+            # Nothing was changed but the services may be half stopped: bring them back.
+            with suppress(RollbackError):
+                run.backend.start()
+        _finish(journal, result, started, exc)
+        if isinstance(exc, RollbackError) and run.stage == "changed":
+            raise OperationFailed(
+                f"deploy failed after the code was changed ({exc}); the pre_deploy snapshot is {result.snapshot}: "
+                f"'odoo-rollback restore {result.snapshot} --yes' goes back"
+            ) from exc
+        raise
+    _finish(journal, result, started)
+    return result
+
+
+def _finish(journal: Journal, result: DeployResult, started: float, error: BaseException | None = None) -> None:
+    result.total_seconds = time.monotonic() - started
+    if error is not None:
+        result.outcome = OUTCOME_FAILED
+        result.reason = result.reason or str(error) or error.__class__.__name__
+    data = {
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "analysis": [c.as_dict() for c in result.analysis],
+        "rollback_operation": result.rollback_operation,
+        "steps": [s.as_dict() for s in result.steps],
+        "result": result.as_dict(),
+    }
+    journal.finish(result.operation, OPERATION_STATE[result.outcome], f"{result.outcome}: {result.reason}", data)
+
+
+__all__ = [
+    "DEPLOYED",
+    "PAUSED",
+    "ROLLED_BACK",
+    "Clock",
+    "DeployRequest",
+    "DeployResult",
+    "changed_modules",
+    "deploy",
+    "plan_deploy",
+]
