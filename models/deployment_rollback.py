@@ -564,10 +564,28 @@ class DeploymentRollback(models.Model):
             )
         except UserError as exc:
             return ("log", name, "pending", _("not read by the helper: %s", exc.args[0])[:250])
+        if not reply.get("checked", True):
+            return ("log", name, "pending", _("the helper has no service log to read"))
         errors = reply.get("errors") or []
         if errors:
-            return ("log", name, "failed", _("%(count)s errors, first: %(first)s", count=len(errors), first=errors[0]))
-        return ("log", name, "ok", _("%s log lines read", reply.get("lines_read", 0)))
+            first = errors[0]
+            summary = (first.get("cause") or first.get("message")) if isinstance(first, dict) else first
+            return (
+                "log",
+                name,
+                "failed",
+                _("%(count)s errors, first: %(first)s", count=len(errors), first=summary)[:250],
+            )
+        return (
+            "log",
+            name,
+            "ok",
+            _(
+                "%(lines)s lines of %(source)s read",
+                lines=reply.get("lines_read", 0),
+                source=reply.get("source") or _("the log"),
+            ),
+        )
 
     def _schedule_follow_up(self):
         """The runbook's post-rollback lists as activities: within 4 hours, 24 hours and 7 days."""
