@@ -130,23 +130,28 @@ class DeploymentOperation(models.Model):
         seen = 0
         while True:
             page = helper._request("GET", f"/v1/journal?since={cursor}&limit={PAGE}")
-            events = defaultdict(list)
-            for event in page["events"]:
-                events[event["operation_id"]].append(event)
-            # A deployment that rolled itself back names its restore: that restore gets a rollback record.
-            deploys_by_restore = {
-                (op.get("data") or {}).get("rollback_operation"): op
-                for op in page["operations"].values()
-                if op["kind"] == "deploy" and (op.get("data") or {}).get("rollback_operation")
-            }
-            for operation in page["operations"].values():
-                self._import_operation(operation, events[operation["id"]], deploys_by_restore.get(operation["id"]))
-                seen += 1
+            seen += self._import_page(page)
             cursor = page["next"]
             if len(page["events"]) < PAGE:
                 break
         params.set_param(CURSOR_PARAM, str(cursor))
         return seen
+
+    @api.model
+    def _import_page(self, page):
+        """Import one page of the journal (``GET /v1/journal``); returns the operations seen."""
+        events = defaultdict(list)
+        for event in page["events"]:
+            events[event["operation_id"]].append(event)
+        # A deployment that rolled itself back names its restore: that restore gets a rollback record.
+        deploys_by_restore = {
+            (op.get("data") or {}).get("rollback_operation"): op
+            for op in page["operations"].values()
+            if op["kind"] == "deploy" and (op.get("data") or {}).get("rollback_operation")
+        }
+        for operation in page["operations"].values():
+            self._import_operation(operation, events[operation["id"]], deploys_by_restore.get(operation["id"]))
+        return len(page["operations"])
 
     @api.model
     def _import_operation(self, operation, events=(), deploy=None):

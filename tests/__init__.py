@@ -1,5 +1,6 @@
 from . import (
     test_deployment_drill,
+    test_deployment_import,
     test_deployment_overview,
     test_deployment_postmortem,
     test_deployment_snapshot,

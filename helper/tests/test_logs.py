@@ -12,9 +12,8 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import HelperEnv
+from conftest import HelperEnv, Served
 from odoo_rollback.logs import scan_text
-from test_api import Served, served  # noqa: F401 - the real API server fixture
 
 # What Odoo 16 prints (format of odoo/netsvc.py), with a ParseError wrapping the ValueError that
 # names the bad field, as a failed module update shows it.
@@ -145,7 +144,7 @@ def log_file_config(helper_env: HelperEnv, tmp_path: Path) -> Path:
     return log_file
 
 
-def test_api_log_errors_route(log_file_config: Path, served: Served) -> None:  # noqa: F811 - fixture
+def test_api_log_errors_route(log_file_config: Path, served: Served) -> None:
     since = _local("2026-11-25 10:00:02").replace("+", "%2B")
 
     status, doc = served.client.request("GET", f"/v1/logs/errors?since={since}")
