@@ -164,9 +164,9 @@ class DeploymentRollback(models.Model):
             record.progress_step = current.name or _("preparing")
             record.progress_elapsed = _("%d minutes", round(record._elapsed_minutes()))
             record.progress_eta = _("%d minutes", round(remaining))
-            record.progress_issues = "\n".join(f"{step.name}: {step.message or _('failed')}" for step in failed) or _(
-                "none"
-            )
+            failed_word = _("failed")
+            issues = "\n".join(f"{step.name}: {step.message or failed_word}" for step in failed)
+            record.progress_issues = issues or _("none")
 
     # -- CRUD ----------------------------------------------------------------------------------------
     @api.model_create_multi
