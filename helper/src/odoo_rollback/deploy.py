@@ -43,7 +43,7 @@ from .health import http_check
 from .journal import DONE, FAILED, UNDONE, Journal
 from .logs import LogScan, log_source, scan_text, service_log_errors
 from .modules import installed_modules
-from .restore import check_no_unfinished, restore_snapshot
+from .restore import StepTiming, check_no_unfinished, restore_snapshot
 from .services import backend_for
 from .smoke import check_smoke_config, smoke_report
 from .snapshot import take_snapshot
@@ -120,16 +120,6 @@ class DeployPlan:
             "services": cfg.services.backend,
             "steps": ["preflight", "snapshot", "stop", "checkout", "update", "start", "analysis"],
         }
-
-
-@dataclass
-class StepTiming:
-    name: str
-    seconds: float
-    ok: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok}
 
 
 @dataclass
