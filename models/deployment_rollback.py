@@ -223,10 +223,12 @@ class DeploymentRollback(models.Model):
     def _helper_texts(self):
         """The progress template's subject and plain-text body with the helper's placeholders."""
         self.ensure_one()
-        template = self.env.ref("deployment_rollback.mail_template_rollback_progress")
-        record = self.with_context(**{PLACEHOLDERS: True})
-        subject = template.with_context(**{PLACEHOLDERS: True})._render_field("subject", record.ids)[record.id]
-        body = template.with_context(**{PLACEHOLDERS: True})._render_field("body_html", record.ids)[record.id]
+        # The template renders the record in its own environment: the context switches the texts.
+        template = self.env.ref("deployment_rollback.mail_template_rollback_progress").with_context(
+            **{PLACEHOLDERS: True}
+        )
+        subject = template._render_field("subject", self.ids)[self.id]
+        body = template._render_field("body_html", self.ids)[self.id]
         return subject, html2plaintext(body)
 
     def _escalation_payload(self):
@@ -285,6 +287,7 @@ class DeploymentRollback(models.Model):
                 operation_id=job.get("operation_id"),
                 result=job.get("result"),
                 error=job.get("error"),
+                finished_at=parse_helper_time(job.get("finished_at")),
             )
         return True
 
@@ -333,7 +336,9 @@ class DeploymentRollback(models.Model):
         record = self.sudo().search([("rollback_uid", "=", payload["uid"])], limit=1)
         if not record:
             record = self._helper_sync().create(self._vals_from_payload(payload, operation))
-            record.message_post(body=_("Re-created from the helper's journal after the restore replaced the database."))
+            # Either the restore replaced the database this record was written in, or the restore was
+            # started outside the checklist (a deployment that rolled itself back).
+            record.message_post(body=_("Recorded from the helper's journal."))
         result = (operation.get("data") or {}).get("result")
         record._apply_helper_state(
             OPERATION_STATES.get(operation.get("state"), "running"),
