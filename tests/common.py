@@ -94,3 +94,26 @@ class RealHelper:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RealHelperMixin:
+    """A real helper for the test database during the whole class, and Odoo pointed at it in every test.
+
+    ``_helper_toml()`` adds configuration sections (services, health...) to the helper's file.
+    """
+
+    @classmethod
+    def _helper_toml(cls):
+        return ""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.helper = RealHelper(cls.env.cr.dbname, extra_toml=cls._helper_toml())
+        cls.addClassCleanup(cls.helper.stop)
+
+    def setUp(self):
+        super().setUp()
+        patcher = self.helper.patch_odoo(self.env)
+        patcher.start()
+        self.addCleanup(patcher.stop)

@@ -10,7 +10,7 @@ from odoo.addons.deployment_rollback.models.deployment_drill import (
 from odoo.exceptions import AccessError, UserError
 from odoo.tests.common import TransactionCase, new_test_user
 
-from .common import RealHelper
+from .common import RealHelperMixin
 
 MANAGER_GROUP = "deployment_rollback.group_deployment_rollback_manager"
 
@@ -159,20 +159,8 @@ class TestDeploymentDrill(TransactionCase):
             drill.write({"helper_id": "drill-20310303T000000Z-abcdef"})
 
 
-class TestDeploymentDrillHelper(TransactionCase):
+class TestDeploymentDrillHelper(RealHelperMixin, TransactionCase):
     """Drills run by a real odoo-rollback serve against this test database."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.helper = RealHelper(cls.env.cr.dbname)
-        cls.addClassCleanup(cls.helper.stop)
-
-    def setUp(self):
-        super().setUp()
-        patcher = self.helper.patch_odoo(self.env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
 
     def _wait_done(self, drill, timeout=180):
         deadline = time.monotonic() + timeout

@@ -9,23 +9,11 @@ from odoo.exceptions import UserError
 from odoo.tests.common import TransactionCase
 from odoo.tools import config
 
-from .common import RealHelper
+from .common import RealHelperMixin
 
 
-class TestHelperIntegration(TransactionCase):
+class TestHelperIntegration(RealHelperMixin, TransactionCase):
     """A real odoo-rollback serve, snapshotting this very test database."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.helper = RealHelper(cls.env.cr.dbname)
-        cls.addClassCleanup(cls.helper.stop)
-
-    def setUp(self):
-        super().setUp()
-        patcher = self.helper.patch_odoo(self.env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
 
     def _wait_done(self, snapshot, timeout=120):
         deadline = time.monotonic() + timeout

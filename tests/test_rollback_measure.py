@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from odoo import fields
 from odoo.tests.common import TransactionCase
 
-from .common import RealHelper
+from .common import RealHelperMixin
 
 
 class TestEmailMeasure(TransactionCase):
@@ -85,31 +85,24 @@ class _SlowHandler(BaseHTTPRequestHandler):
         pass
 
 
-class TestHealthMeasure(TransactionCase):
+class TestHealthMeasure(RealHelperMixin, TransactionCase):
     """Response time and service state, measured by a real helper against a real (slow) web server."""
 
     @classmethod
     def setUpClass(cls):
-        super().setUpClass()
+        # The web server first: the helper's configuration names its address.
         cls.web = HTTPServer(("127.0.0.1", 0), _SlowHandler)
         threading.Thread(target=cls.web.serve_forever, daemon=True).start()
         cls.addClassCleanup(cls.web.server_close)
         cls.addClassCleanup(cls.web.shutdown)
-        url = f"http://127.0.0.1:{cls.web.server_port}/web/login"
-        cls.helper = RealHelper(
-            cls.env.cr.dbname,
-            extra_toml=(
-                f'[health]\nurl = "{url}"\n'
-                '[services]\nbackend = "command"\nstop_command = ["true"]\nstart_command = ["true"]\n'
-            ),
-        )
-        cls.addClassCleanup(cls.helper.stop)
+        super().setUpClass()
 
-    def setUp(self):
-        super().setUp()
-        patcher = self.helper.patch_odoo(self.env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
+    @classmethod
+    def _helper_toml(cls):
+        return (
+            f'[health]\nurl = "http://127.0.0.1:{cls.web.server_port}/web/login"\n'
+            '[services]\nbackend = "command"\nstop_command = ["true"]\nstart_command = ["true"]\n'
+        )
 
     def test_slow_answers_hold_the_response_time_trigger(self):
         params = self.env["ir.config_parameter"].sudo()

@@ -8,7 +8,7 @@ from odoo.addons.deployment_rollback.models.rollback_catalogue import IMMEDIATE,
 from odoo.exceptions import AccessError, UserError
 from odoo.tests.common import Form, TransactionCase, new_test_user
 
-from .common import RealHelper
+from .common import RealHelperMixin
 
 # The helper's stop command fails: the restore ends before the swap, with the live database untouched,
 # so that the test database survives the test.
@@ -27,12 +27,14 @@ class TestRollbackCatalogue(TransactionCase):
         self.assertIsNone(required_decision([]))
 
 
-class TestRollbackWizard(TransactionCase):
+class TestRollbackWizard(RealHelperMixin, TransactionCase):
+    @classmethod
+    def _helper_toml(cls):
+        return FAILING_STOP
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.helper = RealHelper(cls.env.cr.dbname, extra_toml=FAILING_STOP)
-        cls.addClassCleanup(cls.helper.stop)
         cls.manager = new_test_user(
             cls.env,
             login="rb_wizard_manager",
@@ -44,12 +46,6 @@ class TestRollbackWizard(TransactionCase):
         cls.colleague = new_test_user(cls.env, login="rb_colleague", groups="base.group_user")
         cls.stakeholder = cls.env["res.partner"].create({"name": "Finance lead", "email": "finance@example.com"})
         cls.env["ir.config_parameter"].sudo().set_param("deployment_rollback.stakeholder_ids", str(cls.stakeholder.id))
-
-    def setUp(self):
-        super().setUp()
-        patcher = self.helper.patch_odoo(self.env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
 
     def _verified_snapshot(self):
         taken = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
