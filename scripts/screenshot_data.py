@@ -40,7 +40,7 @@ engineer = users.create(
 # -- a finished rollback ----------------------------------------------------------------------------
 wizard = env["deployment.rollback.wizard"].create({"reason": "Invoices lost their lines after the migration"})
 for line in wizard.line_ids:
-    if line.name in ("Migration errors affecting data", "Critical business process blocked"):
+    if line.name in ("Migration errors affecting data", "Cannot create invoices"):
         line.write({"holds": True, "source": "support tickets #4411, #4415"})
 wizard.write(
     {

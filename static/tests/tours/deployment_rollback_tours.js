@@ -183,6 +183,18 @@ tour.register("deployment_rollback_postmortem", {test: true, url: "/web"}, [
         trigger: '.o_form_view .o_statusbar_status button[aria-checked="true"]:contains("In Review")',
         run() {},
     },
+    // The chatter reloads after the button: the tour ends once it has, so no request of the page is left
+    // running on the test's cursor when the test reads the records.
+    {
+        content: "The chatter tracks the review",
+        trigger: '.o_TrackingValue_newValue:contains("In Review")',
+        run() {},
+    },
+    {
+        content: "The action item is a planned activity of its owner",
+        trigger: '.o_Activity:contains("Test migrations on a copy of production"):contains("Administrator")',
+        run() {},
+    },
 ]);
 
 // Quarter labels as the drills show them ("2026-Q4"), from the browser's clock like the test's.
