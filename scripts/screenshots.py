@@ -320,25 +320,37 @@ class Chromium:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        port_file = profile / "DevToolsActivePort"
-        wait_until(
-            lambda: port_file.exists() and port_file.read_text().strip(), 30, "Chromium's DevTools port", self.process
-        )
-        port = int(port_file.read_text().split()[0])
-        pages = wait_until(
-            lambda: [
-                t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json() if t["type"] == "page"
-            ],
-            30,
-            "Chromium's first page",
-        )
-        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=120, suppress_origin=True)
-        self.ids = itertools.count(1)
-        self.send("Page.enable")
-        self.send("Network.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        # The admin's time zone (screenshot_data.py): the web client shows times in the browser's.
-        self.send("Emulation.setTimezoneOverride", timezoneId="Europe/Brussels")
+        try:
+            port_file = profile / "DevToolsActivePort"
+            wait_until(
+                lambda: port_file.exists() and port_file.read_text().strip(),
+                30,
+                "Chromium's DevTools port",
+                self.process,
+            )
+            port = int(port_file.read_text().split()[0])
+            pages = wait_until(
+                lambda: [
+                    t
+                    for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                    if t["type"] == "page"
+                ],
+                30,
+                "Chromium's first page",
+            )
+            self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=120, suppress_origin=True)
+            self.ids = itertools.count(1)
+            self.send("Page.enable")
+            self.send("Network.enable")
+            self.send(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
+            # The admin's time zone (screenshot_data.py): the web client shows times in the browser's.
+            self.send("Emulation.setTimezoneOverride", timezoneId="Europe/Brussels")
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         message_id = next(self.ids)
