@@ -1,5 +1,5 @@
 # The two commands of README.rst: `make setup` once, `make test` for every test.
-.PHONY: setup test lint bench
+.PHONY: setup test lint bench screenshots
 setup:
 	bash scripts/setup.sh
 test:
@@ -8,3 +8,5 @@ lint:
 	.venv/bin/pre-commit run --all-files
 bench:
 	bash bench/run.sh
+screenshots:
+	.venv/bin/python scripts/screenshots.py

@@ -72,6 +72,18 @@ class DeploymentPostmortem(models.Model):
     lessons_learned = fields.Text()
     prevention = fields.Text()
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        # mail.thread subscribes the creator after creating, assuming a new record has no follower yet;
+        # an action item's activity would subscribe its owner first, and the creator twice when they are
+        # the owner. The action items created with the post-mortem get their activities afterwards.
+        records = super(DeploymentPostmortem, self.with_context(deployment_postmortem_defer_activities=True)).create(
+            vals_list
+        )
+        records = records.with_env(self.env)
+        records.action_ids.filtered(lambda a: a.state == "open" and not a.activity_id)._schedule_activity()
+        return records
+
     @api.constrains("incident_start", "incident_end")
     def _check_incident_times(self):
         for record in self:

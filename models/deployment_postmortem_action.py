@@ -31,7 +31,8 @@ class DeploymentPostmortemAction(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         records = super().create(vals_list)
-        records.filtered(lambda a: a.state == "open")._schedule_activity()
+        if not self.env.context.get("deployment_postmortem_defer_activities"):
+            records.filtered(lambda a: a.state == "open")._schedule_activity()
         return records
 
     def write(self, vals):

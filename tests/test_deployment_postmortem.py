@@ -70,6 +70,20 @@ class TestDeploymentPostmortem(TransactionCase):
         postmortem.action_done()
         self.assertEqual(postmortem.state, "done")
 
+    def test_created_with_an_action_item_of_its_author(self):
+        # As the form saves a new post-mortem: the action item comes with it, owned by whoever writes it.
+        form = Form(self.env["deployment.postmortem"].with_user(self.user))
+        form.name = "Rollback of 16.0.4"
+        with form.action_ids.new() as line:
+            line.name = "Alert on failed migrations"
+            line.due_date = date(2026, 12, 1)
+        postmortem = form.save()
+        self.assertEqual(postmortem.action_ids.owner_id, self.user)
+        activity = self._activities(postmortem)
+        self.assertEqual(activity, postmortem.action_ids.activity_id)
+        self.assertEqual((activity.user_id, activity.summary), (self.user, "Alert on failed migrations"))
+        self.assertEqual(postmortem.message_partner_ids, self.user.partner_id)
+
     def test_done_once_every_action_item_is_closed(self):
         postmortem = self._postmortem()
         actions = self.env["deployment.postmortem.action"].with_user(self.user)
