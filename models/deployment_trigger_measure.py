@@ -8,6 +8,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
 PARAM = "deployment_rollback.%s"
+# "Completely broken" needs a few attempts in the window: one bounced mail is not an outage.
+BROKEN_MIN_ATTEMPTS = 5
 DEFAULTS = {
     "trigger_window_minutes": 60,
     "email_failure_percent": 20,
@@ -78,7 +80,11 @@ class DeploymentRollbackMeasure(models.AbstractModel):
                 "value": value,
                 "source": source,
             },
-            "email_broken": {"holds": failed == attempted, "value": value, "source": source},
+            "email_broken": {
+                "holds": failed == attempted and attempted >= BROKEN_MIN_ATTEMPTS,
+                "value": value,
+                "source": source,
+            },
         }
 
     @api.model

@@ -15,6 +15,7 @@ SECTIONS = [
     ("RESTORE.rst", "Restores, rollbacks and drills"),
     ("API.rst", "The helper's API"),
     ("ODOO.rst", "In Odoo"),
+    ("SCREENSHOTS.rst", "Screenshots"),
     ("USAGE.rst", "Usage"),
     ("BENCHMARKS.rst", "Benchmarks"),
     ("HISTORY.rst", "Changelog"),

@@ -424,6 +424,11 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
     """Each screen: its URL, then (action, condition to wait for) pairs, the last being what must show."""
     return [
         {
+            "name": "overview",
+            "url": f"/web#action=deployment_rollback.deployment_overview_action_open&menu_id={ids['menu']}",
+            "steps": [("true", exists(".o_form_view .o_field_widget[name='quarter_state']", "Done"))],
+        },
+        {
             "name": "settings",
             "url": "/web#action=base_setup.action_general_configuration",
             "steps": [
@@ -440,6 +445,10 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
             "name": "rollback_checklist",
             "url": f"/web#action=deployment_rollback.deployment_snapshot_action&menu_id={ids['menu']}",
             "steps": [
+                (
+                    click("[data-menu-xmlid='deployment_rollback.deployment_rollback_menu']"),
+                    exists("[data-menu-xmlid='deployment_rollback.deployment_rollback_wizard_menu']"),
+                ),
                 (
                     click("[data-menu-xmlid='deployment_rollback.deployment_rollback_wizard_menu']"),
                     exists(".modal td[name='name']", "Migration errors affecting data"),

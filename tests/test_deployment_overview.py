@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from odoo import fields
-from odoo.tests.common import Form, TransactionCase, new_test_user
+from odoo.tests.common import TransactionCase, new_test_user
 
 
 class TestDeploymentOverview(TransactionCase):
@@ -17,7 +17,9 @@ class TestDeploymentOverview(TransactionCase):
         )
 
     def _overview(self):
-        return Form(self.env["deployment.overview"].with_user(self.user)).save()
+        # As the menu opens it: a saved record, read fresh.
+        action = self.env.ref("deployment_rollback.deployment_overview_action_open").with_user(self.user).run()
+        return self.env["deployment.overview"].with_user(self.user).browse(action["res_id"])
 
     def test_empty_deployment_asks_for_a_snapshot_and_a_drill(self):
         self.env["deployment.snapshot"].search([]).sudo().unlink()

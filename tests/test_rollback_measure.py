@@ -56,10 +56,16 @@ class TestEmailMeasure(TransactionCase):
         self.assertTrue(measured["email_failures"]["holds"])
 
     def test_every_mail_failing_is_an_immediate_trigger(self):
-        self._mails("exception", 4)
+        self._mails("exception", 5)
         measured = self.measure._measure_email()
         self.assertTrue(measured["email_broken"]["holds"])
         self.assertTrue(measured["email_failures"]["holds"])
+
+    def test_a_few_bounces_are_not_an_outage(self):
+        self._mails("exception", 2)
+        measured = self.measure._measure_email()
+        self.assertFalse(measured["email_broken"]["holds"])
+        self.assertTrue(measured["email_failures"]["holds"])  # for the team to judge
 
     def test_no_mail_measures_nothing(self):
         measured = self.measure._measure_email()

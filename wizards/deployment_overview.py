@@ -62,6 +62,22 @@ class DeploymentOverview(models.TransientModel):
             overview.quarter_state = row["state"]
             overview.quarter_drill_ids = [(6, 0, row["drill_ids"])]
 
+    def name_get(self):
+        return [(overview.id, _("Overview")) for overview in self]
+
+    @api.model
+    def action_open(self):
+        """The menu's action: a saved overview, so that the form reads every answer fresh."""
+        overview = self.create({})
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Overview"),
+            "res_model": self._name,
+            "res_id": overview.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
     def _open(self, model, res_id=None, domain=None, name=None, target="current"):
         action = {"type": "ir.actions.act_window", "res_model": model, "target": target}
         if res_id:

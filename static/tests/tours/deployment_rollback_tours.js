@@ -30,10 +30,7 @@ tour.register("deployment_rollback_wizard", {test: true, url: "/web"}, [
         content: "Open the Deployments app",
         trigger: '.o_app[data-menu-xmlid="deployment_rollback.deployment_rollback_menu_root"]',
     },
-    {
-        content: "Open the Rollbacks menu",
-        trigger: '[data-menu-xmlid="deployment_rollback.deployment_rollback_menu"]',
-    },
+    openAppMenu("deployment_rollback.deployment_rollback_menu", "Open the Rollbacks menu"),
     {
         content: "Open the rollback checklist",
         trigger: '[data-menu-xmlid="deployment_rollback.deployment_rollback_wizard_menu"]',
