@@ -4,6 +4,7 @@
 
 from datetime import datetime, timedelta
 
+from odoo.exceptions import AccessError
 from odoo.tests.common import TransactionCase, new_test_user
 
 STARTED = datetime(2026, 11, 25, 9, 0, 0)
@@ -181,5 +182,5 @@ class TestRollbackCommunication(TransactionCase):
 
     def test_mirror_fields_cannot_be_written_by_hand(self):
         rollback = self._rollback()
-        with self.assertRaisesRegex(Exception, "mirror the rollback helper"):
+        with self.assertRaisesRegex(AccessError, "mirror the rollback helper"):
             rollback.with_user(self.decider).write({"state": "done"})
