@@ -15,7 +15,11 @@ DEFAULTS = {
     "email_failure_percent": 20,
     "einvoice_failure_percent": 10,
     "response_seconds": 10,
+    "cpu_percent": 90,
+    "memory_percent": 95,
 }
+# "Error rate rising" wants a few errors: one traceback more than in the previous window is noise.
+RISING_MIN_ERRORS = 5
 
 
 class DeploymentRollbackMeasure(models.AbstractModel):
@@ -37,6 +41,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
         measured.update(self._measure_email())
         measured.update(self._measure_einvoice())
         measured.update(self._measure_helper_health())
+        measured.update(self._measure_error_rate())
         return measured
 
     @api.model
@@ -134,6 +139,20 @@ class DeploymentRollbackMeasure(models.AbstractModel):
                 else _("no answer: %s", http.get("error") or http.get("status")),
                 "source": _("%(what)s of %(url)s", what=source, url=http.get("url")),
             }
+        system = health.get("system") or {}
+        for code, key, label in (
+            ("cpu_high", "cpu_percent", _("5-minute load per CPU")),
+            ("memory_high", "memory_percent", _("memory used")),
+        ):
+            if system.get(key) is not None:
+                limit = self._setting(key)
+                measured[code] = {
+                    "holds": system[key] > limit,
+                    "value": _(
+                        "%(label)s %(value)s%% (threshold %(limit)s%%)", label=label, value=system[key], limit=limit
+                    ),
+                    "source": _("helper: the host's /proc"),
+                }
         services = health.get("services") or {}
         for code, needle in (("odoo_not_starting", "odoo"), ("nginx_not_starting", "nginx")):
             states = {name: state for name, state in services.items() if needle in name}
@@ -144,3 +163,39 @@ class DeploymentRollbackMeasure(models.AbstractModel):
                     "source": source,
                 }
         return measured
+
+    @api.model
+    def _measure_error_rate(self):
+        """Errors in Odoo's log in the last window against the window before, read by the helper."""
+        minutes = self._setting("trigger_window_minutes")
+        now = fields.Datetime.now()
+        source = _("Odoo's log, read by the helper")
+        helper = self.env["deployment.rollback.helper"]
+
+        def errors_since(moment):
+            reply = helper._request("GET", f"/v1/logs/errors?since={moment.isoformat(timespec='seconds')}")
+            return reply, len(reply.get("errors") or [])
+
+        try:
+            recent, current = errors_since(now - timedelta(minutes=minutes))
+            both = errors_since(now - timedelta(minutes=2 * minutes))[1]
+        except UserError as exc:
+            return {
+                "error_rate_rising": {"holds": False, "value": _("not measured: %s", exc.args[0]), "source": source}
+            }
+        if not recent.get("checked", True):
+            return {"error_rate_rising": {"holds": False, "value": _("no service log to read"), "source": source}}
+        previous = max(0, both - current)
+        return {
+            "error_rate_rising": {
+                "holds": current >= RISING_MIN_ERRORS and current > previous,
+                "value": _(
+                    "%(current)s errors in the last %(minutes)s minutes, "
+                    "%(previous)s in the %(minutes)s minutes before",
+                    current=current,
+                    previous=previous,
+                    minutes=int(minutes),
+                ),
+                "source": source,
+            }
+        }

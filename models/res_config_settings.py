@@ -73,6 +73,17 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="deployment_rollback.response_seconds",
         default=10,
     )
+    deployment_cpu_percent = fields.Integer(
+        string="CPU (%)",
+        config_parameter="deployment_rollback.cpu_percent",
+        default=90,
+        help="Five-minute load average per CPU, as the helper reads it on its host.",
+    )
+    deployment_memory_percent = fields.Integer(
+        string="Memory (%)",
+        config_parameter="deployment_rollback.memory_percent",
+        default=95,
+    )
     deployment_progress_minutes = fields.Integer(
         string="Progress Updates Every (minutes)",
         config_parameter="deployment_rollback.progress_minutes",

@@ -2,10 +2,13 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """The triggers Odoo measures itself: e-mail failures from real mail.mail records, the helper's health."""
 
+import os
+import tempfile
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 from odoo import fields
 from odoo.tests.common import TransactionCase
@@ -105,10 +108,23 @@ class TestHealthMeasure(RealHelperMixin, TransactionCase):
 
     @classmethod
     def _helper_toml(cls):
+        # Odoo's log, as the helper reads it from a file ([deploy] log_file); each test writes its lines.
+        handle, name = tempfile.mkstemp(prefix="rb-odoo-", suffix=".log")
+        os.close(handle)
+        cls.odoo_log = Path(name)
+        cls.addClassCleanup(cls.odoo_log.unlink)
         return (
             f'[health]\nurl = "http://127.0.0.1:{cls.web.server_port}/web/login"\n'
             '[services]\nbackend = "command"\nstop_command = ["true"]\nstart_command = ["true"]\n'
+            f'[deploy]\nlog_file = "{cls.odoo_log}"\n'
         )
+
+    def _log_errors(self, minutes_ago, count):
+        """Append *count* ERROR lines stamped *minutes_ago*, in Odoo's format and local time."""
+        stamp = (datetime.now() - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%d %H:%M:%S")
+        with self.odoo_log.open("a") as log:
+            for index in range(count):
+                log.write(f"{stamp},000 4242 ERROR prod odoo.addons.sale: the order {index} has no lines\n")
 
     def test_slow_answers_hold_the_response_time_trigger(self):
         params = self.env["ir.config_parameter"].sudo()
@@ -121,6 +137,34 @@ class TestHealthMeasure(RealHelperMixin, TransactionCase):
         params.set_param("deployment_rollback.response_seconds", "10")
         measured = self.env["deployment.rollback.measure"]._measure_helper_health()
         self.assertFalse(measured["slow_response"]["holds"])
+
+    def test_cpu_and_memory_from_the_helpers_host(self):
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("deployment_rollback.memory_percent", "1")
+        measured = self.env["deployment.rollback.measure"]._measure_helper_health()
+        self.assertTrue(measured["memory_high"]["holds"], measured["memory_high"])
+        self.assertIn("memory used", measured["memory_high"]["value"])
+        self.assertIn("threshold 1.0%", measured["memory_high"]["value"])
+        params.set_param("deployment_rollback.memory_percent", "100")
+        params.set_param("deployment_rollback.cpu_percent", "100000")
+        measured = self.env["deployment.rollback.measure"]._measure_helper_health()
+        self.assertFalse(measured["memory_high"]["holds"])
+        self.assertFalse(measured["cpu_high"]["holds"])
+        self.assertIn("5-minute load per CPU", measured["cpu_high"]["value"])
+
+    def test_error_rate_rising_compares_two_windows_of_odoos_log(self):
+        self.odoo_log.write_text("")
+        self._log_errors(minutes_ago=90, count=2)
+        self._log_errors(minutes_ago=5, count=6)
+        measured = self.env["deployment.rollback.measure"]._measure_error_rate()["error_rate_rising"]
+        self.assertTrue(measured["holds"], measured)
+        self.assertEqual(measured["value"], "6 errors in the last 60 minutes, 2 in the 60 minutes before")
+
+        self.odoo_log.write_text("")
+        self._log_errors(minutes_ago=90, count=8)
+        self._log_errors(minutes_ago=5, count=6)
+        measured = self.env["deployment.rollback.measure"]._measure_error_rate()["error_rate_rising"]
+        self.assertFalse(measured["holds"], measured)
 
     def test_helper_down_is_said_not_guessed(self):
         self.env["ir.config_parameter"].sudo().set_param(

@@ -70,7 +70,10 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         self.assertEqual(wizard.line_ids[0].code, "odoo_not_starting")
         # What Odoo measured carries its value and source; the rest is for people to assess.
         measured = wizard.line_ids.filtered("source")
-        self.assertEqual(sorted(measured.mapped("code")), ["email_broken", "email_failures"])
+        self.assertEqual(
+            sorted(measured.mapped("code")),
+            ["cpu_high", "email_broken", "email_failures", "error_rate_rising", "memory_high"],
+        )
         self.assertFalse(wizard.line_ids.filtered(lambda line: line.code == "pos_broken").source)
 
     def test_immediate_trigger_decides_rollback_and_needs_a_snapshot(self):

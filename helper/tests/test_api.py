@@ -43,6 +43,11 @@ def test_health(served: Served, helper_env: HelperEnv) -> None:
     assert status == 200
     assert health["ok"] is True and health["database"] == helper_env.db.name
     assert health["running_job"] is None
+    # The host's load, as /proc tells it: Odoo's checklist compares it with its CPU and memory thresholds.
+    system = health["system"]
+    assert system["cpus"] >= 1
+    assert system["cpu_percent"] >= 0
+    assert 0 < system["memory_percent"] < 100
 
 
 def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: Served) -> None:

@@ -27,6 +27,7 @@ from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
 from ..storage import SnapshotStore
+from ..system import system_load
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier, read_secret
 
@@ -145,6 +146,7 @@ class Api:
             "services": services,
             "http": http,
             "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
+            "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
         }
 
