@@ -17,6 +17,7 @@ DEFAULTS = {
     "response_seconds": 10,
     "cpu_percent": 90,
     "memory_percent": 95,
+    "query_seconds": 30,
 }
 # "Error rate rising" wants a few errors: one traceback more than in the previous window is noise.
 RISING_MIN_ERRORS = 5
@@ -42,7 +43,41 @@ class DeploymentRollbackMeasure(models.AbstractModel):
         measured.update(self._measure_einvoice())
         measured.update(self._measure_helper_health())
         measured.update(self._measure_error_rate())
+        measured.update(self._measure_slow_queries())
         return measured
+
+    @api.model
+    def _measure_slow_queries(self):
+        """Queries of this database running longer than the threshold now: the ones that time out next.
+
+        Odoo's workers connect with Odoo's role, so pg_stat_activity shows their queries to it."""
+        limit = self._setting("query_seconds")
+        # PostgreSQL keeps one picture of pg_stat_activity per transaction: ask for a fresh one.
+        self.env.cr.execute("SELECT pg_stat_clear_snapshot()")
+        self.env.cr.execute(
+            """
+            SELECT count(*), coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)
+              FROM pg_stat_activity
+             WHERE datname = current_database()
+               AND state = 'active'
+               AND pid <> pg_backend_pid()
+               AND clock_timestamp() - query_start > make_interval(secs => %s)
+            """,
+            (limit,),
+        )
+        count, longest = self.env.cr.fetchone()
+        return {
+            "query_timeouts": {
+                "holds": count > 0,
+                "value": _(
+                    "%(count)s queries running over %(limit)s s (longest %(longest)d s)",
+                    count=count,
+                    limit=limit,
+                    longest=longest,
+                ),
+                "source": "pg_stat_activity",
+            }
+        }
 
     @api.model
     def _window_start(self):

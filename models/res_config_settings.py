@@ -84,6 +84,12 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="deployment_rollback.memory_percent",
         default=95,
     )
+    deployment_query_seconds = fields.Integer(
+        string="Query Time (s)",
+        config_parameter="deployment_rollback.query_seconds",
+        default=30,
+        help="A query of this database running longer counts as a query timing out.",
+    )
     deployment_progress_minutes = fields.Integer(
         string="Progress Updates Every (minutes)",
         config_parameter="deployment_rollback.progress_minutes",

@@ -2,6 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """The triggers Odoo measures itself: e-mail failures from real mail.mail records, the helper's health."""
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -10,7 +11,9 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import psycopg2.errors
 from odoo import fields
+from odoo.sql_db import db_connect
 from odoo.tests.common import TransactionCase
 
 from .common import RealHelperMixin
@@ -74,6 +77,35 @@ class TestEmailMeasure(TransactionCase):
         measured = self.measure._measure_email()
         self.assertFalse(measured["email_broken"]["holds"])
         self.assertIn("no e-mail", measured["email_failures"]["value"])
+
+    def test_a_long_query_is_a_query_timing_out(self):
+        self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.query_seconds", "0")
+        self.assertFalse(self.measure._measure_slow_queries()["query_timeouts"]["holds"])
+        # Another session of this database, busy with a query (as an Odoo worker would be).
+        with db_connect(self.env.cr.dbname).cursor() as other:
+            other.execute("SELECT pg_backend_pid()")
+            pid = other.fetchone()[0]
+
+            def sleep():
+                with contextlib.suppress(psycopg2.errors.QueryCanceled):
+                    other.execute("SELECT pg_sleep(30)", log_exceptions=False)
+
+            busy = threading.Thread(target=sleep, daemon=True)
+            busy.start()
+            try:
+                for _attempt in range(200):
+                    self.env.cr.execute("SELECT pg_stat_clear_snapshot()")
+                    self.env.cr.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,))
+                    if self.env.cr.fetchone()[0] == "active":
+                        break
+                    time.sleep(0.05)
+                measured = self.measure._measure_slow_queries()["query_timeouts"]
+            finally:
+                self.env.cr.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                busy.join()
+        self.assertTrue(measured["holds"], measured)
+        self.assertIn("1 queries running over 0.0 s", measured["value"])
+        self.assertEqual(measured["source"], "pg_stat_activity")
 
     def test_einvoice_not_measured_without_an_edi_module(self):
         self.assertNotIn("account.edi.document", self.env)

@@ -72,7 +72,7 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         measured = wizard.line_ids.filtered("source")
         self.assertEqual(
             sorted(measured.mapped("code")),
-            ["cpu_high", "email_broken", "email_failures", "error_rate_rising", "memory_high"],
+            ["cpu_high", "email_broken", "email_failures", "error_rate_rising", "memory_high", "query_timeouts"],
         )
         self.assertFalse(wizard.line_ids.filtered(lambda line: line.code == "pos_broken").source)
 
