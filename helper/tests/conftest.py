@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,47 +276,70 @@ class ComposeStandIn:
     project: str
     port: int
     www: Path
-    containers: list[Any]
+    containers: dict[str, Any]  # compose service -> container
+    client: Any = None  # the containers' Docker client, closed with them
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/index.html"
 
+    def states(self) -> dict[str, str]:
+        for container in self.containers.values():
+            container.reload()
+        return {service: container.status for service, container in self.containers.items()}
 
-@pytest.fixture
-def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandIn]:
-    """Containers labelled like a compose project: odoo (busybox httpd on loopback), nginx, db."""
+
+def start_compose_stand_in(
+    docker_image: str, tmp_path: Path, prefix: str, odoo_command: Callable[[int], list[str]]
+) -> ComposeStandIn:
+    """Containers labelled like a compose project: db and nginx (sleeping) and odoo, whose command is
+    given the loopback port it must serve on. The caller removes them (``remove_compose_stand_in``)."""
     client = docker.from_env()
-    project = f"rbtest{uuid.uuid4().hex[:8]}"
+    project = f"{prefix}{uuid.uuid4().hex[:8]}"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("<html>Odoo stand-in</html>")
-    started = []
+    stand_in = ComposeStandIn(project, port, www, {}, client)
     try:
         for service, command in (
             ("db", ["/bin/sleep", "3600"]),
-            ("odoo", ["/bin/httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"]),
+            ("odoo", odoo_command(port)),
             ("nginx", ["/bin/sleep", "3600"]),
         ):
-            started.append(
-                client.containers.run(
-                    docker_image,
-                    command,
-                    detach=True,
-                    network_mode="host",
-                    labels={"com.docker.compose.project": project, "com.docker.compose.service": service},
-                    volumes={str(www): {"bind": "/www", "mode": "ro"}},
-                    name=f"{project}-{service}",
-                )
+            stand_in.containers[service] = client.containers.run(
+                docker_image,
+                command,
+                detach=True,
+                network_mode="host",
+                labels={"com.docker.compose.project": project, "com.docker.compose.service": service},
+                volumes={str(www): {"bind": "/www", "mode": "ro"}},
+                name=f"{project}-{service}",
             )
-        yield ComposeStandIn(project, port, www, started)
+    except BaseException:
+        remove_compose_stand_in(stand_in)
+        raise
+    return stand_in
+
+
+def remove_compose_stand_in(stand_in: ComposeStandIn) -> None:
+    for container in stand_in.containers.values():
+        container.remove(force=True)
+    stand_in.client.close()
+
+
+@pytest.fixture
+def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandIn]:
+    """A compose project whose odoo is busybox httpd on loopback."""
+    stand_in = start_compose_stand_in(
+        docker_image, tmp_path, "rbtest", lambda port: ["/bin/httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"]
+    )
+    try:
+        yield stand_in
     finally:
-        for container in started:
-            container.remove(force=True)
-        client.close()
+        remove_compose_stand_in(stand_in)
 
 
 # -- the API: a real `odoo-rollback serve` on a Unix socket, and a signed client -------------------

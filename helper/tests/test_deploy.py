@@ -14,7 +14,6 @@ import os
 import pty
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,9 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from conftest import PG, TEST_DB_PREFIX, HelperEnv, OdooLikeDatabase, drop_database, list_databases, pg_connect
+from conftest import (
+    PG,
+    TEST_DB_PREFIX,
+    ComposeStandIn,
+    HelperEnv,
+    OdooLikeDatabase,
+    drop_database,
+    list_databases,
+    pg_connect,
+    remove_compose_stand_in,
+    start_compose_stand_in,
+)
 from odoo_rollback.config import load_config
 from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, changed_modules, deploy
 from odoo_rollback.journal import Journal
@@ -190,61 +199,27 @@ def template_db(addon_repo: AddonRepo, tmp_path_factory: pytest.TempPathFactory)
 
 
 # -- the stand-in Odoo container ------------------------------------------------------------------
-@dataclass
-class StandIn:
-    project: str
-    port: int
-    www: Path
-    containers: dict[str, Any]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/index.html"
-
+class StandIn(ComposeStandIn):
     def log_at_next_start(self, text: str) -> None:
         """What the stand-in Odoo prints on its log when it starts again."""
         (self.www / "odoo.log").write_text(text)
-
-    def states(self) -> dict[str, str]:
-        for container in self.containers.values():
-            container.reload()
-        return {service: c.status for service, c in self.containers.items()}
 
 
 @pytest.fixture
 def stand_in(docker_image: str, tmp_path: Path) -> Iterator[StandIn]:
     """A compose project's containers: db (never touched), odoo (httpd serving the health URL, printing
     www/odoo.log first, as Odoo prints its log) and nginx."""
-    client = docker.from_env()
-    project = f"rbdeploy{uuid.uuid4().hex[:8]}"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("<html>Odoo stand-in</html>")
-    odoo = f"cat /www/odoo.log 2>/dev/null; exec /bin/httpd -f -p 127.0.0.1:{port} -h /www"
-    containers: dict[str, Any] = {}
+    started = start_compose_stand_in(
+        docker_image,
+        tmp_path,
+        "rbdeploy",
+        lambda port: ["/bin/sh", "-c", f"cat /www/odoo.log 2>/dev/null; exec httpd -f -p 127.0.0.1:{port} -h /www"],
+    )
+    stand_in = StandIn(**vars(started))
     try:
-        for service, command in (
-            ("db", ["/bin/sleep", "3600"]),
-            ("odoo", ["/bin/sh", "-c", odoo]),
-            ("nginx", ["/bin/sleep", "3600"]),
-        ):
-            containers[service] = client.containers.run(
-                docker_image,
-                command,
-                detach=True,
-                network_mode="host",
-                labels={"com.docker.compose.project": project, "com.docker.compose.service": service},
-                volumes={str(www): {"bind": "/www", "mode": "ro"}},
-                name=f"{project}-{service}",
-            )
-        yield StandIn(project, port, www, containers)
+        yield stand_in
     finally:
-        for container in containers.values():
-            container.remove(force=True)
-        client.close()
+        remove_compose_stand_in(stand_in)
 
 
 # -- one deployment's world -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_healthy_stack(helper_env: HelperEnv, compose_project: ComposeStandIn) -
 
 
 def test_stopped_service_and_dead_url_are_unhealthy(helper_env: HelperEnv, compose_project: ComposeStandIn) -> None:
-    next(c for c in compose_project.containers if c.labels["com.docker.compose.service"] == "nginx").stop(timeout=1)
+    compose_project.containers["nginx"].stop(timeout=1)
     helper_env.write(
         services={"backend": "docker", "docker": {"project": compose_project.project}},
         health={"url": "http://127.0.0.1:9/web/login", "timeout": 1},

@@ -9,14 +9,6 @@ from conftest import ComposeStandIn, HelperEnv, database_counts
 SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
 
 
-def _states(project: ComposeStandIn) -> dict[str, str]:
-    states = {}
-    for container in project.containers:
-        container.reload()
-        states[container.labels["com.docker.compose.service"]] = container.status
-    return states
-
-
 def test_restore_stops_odoo_and_nginx_keeps_db_and_checks_health(
     helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], compose_project: ComposeStandIn
 ) -> None:
@@ -24,7 +16,7 @@ def test_restore_stops_odoo_and_nginx_keeps_db_and_checks_health(
         services={"backend": "docker", "stop_timeout": 5, "docker": {"project": compose_project.project}},
         health={"url": compose_project.url, "attempts": 20, "interval": 0.25, "timeout": 2},
     )
-    db_container = next(c for c in compose_project.containers if c.labels["com.docker.compose.service"] == "db")
+    db_container = compose_project.containers["db"]
     db_container.reload()
     db_started_at = db_container.attrs["State"]["StartedAt"]
 
@@ -32,10 +24,10 @@ def test_restore_stops_odoo_and_nginx_keeps_db_and_checks_health(
 
     assert result["ok"] is True
     assert database_counts(helper_env.db.name) == SNAPSHOT_COUNTS
-    assert _states(compose_project) == {"db": "running", "odoo": "running", "nginx": "running"}
+    assert compose_project.states() == {"db": "running", "odoo": "running", "nginx": "running"}
     db_container.reload()
     assert db_container.attrs["State"]["StartedAt"] == db_started_at  # never restarted
-    odoo = next(c for c in compose_project.containers if c.labels["com.docker.compose.service"] == "odoo")
+    odoo = compose_project.containers["odoo"]
     assert odoo.attrs["State"]["StartedAt"] != db_started_at
     journal = helper_env.run_json("journal")
     assert journal["operations"][0]["data"]["health"]["ok"] is True
@@ -52,7 +44,7 @@ def test_missing_container_is_a_clear_error_before_anything_changes(
 
     assert result.returncode == 4 and "no container of service 'worker'" in result.stderr
     assert database_counts(helper_env.db.name) == {"account_move": 180, "res_partner": 57}
-    assert _states(compose_project)["odoo"] == "running"
+    assert compose_project.states()["odoo"] == "running"
 
 
 def test_unreachable_docker_daemon_is_a_clear_error(
