@@ -144,16 +144,6 @@ class DeploymentDrill(models.Model):
         self.filtered(lambda r: r.result == "ok")._close_reminders()
         return True
 
-    def _open_action(self):
-        self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "res_model": self._name,
-            "res_id": self.id,
-            "view_mode": "form",
-            "target": "current",
-        }
-
     def _apply_helper_result(self, result, error=None):
         """Record the helper's drill result ({"id", "snapshot", "seconds", "rto_met", "ok", "problems"})."""
         self.ensure_one()

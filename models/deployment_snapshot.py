@@ -53,6 +53,17 @@ class HelperMirrorMixin(models.AbstractModel):
     def _helper_sync(self):
         return self.sudo().with_context(**{HELPER_SYNC: _HELPER_SYNC_TOKEN})
 
+    def _open_action(self):
+        """The record's form, as the action a button returns."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
 
 class DeploymentSnapshot(models.Model):
     _name = "deployment.snapshot"
@@ -185,16 +196,6 @@ class DeploymentSnapshot(models.Model):
             }
         )
         return snapshot._open_action()
-
-    def _open_action(self):
-        self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "res_model": self._name,
-            "res_id": self.id,
-            "view_mode": "form",
-            "target": "current",
-        }
 
     def action_refresh(self):
         """Pull the helper job's status into the records still capturing."""

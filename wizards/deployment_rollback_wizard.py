@@ -247,7 +247,7 @@ class DeploymentRollbackWizard(models.TransientModel):
             raise UserError(_("The decision is to roll back: go on to the snapshot."))
         rollback = self.env["deployment.rollback"]._helper_sync().create(self._rollback_vals("cancelled"))
         rollback.message_post(body=_("Decision recorded: no rollback."))
-        return self._open(rollback)
+        return rollback._open_action()
 
     def action_start(self):
         """Ask the helper for the restore; the record is created only once the helper accepted it."""
@@ -291,16 +291,7 @@ class DeploymentRollbackWizard(models.TransientModel):
         # Sent now, while Odoo still runs: the restore replaces this database, and its mail queue with it.
         rollback._send_template("deployment_rollback.mail_template_rollback_notice", rollback._stakeholders())
         rollback._escalate()
-        return self._open(rollback)
-
-    def _open(self, rollback):
-        return {
-            "type": "ir.actions.act_window",
-            "res_model": rollback._name,
-            "res_id": rollback.id,
-            "view_mode": "form",
-            "target": "current",
-        }
+        return rollback._open_action()
 
 
 class DeploymentRollbackWizardTrigger(models.TransientModel):
