@@ -411,8 +411,10 @@ def restore_snapshot(
             undo(cfg, run, journal, swapped)
             state = UNDONE if swapped else FAILED
             journal.finish(run.op, state, result.error, {"result": result.as_dict()})
-            # Odoo may still be down: the helper tells the recipients itself.
-            notifier.final(state, _failure_message(result, swapped))
+            # Odoo may still be down: the helper tells the recipients itself. Whatever the mail or the
+            # journal does then, the restore's own error is the one raised.
+            with contextlib.suppress(Exception):
+                notifier.final(state, _failure_message(result, swapped))
             if isinstance(exc, RollbackError):
                 raise type(exc)(_failure_message(result, swapped)) from exc
             raise
