@@ -163,12 +163,10 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 
 @dataclass
-class HelperEnv:
+class ConfiguredHelper:
     """A configured helper: its config sections, storage, and the command line to run it."""
 
     tmp_path: Path
-    db: OdooLikeDatabase
-    filestore: Path
     sections: dict[str, dict[str, Any]]
 
     @property
@@ -201,6 +199,14 @@ class HelperEnv:
     def run_json(self, *args: str, **kwargs: Any) -> Any:
         result = self.run(*args, "--json", check=True, **kwargs)
         return json.loads(result.stdout)
+
+
+@dataclass
+class HelperEnv(ConfiguredHelper):
+    """The helper configured for a test's Odoo-like database and filestore."""
+
+    db: OdooLikeDatabase
+    filestore: Path
 
 
 @pytest.fixture

@@ -321,7 +321,7 @@ def deploy_env(template_db: Template, addon_repo: AddonRepo, stand_in: StandIn, 
             "analysis_interval": 1,
         },
     }
-    helper = HelperEnv(tmp_path, OdooLikeDatabase(name, 0, 0), filestore, sections)
+    helper = HelperEnv(tmp_path=tmp_path, sections=sections, db=OdooLikeDatabase(name, 0, 0), filestore=filestore)
     helper.write()
     try:
         yield DeployEnv(helper, addon_repo, code, name, stand_in)

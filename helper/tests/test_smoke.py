@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PG, pg_connect, write_config
+from conftest import PG, ConfiguredHelper, pg_connect
 from odoo_rollback.config import load_config
 from odoo_rollback.smoke import smoke_report
 from odoo_server import SMOKE_LOGIN, SMOKE_PASSWORD, OdooServer, odoo_server
@@ -18,39 +16,27 @@ from psycopg2 import sql
 __all__ = ["odoo_server"]  # the module-scoped fixture, imported to be used here
 
 
-class Helper:
+class Helper(ConfiguredHelper):
     """The helper configured for the test's Odoo server, with storage of its own."""
 
     def __init__(self, tmp_path: Path, server: OdooServer) -> None:
-        self.tmp_path = tmp_path
         self.server = server
         self.credentials = tmp_path / "smoke-password"
         self.credentials.write_text(SMOKE_PASSWORD + "\n", encoding="utf-8")
         self.credentials.chmod(0o600)
         server.filestore.mkdir(parents=True, exist_ok=True)
-        self.sections: dict[str, dict[str, Any]] = {
-            "database": {"name": server.database, **PG},
-            "filestore": {"path": str(server.filestore)},
-            "storage": {"path": str(tmp_path / "storage")},
-            "counts": {"tables": ["account_move", "res_partner"]},
-            "services": {"backend": "none"},
-            "health": {"url": f"{server.url}/web/login", "timeout": 10},
-            "smoke": {"login": SMOKE_LOGIN, "credentials_file": str(self.credentials), "timeout": 30},
-        }
-
-    @property
-    def config_path(self) -> Path:
-        return self.tmp_path / "odoo-rollback.toml"
-
-    def write(self, **overrides: dict[str, Any]) -> Path:
-        for section, values in overrides.items():
-            self.sections.setdefault(section, {}).update(values)
-        return write_config(self.config_path, self.sections)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        self.write()
-        cmd = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(self.config_path), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        super().__init__(
+            tmp_path,
+            {
+                "database": {"name": server.database, **PG},
+                "filestore": {"path": str(server.filestore)},
+                "storage": {"path": str(tmp_path / "storage")},
+                "counts": {"tables": ["account_move", "res_partner"]},
+                "services": {"backend": "none"},
+                "health": {"url": f"{server.url}/web/login", "timeout": 10},
+                "smoke": {"login": SMOKE_LOGIN, "credentials_file": str(self.credentials), "timeout": 30},
+            },
+        )
 
     def checks(self, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
         """Exit status and the checks by name of ``COMMAND --json``."""

@@ -65,25 +65,22 @@ def health_report(cfg: Config) -> dict[str, Any]:
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
-def health(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    report = health_report(cfg)
+def emit_checks(out: Output, report: dict[str, Any], passed: str, failed: str) -> int:
+    """Print a ``{"ok", "checks"}`` report as a table (or JSON); exit status 1 when a check failed."""
 
     def human(doc: dict[str, Any]) -> str:
         rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
-        return table(["check", "state", "detail"], rows) + ("\nhealthy" if doc["ok"] else "\nUNHEALTHY")
+        return table(["check", "state", "detail"], rows) + "\n" + (passed if doc["ok"] else failed)
 
     out.emit(report, human)
     return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
+
+
+def health(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    return emit_checks(out, health_report(cfg), "healthy", "UNHEALTHY")
 
 
 def smoke(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     # A configuration problem is the operator's to fix (exit 2), not a failed check.
     check_smoke_config(cfg)
-    report = smoke_report(cfg)
-
-    def human(doc: dict[str, Any]) -> str:
-        rows = [(c["name"], "ok" if c["ok"] else "FAIL", c["detail"]) for c in doc["checks"]]
-        return table(["check", "state", "detail"], rows) + ("\nsmoke passed" if doc["ok"] else "\nSMOKE FAILED")
-
-    out.emit(report, human)
-    return EXIT_OK if report["ok"] else EXIT_CHECK_FAILED
+    return emit_checks(out, smoke_report(cfg), "smoke passed", "SMOKE FAILED")
