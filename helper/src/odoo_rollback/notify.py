@@ -48,19 +48,6 @@ PLACEHOLDERS = (
     "escalation_level",
 )
 
-STEP_TEXT = {
-    "": "starting",
-    "preflight": "preflight (checking the snapshot, the server and the services)",
-    "staging": "staging (restoring the snapshot into a staging database)",
-    "check": "check (comparing the staging database with the snapshot)",
-    "stop": "stop (stopping the services)",
-    "lost_rows": "lost_rows (exporting the rows the restore replaces)",
-    "swap": "swap (putting the restored database in place)",
-    "code": "code (checking out the snapshot's code revision)",
-    "verify_live": "verify_live (checking the restored live database)",
-    "start": "start (starting the services and checking their health)",
-}
-
 DEFAULT_SUBJECT = "Restore of $database: $status after $elapsed_minutes min"
 DEFAULT_BODY = """\
 The restore of database $database from snapshot $snapshot is $status.
@@ -185,7 +172,7 @@ class ProgressNotifier:
         return {
             "database": self.run.cfg.database.name,
             "snapshot": self.run.snapshot.id,
-            "step": STEP_TEXT.get(self.run.current_step, self.run.current_step),
+            "step": self.run.current_text or "starting",
             "status": status,
             "elapsed_minutes": format_minutes(elapsed_minutes),
             "eta_minutes": format_minutes(max(0.0, self.rto_target_minutes - elapsed_minutes)),
