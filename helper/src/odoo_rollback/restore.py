@@ -45,9 +45,12 @@ from .counts import exact_counts
 from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
+from .events import DONE as STEP_DONE
+from .events import FAILED as STEP_FAILED
+from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
-from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, Operation
+from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalWriter, Operation
 from .lost_rows import count_changed_rows, export_changed_rows
 from .modules import installed_modules
 from .notify import ProgressNotifier
@@ -188,9 +191,21 @@ def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) ->
 
 
 class RestoreRun:
-    """One restore, with its journal operation and step timings."""
+    """One restore, with its journal operation and step timings.
 
-    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> None:
+    Its steps are published as events on :attr:`progress`; the journal writer is its first listener
+    (a line is on disk before the step goes on), the progress mailer another.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        snapshot: Snapshot,
+        journal: Journal,
+        show_progress: bool = False,
+        *,
+        completed: Sequence[str] = (),
+    ) -> None:
         self.cfg = cfg
         self.snapshot = snapshot
         self.journal = journal
@@ -198,43 +213,47 @@ class RestoreRun:
         self.backend = backend_for(cfg.services)
         self.names = _names(cfg)
         self.result = RestoreResult(ok=False, database=cfg.database.name, snapshot=snapshot.id)
-        self.op = ""
+        self.progress = RunProgress(cfg.database.name, snapshot.id, completed=completed)
+        self.progress.subscribe(JournalWriter(journal, self.progress))
         self.stopped_at: float | None = None
+        self.code_previous: str | None = None
         self.started: list[str] = []  # steps begun, in order
-        self.completed: list[str] = []  # steps done (or skipped), as the journal records them
-        self.current_step = ""  # read by the progress mails
-        self.current_text = ""
+
+    @property
+    def op(self) -> str:
+        """The journal operation's id."""
+        return self.progress.operation
+
+    @op.setter
+    def op(self, value: str) -> None:
+        self.progress.operation = value
+
+    @property
+    def completed(self) -> tuple[str, ...]:
+        return self.progress.view().completed
 
     @contextmanager
     def step(self, name: str, **data: Any) -> Iterator[None]:
-        self.current_step = name
-        self.current_text = STEP_TEXT.get(name, name)
+        text = STEP_TEXT.get(name, name)
         self.started.append(name)
-        self.journal.event(self.op, name, "start", data=data)
+        self.progress.publish(StepEvent(name, START, data=data, text=text))
         started = time.monotonic()
         try:
             yield
         except BaseException as exc:
             self.result.steps.append(StepTiming(name, time.monotonic() - started, False))
-            self.journal.event(self.op, name, "failed", str(exc))
+            self.progress.publish(StepEvent(name, STEP_FAILED, str(exc), text=text))
             raise
         self.result.steps.append(StepTiming(name, time.monotonic() - started, True))
-        self.journal.event(self.op, name, "done")
-        self._completed(name)
-
-    def _completed(self, name: str) -> None:
-        self.completed.append(name)
-        self.journal.update(self.op, {"completed": list(self.completed)})
+        self.progress.publish(StepEvent(name, STEP_DONE, text=text))
 
     def run_steps(self, steps: Sequence[Step]) -> None:
         """Run *steps* forward, in the table's order; a step that declares itself skipped is journaled so."""
         for row in steps:
             reason = row.skipped(self)
             if reason:
-                self.current_step, self.current_text = row.name, STEP_TEXT[row.name]
-                self.journal.event(self.op, row.name, "skipped", reason)
                 self.result.steps.append(StepTiming(row.name, 0.0, True, skipped=True))
-                self._completed(row.name)
+                self.progress.publish(StepEvent(row.name, SKIPPED, reason, text=STEP_TEXT[row.name]))
                 continue
             with self.step(row.name, **row.journal_data(self)):
                 row.method(self)
@@ -242,10 +261,11 @@ class RestoreRun:
     @classmethod
     def resumed(cls, cfg: Config, journal: Journal, op: Operation) -> RestoreRun:
         """The run a crash interrupted, as its journal operation records it."""
-        run = cls(cfg, SnapshotStore(cfg.storage).get(op.data["snapshot"]), journal)
+        snapshot = SnapshotStore(cfg.storage).get(op.data["snapshot"])
+        run = cls(cfg, snapshot, journal, completed=op.data.get("completed", []))
         run.op = op.id
         run.names = dict(op.data["names"])
-        run.completed = list(op.data.get("completed", []))
+        run.code_previous = op.data.get("code_previous")
         if op.data.get("services_stopped"):
             run.stopped_at = time.monotonic()
         return run
@@ -253,12 +273,12 @@ class RestoreRun:
     def undo(self, swapped: bool) -> None:
         undo(
             self.cfg,
-            self.journal,
-            self.op,
+            self.progress,
             self.names,
             self.backend,
             swapped=swapped,
             services_stopped=self.stopped_at is not None,
+            code_previous=self.code_previous,
         )
         self.result.undone = swapped
 
@@ -292,7 +312,8 @@ class RestoreRun:
         self.backend.check()
         if cfg.code.path and manifest.code_revision:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
-            self.journal.update(self.op, {"code_previous": code_tree.head(cfg.code.path)})
+            self.code_previous = code_tree.head(cfg.code.path)
+            self.journal.update(self.op, {"code_previous": self.code_previous})
 
     def build_staging(self) -> None:
         owner = database_owner(self.cfg.database, self.cfg.database.name)
@@ -337,7 +358,7 @@ class RestoreRun:
         n = self.names
         if not database_swapped(self.cfg, n):
             rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
-            self.journal.event(self.op, "swap_database", "done", data={"kept_as": n["failed"]})
+            self.progress.note("swap_database", STEP_DONE, data={"kept_as": n["failed"]})
         swap_filestore(n)
         self.result.kept_as = n["failed"]
 
@@ -494,7 +515,7 @@ def restore_snapshot(
         {"snapshot": snapshot.id, "names": run.names, **request_journal_data(request)},
     )
     result = run.result
-    with ProgressNotifier(cfg, run, request) as notifier:
+    with ProgressNotifier(cfg, run.progress, journal, request) as notifier:
         try:
             run.run_steps(STEPS)
         except BaseException as exc:
@@ -502,6 +523,7 @@ def restore_snapshot(
             result.total_seconds = time.monotonic() - started
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise  # the journal says where it stopped; resume finishes or undoes it
+            run.progress.fail(result.error)
             swapped = _swapped_or_unknown(run)
             run.undo(swapped)
             state = UNDONE if swapped else FAILED
@@ -543,53 +565,50 @@ def _failure_message(result: RestoreResult, swapped: bool) -> str:
 
 def undo(
     cfg: Config,
-    journal: Journal,
-    op: str,
+    progress: RunProgress,
     names: dict[str, str],
     backend: ServiceBackend,
     *,
     swapped: bool,
     services_stopped: bool,
-) -> bool:
-    """Put things back as they were; every action is journaled. Returns whether it swapped back."""
-    operation = journal.operation(op)
-    code_previous = (operation.data if operation else {}).get("code_previous")
+    code_previous: str | None,
+) -> None:
+    """Put things back as they were; every action is published (and so journaled)."""
     if swapped:
-        journal.event(op, "undo", "start", "swapping back")
+        progress.note("undo", START, "swapping back")
         # The services may have been started on the restored database: stop them first, so that
         # nothing reconnects while the databases are renamed back.
         with contextlib.suppress(RollbackError):
             backend.stop()
         swap_back(cfg, names, code_previous)
-        journal.event(op, "undo", "done", "the previous database and filestore are live again")
+        progress.note("undo", STEP_DONE, "the previous database and filestore are live again")
     try:
         discard_staging(cfg, names)  # after a swap back, the restored copy: the snapshot still holds it
     except RollbackError as exc:
-        journal.event(op, "cleanup", "failed", str(exc))
+        progress.note("cleanup", STEP_FAILED, str(exc))
     if services_stopped:
-        journal.event(op, "restart", "start")
+        progress.note("restart", START)
         try:
             backend.start()
-            journal.event(op, "restart", "done")
+            progress.note("restart", STEP_DONE)
         except RollbackError as exc:
-            journal.event(op, "restart", "failed", f"services could not be started again: {exc}")
-    return swapped
+            progress.note("restart", STEP_FAILED, f"services could not be started again: {exc}")
 
 
 def _finish_after_swap(cfg: Config, journal: Journal, op: Operation) -> dict[str, Any]:
     """The database swap had committed: run the remaining steps of :data:`STEPS` forward, with the same
     checks as an uninterrupted restore, and swap back if one fails."""
     run = RestoreRun.resumed(cfg, journal, op)
-    journal.event(op.id, "resume", "start", "finishing the restore after the swap")
+    run.progress.note("resume", START, "finishing the restore after the swap")
     try:
         run.run_steps([row for row in STEPS if row.name not in run.completed])
     except Exception as exc:  # an interruption (Ctrl-C) is left for the next resume
         error = str(exc) or exc.__class__.__name__
-        journal.event(op.id, "resume", "failed", error)
+        run.progress.note("resume", STEP_FAILED, error)
         run.undo(swapped=True)
         journal.finish(op.id, UNDONE, error)
         return {"id": op.id, "outcome": "undone", "problems": [error]}
-    journal.event(op.id, "resume", "done")
+    run.progress.note("resume", STEP_DONE)
     journal.finish(op.id, DONE, "finished after an interruption", {"kept_as": run.names["failed"]})
     return {"id": op.id, "outcome": "finished", "kept_as": run.names["failed"]}
 
@@ -600,19 +619,29 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     for op in journal.unfinished("restore"):
         names = op.data.get("names") or {}
         events = journal.events(operation_id=op.id)
-        swap_started = any(e.step == SWAP and e.status == "start" for e in events)
+        swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):
             outcomes.append(_finish_after_swap(cfg, journal, op))
             continue
-        journal.event(op.id, "resume", "start", "undoing the restore: the live database was not replaced")
+        progress = RunProgress(cfg.database.name, str(op.data.get("snapshot", "")), operation=op.id)
+        progress.subscribe(JournalWriter(journal, progress))
+        progress.note("resume", START, "undoing the restore: the live database was not replaced")
         backend = backend_for(cfg.services)
         services_stopped = bool(op.data.get("services_stopped"))
         if names:
             unswap_filestore(names)
-            undo(cfg, journal, op.id, names, backend, swapped=False, services_stopped=services_stopped)
+            undo(
+                cfg,
+                progress,
+                names,
+                backend,
+                swapped=False,
+                services_stopped=services_stopped,
+                code_previous=op.data.get("code_previous"),
+            )
         elif services_stopped:
             backend.start()
-        journal.event(op.id, "resume", "done")
+        progress.note("resume", STEP_DONE)
         journal.finish(op.id, FAILED, "interrupted before the swap; undone, the live database is unchanged")
         outcomes.append({"id": op.id, "outcome": "undone"})
     return outcomes
