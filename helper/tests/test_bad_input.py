@@ -174,6 +174,8 @@ def test_password_file_readable_by_others_is_refused(helper_env: HelperEnv, tmp_
         (tmp_path / "database-password").write_text("rollback_helper\n")
         (tmp_path / "database-password").chmod(0o600)
         helper_env.write(smtp={"host": "127.0.0.1", "password_file": str(password)})
-    _assert_refused(helper_env, helper_env.run("snapshot"), f"{section}.password_file: {password} is readable by everyone")
+    _assert_refused(
+        helper_env, helper_env.run("snapshot"), f"{section}.password_file: {password} is readable by everyone"
+    )
     password.chmod(0o640)
     assert helper_env.run("list").returncode == 0
