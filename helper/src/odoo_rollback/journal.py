@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_operation ON events(operation_id, seq);
 CREATE INDEX IF NOT EXISTS operations_kind ON operations(kind, started_at);
+-- The API finds the operation of one of its jobs by the job's id (kept in the operation's data).
+CREATE INDEX IF NOT EXISTS operations_job ON operations(json_extract(data, '$.job_id'));
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
@@ -219,6 +221,13 @@ class Journal:
     def operation(self, operation_id: str) -> Operation | None:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM operations WHERE id = ?", (operation_id,)).fetchone()
+        return _operation(row) if row else None
+
+    def operation_of_job(self, job_id: str) -> Operation | None:
+        """The operation a job of the API journaled (its newest, should a job ever journal two)."""
+        query = "SELECT * FROM operations WHERE json_extract(data, '$.job_id') = ? ORDER BY started_at DESC LIMIT 1"
+        with self._connect() as conn:
+            row = conn.execute(query, (job_id,)).fetchone()
         return _operation(row) if row else None
 
     def operations(self, kind: str | None = None, state: str | None = None, limit: int = 100) -> list[Operation]:
