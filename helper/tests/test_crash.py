@@ -19,7 +19,6 @@ SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
 CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
 
 
-
 def kill_points() -> list[tuple[str, bool]]:
     """(journal line after which the helper dies, whether the database swap has committed by then):
     the start and the end of every step of the restore's table, and the swap's database rename."""
