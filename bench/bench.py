@@ -23,7 +23,8 @@ from pathlib import Path
 import psycopg2
 from build_db import build
 
-DB = "rbbench"
+# BENCH_DB: a name of one's own, when several people bench on the same server.
+DB = os.environ.get("BENCH_DB", "rbbench")
 
 
 def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
