@@ -149,20 +149,20 @@ def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None
     )
     result = VerifyResult(snapshot.id, ok=False, deep=deep)
     try:
-        if op:
-            journal.event(op, "checksums", "start")  # type: ignore[union-attr]
+        if op and journal:
+            journal.event(op, "checksums", "start")
         result.problems = check_integrity(snapshot)
-        if op:
+        if op and journal:
             journal.event(
                 op,
                 "checksums",
-                "failed" if result.problems else "done",  # type: ignore[union-attr]
+                "failed" if result.problems else "done",
                 data={"problems": result.problems},
             )
         if deep and not result.problems:
             scratch = scratch_name(snapshot.manifest.database, "verify")
-            if op:
-                journal.event(op, "scratch_restore", "start", data={"database": scratch})  # type: ignore[union-attr]
+            if op and journal:
+                journal.event(op, "scratch_restore", "start", data={"database": scratch})
             created = False  # only ever drop a database this run made (another may hold the name)
             try:
                 margin = cfg.storage.free_space_margin
@@ -177,25 +177,25 @@ def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None
             finally:
                 if created:
                     drop_database(cfg.database, scratch)
-            if op:
+            if op and journal:
                 journal.event(
                     op,
                     "scratch_restore",
-                    "failed" if result.problems else "done",  # type: ignore[union-attr]
+                    "failed" if result.problems else "done",
                     data={"database": scratch, "dropped": created},
                 )
         result.ok = not result.problems
         if result.ok:
             SnapshotStore(cfg.storage).mark_verified(snapshot.id, deep)
     except BaseException as exc:
-        if op:
+        if op and journal:
             with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
-                journal.finish(op, FAILED, str(exc))  # type: ignore[union-attr]
+                journal.finish(op, FAILED, str(exc))
         raise
-    if op:
+    if op and journal:
         journal.finish(
             op,
-            DONE if result.ok else FAILED,  # type: ignore[union-attr]
+            DONE if result.ok else FAILED,
             "verified" if result.ok else "; ".join(result.problems),
             {"result": result.as_dict()},
         )
