@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StorageError
+from .events import DONE as STEP_DONE
+from .events import SKIPPED, RunProgress, StepEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -257,6 +259,25 @@ class Journal:
     def unfinished(self, kind: str | None = None) -> list[Operation]:
         """Operations a crash left running, oldest first."""
         return list(reversed(self.operations(kind=kind, state=RUNNING, limit=1000)))
+
+
+class JournalWriter:
+    """Writes the step events a run publishes as lines of its operation, before the run goes on.
+
+    Subscribe it to the run's :class:`~odoo_rollback.events.RunProgress` first, so that its line is on
+    disk before any other listener hears of the event. A done or skipped step is also added to the
+    operation's ``completed`` list, which is where ``resume`` starts again from.
+    """
+
+    def __init__(self, journal: Journal, progress: RunProgress) -> None:
+        self.journal = journal
+        self.progress = progress
+
+    def __call__(self, event: StepEvent) -> None:
+        operation = self.progress.operation
+        self.journal.event(operation, event.step, event.status, event.message, event.data)
+        if event.is_step and event.status in (STEP_DONE, SKIPPED):
+            self.journal.update(operation, {"completed": list(self.progress.view().completed)})
 
 
 def _operation(row: sqlite3.Row) -> Operation:

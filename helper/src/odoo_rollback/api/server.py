@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
-from ..config import Config
+from ..config import Config, read_private_file
 from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
@@ -30,7 +30,7 @@ from ..services import backend_for
 from ..storage import SnapshotStore
 from ..system import system_load
 from .jobs import JobConflict, JobRunner
-from .signing import SignatureError, Verifier, read_secret
+from .signing import SignatureError, Verifier
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
@@ -329,15 +329,9 @@ def make_server(
     secret_file = cfg.api.secret_file
     if secret_file is None:
         raise ConfigError("api.secret_file is required to serve the API")
-    try:
-        mode = secret_file.stat().st_mode
-        secret = read_secret(secret_file)
-    except OSError as exc:
-        raise ConfigError(f"api.secret_file {secret_file}: {exc.strerror}") from exc
+    secret = read_private_file(secret_file, "api.secret_file").encode()
     if not secret:
         raise ConfigError(f"api.secret_file {secret_file} is empty")
-    if mode & 0o004:
-        raise ConfigError(f"api.secret_file {secret_file} is readable by everyone: chmod o-r it")
     api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
     server: UnixApiServer | TcpApiServer
     inherited = inherited_socket()
