@@ -115,18 +115,17 @@ class JobRunner:
             job.result = json.loads(stdout) if stdout.strip() else None
         except ValueError:
             job.result = None
-        if code == 0:
-            job.state = "done"
-        else:
-            job.state = "failed"
+        if code != 0:
             problems = job.result.get("problems") if isinstance(job.result, dict) else None
             job.error = (
                 last_line(stderr).removeprefix("odoo-rollback: error: ")
                 or "; ".join(problems or [])
                 or f"exit status {code}"
             )
+            # Before the job says it ended: whoever sees it ended finds it in the journal.
             self._journal_failure(job)
         job.finished_at = utcnow()
+        job.state = "done" if code == 0 else "failed"
 
     def _journal_failure(self, job: Job) -> None:
         """Journal a job that failed before its command journaled anything (bad configuration, a check
