@@ -66,6 +66,19 @@ class TestJournalSync(TransactionCase):
         self.assertIn("not configured", warnings[0].getMessage())
         self.assertIsNone(warnings[0].exc_info)
 
+    def test_the_helpers_retention_in_one_line(self):
+        settings = self.env["res.config.settings"]
+        retention = {
+            "snapshots": {"keep_last": 5, "max_days": 0},
+            "kept": {"keep_last": 2, "max_days": 7.0, "text": "the 2 newest, none older than 7 days"},
+            "remotes": [],
+        }
+        self.assertEqual(
+            settings._retention_text(retention),
+            "Snapshots: keep the last 5; Databases kept aside: the 2 newest, none older than 7 days",
+        )
+        self.assertFalse(settings._retention_text({}))
+
     def test_odoo_start_imports_the_journal_at_once(self):
         cron = self.env.ref(IMPORT_CRON)
         triggers = self.env["ir.cron.trigger"].sudo()
