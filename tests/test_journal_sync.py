@@ -197,6 +197,21 @@ class TestSyncWithTheHelper(RealHelperMixin, TransactionCase):
         # The helper counts res_partner and account_move; the latter's model is not installed here.
         self.assertEqual(settings.deployment_tracked_models, "res.partner, account_move")
 
+    def test_the_minute_cron_follows_a_capture_once_the_helpers_job_ends(self):
+        action = self.env["deployment.snapshot"].with_user(self.manager).action_capture("manual", "before v2.3")
+        snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
+        helper = self.env["deployment.rollback.helper"]
+        deadline = time.monotonic() + 120
+        while helper._request("GET", f"/v1/jobs/{snapshot.helper_job_id}")["state"] in ("queued", "running"):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.3)
+
+        self.env["deployment.rollback"]._cron_progress()
+
+        # The capture verifies what it took, in the same job.
+        self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+        self.assertEqual(snapshot.label, "before v2.3")
+
     def test_log_check_reads_the_helpers_log(self):
         rollback = self.env["deployment.rollback"]._helper_sync().create({"reason": "r", "decision": "rollback"})
 
