@@ -314,9 +314,11 @@ class DeploymentOperation(models.Model):
         data = deploy.get("data") or {}
         failed = [check.get("name") for check in data.get("analysis") or [] if not check.get("ok")]
         try:
+            # The RTO the helper measured this restore against: its [rto], not a copy kept in Odoo.
             target, maximum = self.env["deployment.rollback.helper"]._rto()
         except UserError:
-            target = maximum = 0  # the helper answered the journal a moment ago; its next import fills nothing in
+            # Unknown rather than guessed: the record shows no RTO when the helper cannot say it.
+            target = maximum = 0
         return {
             "uid": f"deploy-{deploy['id']}",
             "reason": _(
