@@ -100,6 +100,14 @@ class TestJournalSync(TransactionCase):
         self.assertNotEqual(following.name, name)
         self.assertEqual(self.env["deployment.rollback"].search_count([("name", "=", name)]), 1)
 
+    def test_a_rollback_without_a_known_rto_is_not_over_it(self):
+        # Imported while the helper could not tell its [rto]: no figure is invented.
+        self.env["deployment.operation"]._import_page(_restore_page("RB/imported/1"))
+        rollback = self.env["deployment.rollback"].search([("rollback_uid", "=", "uid-imported")])
+        self.assertEqual((rollback.rto_target_minutes, rollback.rto_max_minutes), (0, 0))
+        self.assertFalse(rollback.rto_status)
+        self.assertFalse(rollback.eta)
+
     def test_a_failing_read_fails_its_check_not_the_transaction(self):
         rollback = (
             self.env["deployment.rollback"]
