@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -54,9 +53,6 @@ CREATE INDEX IF NOT EXISTS operations_job ON operations(json_extract(data, '$.jo
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
-# For the crash tests only: "<step>:<status>" makes the process SIGKILL itself right after writing
-# that event, so that every step's interruption can be tested deterministically.
-KILL_AT_ENV_VAR = "ODOO_ROLLBACK_TEST_KILL_AT"
 
 RUNNING = "running"
 DONE = "done"
@@ -175,11 +171,7 @@ class Journal:
                 "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (operation_id, utcnow(), step, status, message, json.dumps(data or {}, sort_keys=True, default=str)),
             )
-            seq = int(cur.lastrowid or 0)
-        if os.environ.get(KILL_AT_ENV_VAR) == f"{step}:{status}":
-            # Test hook: die here, as a kill -9 would, right after this line reached the disk.
-            os.kill(os.getpid(), signal.SIGKILL)
-        return seq
+            return int(cur.lastrowid or 0)
 
     def update(self, operation_id: str, data: dict[str, Any]) -> None:
         """Merge *data* into the operation's data (e.g. the staging database's name)."""
