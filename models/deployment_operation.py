@@ -12,6 +12,7 @@ minute while something waits for the helper, every 5 minutes otherwise, and on t
 
 import json
 import logging
+import threading
 from collections import defaultdict
 
 from odoo import _, api, fields, models
@@ -28,6 +29,7 @@ _told_unconfigured = set()
 CURSOR_PARAM = "deployment_rollback.journal_cursor"
 IMPORT_CRON = "deployment_rollback.ir_cron_deployment_snapshot_refresh"
 PAGE = 500
+RENOTIFY_SECONDS = 5
 
 
 class DeploymentOperation(models.Model):
@@ -130,6 +132,12 @@ class DeploymentOperation(models.Model):
         cron = self.env.ref(IMPORT_CRON, raise_if_not_found=False)
         if cron and self.env["deployment.rollback.helper"]._configured():
             cron._trigger()
+            # At Odoo's start the registries load before the cron workers listen for triggers: this
+            # trigger's notification reaches none of them, and they would find it only at their next
+            # poll, a minute later. Tell them again once they listen.
+            renotify = threading.Timer(RENOTIFY_SECONDS, cron._notifydb)
+            renotify.daemon = True
+            renotify.start()
         return result
 
     @api.model

@@ -5,12 +5,13 @@
 import json
 import logging
 import os
+import select
 import tempfile
 import time
 from pathlib import Path
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, api
+from odoo import SUPERUSER_ID, api, sql_db
 from odoo.addons.deployment_rollback.models import deployment_operation
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM, IMPORT_CRON
 from odoo.addons.deployment_rollback.models.helper_client import ADDRESS_PARAM, SECRET_OPTION
@@ -83,9 +84,22 @@ class TestJournalSync(TransactionCase):
         cron = self.env.ref(IMPORT_CRON)
         triggers = self.env["ir.cron.trigger"].sudo()
         before = triggers.search_count([("cron_id", "=", cron.id)])
-        with patch.dict(config.options, {SECRET_OPTION: "/etc/odoo/rollback-secret"}):
-            self.env["deployment.operation"]._register_hook()
-        self.assertEqual(triggers.search_count([("cron_id", "=", cron.id)]), before + 1)
+        # Where Odoo's cron workers listen for triggers (ir.cron._notifydb).
+        with sql_db.db_connect("postgres").cursor() as listener:
+            listener.execute("LISTEN cron_trigger")
+            listener.commit()
+            with patch.dict(config.options, {SECRET_OPTION: "/etc/odoo/rollback-secret"}):
+                self.env["deployment.operation"]._register_hook()
+            self.assertEqual(triggers.search_count([("cron_id", "=", cron.id)]), before + 1)
+            # At Odoo's start the workers listen only after the registries loaded: they are told again.
+            connection, told = listener._cnx, []
+            deadline = time.monotonic() + 30
+            while self.env.cr.dbname not in told and time.monotonic() < deadline:
+                select.select([connection], [], [], 1)
+                connection.poll()
+                told += [notify.payload for notify in connection.notifies]
+                connection.notifies.clear()
+            self.assertIn(self.env.cr.dbname, told)
 
     def test_imported_rollback_moves_the_numbering_past_it(self):
         sequence = self.env["ir.sequence"].search([("code", "=", "deployment.rollback")])
