@@ -177,8 +177,12 @@ class TestConcurrentImports(TransactionCase):
             first = api.Environment(first_cr, SUPERUSER_ID, {})
             second = api.Environment(second_cr, SUPERUSER_ID, {})
             self.assertGreater(first["deployment.operation"]._import_journal(), 0)
-            # The first has not committed: the second steps aside at once, without waiting.
+            # The first has not committed: the second steps aside at once, without waiting, and a
+            # person pressing the button is told why.
             self.assertIsNone(second["deployment.operation"]._import_journal())
+            notice = second["deployment.operation"].action_import_journal()["params"]
+            self.assertEqual(notice["type"], "info")
+            self.assertIn("Another import", notice["message"])
             first_cr.commit()  # pylint: disable=invalid-commit
             # Committed after the second's transaction began: its cursor would be stale.
             self.assertIsNone(second["deployment.operation"]._import_journal())
