@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import json
@@ -91,6 +92,8 @@ class Api:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"GET {path} takes no body")
         if method == "GET" and path == "/v1/health":
             return HTTPStatus.OK, self.health()
+        if method == "GET" and path == "/v1/config":
+            return HTTPStatus.OK, self.config_view()
         if method == "GET" and path == "/v1/snapshots":
             return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
         if method == "POST" and path == "/v1/snapshots":
@@ -187,6 +190,20 @@ class Api:
             "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
         }
+
+    def config_view(self) -> dict[str, Any]:
+        """The settings Odoo shows read-only: for what the helper does, its configuration is the truth."""
+        view: dict[str, Any] = {
+            "source": str(self.cfg.source) if self.cfg.source else None,
+            "database": self.cfg.database.name,
+            "rto": dataclasses.asdict(self.cfg.rto),
+            "counts": {"tables": list(self.cfg.counts.tables)},
+        }
+        # How many snapshots are kept, when this helper's configuration has a [retention] section.
+        retention = getattr(self.cfg, "retention", None)
+        if dataclasses.is_dataclass(retention) and not isinstance(retention, type):
+            view["retention"] = dataclasses.asdict(retention)
+        return view
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Errors and tracebacks in Odoo's service log since a time (e.g. a restore's end)."""
