@@ -251,6 +251,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         deadline = time.monotonic() + self.server.api.cfg.api.read_timeout
+        self.rfile.close()  # the socket file the base class opened: it holds a reference to the socket
         self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES + MAX_BODY))
 
     def handle(self) -> None:
