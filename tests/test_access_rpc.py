@@ -86,6 +86,8 @@ class TestWhoMayMakeTheHelperAct(HttpCase):
             ("snapshot refresh", "deployment.snapshot", "action_refresh", [[self.capturing.id]], "GET", False),
             ("drill refresh", "deployment.drill", "action_refresh", [[self.running_drill.id]], "GET", False),
             ("rollback refresh", "deployment.rollback", "action_refresh", [[self.running_rollback.id]], "GET", False),
+            # The checklist measures the helper's health and log as it opens.
+            ("rollback checklist", "deployment.rollback.wizard", "create", [{}], "GET", False),
             ("verify", "deployment.snapshot", "action_verify", [[self.snapshot.id]], "POST", False),
             ("drill", "deployment.drill", "action_run_now", [[self.planned_drill.id]], "POST", False),
             ("capture", "deployment.snapshot", "action_capture", [], "POST", True),
@@ -119,6 +121,12 @@ class TestWhoMayMakeTheHelperAct(HttpCase):
                 fault, asked = self._call("deployment manager", model, method, args)
                 self.assertNotEqual(fault, ACCESS_ERROR)
                 self.assertTrue(asked, "the helper was not asked")
+
+    def test_only_deployment_users_compare_a_snapshot_with_live_data(self):
+        for who, refused in (("portal", True), ("internal", True), ("deployment user", False)):
+            with self.subTest(who=who):
+                fault, _asked = self._call(who, "deployment.snapshot", "action_compare_live", [[self.snapshot.id]])
+                self.assertEqual(fault, ACCESS_ERROR if refused else None)
 
     def test_nobody_calls_the_client_directly(self):
         fault, asked = self._call(
