@@ -81,7 +81,8 @@ class DeploymentRollback(models.Model):
     name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
     rollback_uid = fields.Char(string="Rollback UID", readonly=True, copy=False, index=True)
     database = fields.Char(readonly=True)
-    reason = fields.Text(required=True, tracking=True)
+    # Editable in draft only: afterwards it is evidence (see write()).
+    reason = fields.Text(required=True, tracking=True, readonly=True, states={"draft": [("readonly", False)]})
     impact = fields.Text(help="Who and what is affected; sent with the notifications.")
     root_cause = fields.Text(help="When known; sent with the completion notice.")
     next_steps = fields.Text(help="Sent with the progress updates and the completion notice.")
