@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv
+from conftest import HelperEnv, Served
 from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.signing import signed_headers
+from odoo_rollback.config import ApiConfig
 
 SECRET = b"a-long-random-secret"
 READ_TIMEOUT = 2
@@ -262,3 +263,22 @@ def test_odoo_snapshot_request_is_accepted(tcp_served: TcpServed) -> None:
         job = tcp_served.client.request("GET", f"/v1/jobs/{job['id']}")[1]
     assert job["state"] == "done", json.dumps(job)
     assert "snapshot requested by admin" in tcp_served.log.read_text()
+
+
+def test_the_unix_socket_is_bounded_the_same_way(served: Served) -> None:
+    """The Unix socket server (the default transport) bounds its connections as the TCP one does."""
+    limit = ApiConfig().max_connections
+    flood = []
+    try:
+        for _ in range(limit + 8):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(served.socket_path))
+            sock.sendall(b"GET /v1/heal")  # and never more
+            flood.append(sock)
+        status, health = served.client.request("GET", "/v1/health")
+        assert status == 200 and health["ok"] is True
+        time.sleep(0.5)
+        assert len([sock for sock in flood if not _closed_by_server(sock)]) <= limit
+    finally:
+        for sock in flood:
+            sock.close()
