@@ -59,7 +59,7 @@ TRIGGER_PAYLOAD_FIELDS = ("code", "holds", "measured_value", "source")
 PLACEHOLDERS = "deployment_rollback_placeholders"
 PROGRESS_PARAM = "deployment_rollback.progress_minutes"
 MANAGER_GROUP = "deployment_rollback.group_deployment_rollback_manager"
-<<<<<<< HEAD
+SEQUENCE_CODE = "deployment.rollback"
 # The record of the decision: once the rollback leaves draft, nobody changes these (not the helper's path,
 # not sudo); a correction is a message in the chatter, where it is dated and signed.
 EVIDENCE_FIELDS = (
@@ -74,9 +74,6 @@ EVIDENCE_FIELDS = (
     "rto_target_minutes",
     "rto_max_minutes",
 )
-=======
-SEQUENCE_CODE = "deployment.rollback"
->>>>>>> main
 
 
 class DeploymentRollback(models.Model):

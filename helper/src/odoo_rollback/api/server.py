@@ -28,11 +28,7 @@ from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..storage import SnapshotStore
-<<<<<<< HEAD
-from ..system import system_load
 from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, refuse_busy
-=======
->>>>>>> main
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
