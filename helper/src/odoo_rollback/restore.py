@@ -377,6 +377,8 @@ class RestoreRun:
                     conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
                 )
         except OSError as exc:  # the storage's disk filled up: the restore stops before the swap
+            with contextlib.suppress(OSError):
+                target.unlink()  # a half export is no record, and the journal needs the room
             raise os_failure(exc, f"exporting the rows the restore replaces to {target}") from exc
         self.result.lost_rows_file = str(target)
         self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
