@@ -19,6 +19,14 @@ from typing import Any
 
 import pytest
 from conftest import HelperEnv, database_counts, list_databases
+from test_deploy import (  # the deployment's world: real Odoo, a git repository, a stand-in container
+    DeployEnv,
+    addon_repo,  # noqa: F401
+    assert_at_revision_1,
+    deploy_env,  # noqa: F401
+    stand_in,  # noqa: F401
+    template_db,  # noqa: F401
+)
 from test_lock import kill_9, operations, slow_stop, start, wait_for_event
 
 
@@ -172,3 +180,22 @@ def test_a_full_storage_is_one_line_and_changes_nothing(
         assert list_databases(helper_env.db.name) == [helper_env.db.name]
         assert [s["id"] for s in helper_env.run_json("list")] == [snap["id"]]
         assert not list((mount / "storage" / "snapshots").glob(".partial-*"))
+
+
+def test_a_deploy_filling_the_storage_changes_nothing(deploy_env: DeployEnv, tmp_path: Path) -> None:  # noqa: F811
+    env = deploy_env
+    add_random_megabytes(env.helper, 16)
+    with tmpfs(tmp_path / "small", expected_snapshot_size(env.helper) + 2**20) as mount:
+        storage = mount / "storage"
+        env.helper.write(storage={"path": str(storage)})
+
+        result = env.run("deploy", "--to", env.repo.good, "--changed", "--yes")
+
+        assert result.returncode == 4
+        assert "No space left on device" in one_line(result)
+        assert_at_revision_1(env)
+        assert env.stand_in.states() == {"db": "running", "odoo": "running", "nginx": "running"}
+        assert env.snapshots() == []
+        assert not list((storage / "snapshots").iterdir())
+        assert [op["state"] for op in operations(storage, "snapshot")] == ["failed"]
+        assert [op["state"] for op in operations(storage, "deploy")] == ["failed"]
