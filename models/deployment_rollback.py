@@ -17,6 +17,7 @@ from odoo.tools import html2plaintext
 
 from .deployment_snapshot import parse_helper_time
 from .rollback_catalogue import POST_ROLLBACK_TASKS, TRIGGERS_BY_CODE
+from .texts import minutes_text
 
 _logger = logging.getLogger(__name__)
 
@@ -130,12 +131,14 @@ class DeploymentRollback(models.Model):
         for record in self:
             record.integrity_ok = bool(record.integrity_ids) and all(record.integrity_ids.mapped("match"))
 
-    @api.depends("started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
+    @api.depends("state", "started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
     @api.depends_context("deployment_rollback_now")
     def _compute_timing(self):
         for record in self:
             record.elapsed_minutes = record._elapsed_minutes()
-            record.eta = record.started_at and record.started_at + timedelta(minutes=record.rto_target_minutes)
+            # An ETA only means something while the rollback runs.
+            running = record.state == "running" and record.started_at
+            record.eta = running and record.started_at + timedelta(minutes=record.rto_target_minutes)
             if record.elapsed_minutes > record.rto_max_minutes:
                 record.rto_status = "over_max"
             elif record.elapsed_minutes > record.rto_target_minutes:
@@ -162,8 +165,8 @@ class DeploymentRollback(models.Model):
             remaining = max(0, record.rto_target_minutes - record._elapsed_minutes())
             record.progress_status = states.get(record.state)
             record.progress_step = current.name or _("preparing")
-            record.progress_elapsed = _("%d minutes", round(record._elapsed_minutes()))
-            record.progress_eta = _("%d minutes", round(remaining))
+            record.progress_elapsed = minutes_text(self.env, record._elapsed_minutes())
+            record.progress_eta = minutes_text(self.env, remaining)
             failed_word = _("failed")
             issues = "\n".join(f"{step.name}: {step.message or failed_word}" for step in failed)
             record.progress_issues = issues or _("none")
@@ -447,9 +450,19 @@ class DeploymentRollback(models.Model):
         services = [part.split(":")[0] for part in (services_check.detail or "").split(", ") if ":" in part]
         steps = self.step_ids.sorted("started_at")
         postmortems = self.env["deployment.postmortem"].sudo()
+        deployment = self._incident_deployment()
         vals = postmortems._prefill_vals(
             {
                 "name": self.name,
+                "incident_start": deployment.started_at or self.started_at,
+                "events": [
+                    {
+                        "time": deployment.started_at,
+                        "event": _("Deployment %s", deployment.to_revision or deployment.helper_id),
+                    }
+                ]
+                if deployment
+                else [],
                 "started_at": self.started_at,
                 "finished_at": self.finished_at,
                 "services": services or [_("Odoo (database %s)", self.database)],
@@ -467,6 +480,16 @@ class DeploymentRollback(models.Model):
         )
         vals.update(rollback_id=self.id, root_cause=self.root_cause or False)
         self._helper_sync().postmortem_id = postmortems.create(vals)
+
+    def _incident_deployment(self):
+        """The deployment this rollback undoes: the last one started after its snapshot and before it."""
+        self.ensure_one()
+        if not self.started_at:
+            return self.env["deployment.operation"]
+        domain = [("kind", "=", "deploy"), ("started_at", "<=", self.started_at)]
+        if self.snapshot_id.taken_at:
+            domain.append(("started_at", ">=", self.snapshot_id.taken_at))
+        return self.env["deployment.operation"].sudo().search(domain, order="started_at desc, id desc", limit=1)
 
     def _validate(self):
         """The critical checks (automatic where Odoo or the helper can tell) and the data integrity."""

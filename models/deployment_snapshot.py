@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from .texts import age_text
+
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
 HELPER_SYNC = "_deployment_rollback_helper_sync"
@@ -158,12 +160,7 @@ class DeploymentSnapshot(models.Model):
                 continue
             hours = (now - record.taken_at).total_seconds() / 3600
             record.age_hours = hours
-            if hours < 1:
-                record.age_display = _("%d minutes", int(hours * 60))
-            elif hours < 48:
-                record.age_display = _("%d hours", int(hours))
-            else:
-                record.age_display = _("%d days", int(hours / 24))
+            record.age_display = age_text(self.env, hours)
 
     # -- actions ----------------------------------------------------------------------------------
     def _check_manager(self):

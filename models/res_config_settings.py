@@ -6,7 +6,10 @@ from odoo.exceptions import AccessError, ValidationError
 from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS
 
 TRACKED_PARAM = "deployment_rollback.tracked_models"
-DEFAULT_TRACKED = "account.move,res.partner,einvoice.document"
+# What a real database holds: invoices and contacts, and the e-invoices of the first installed
+# e-invoicing model (Odoo's account.edi.document, installed with account_edi).
+BASE_TRACKED = ("account.move", "res.partner")
+EINVOICE_MODELS = ("account.edi.document",)
 STAKEHOLDERS_PARAM = "deployment_rollback.stakeholder_ids"
 
 
@@ -22,7 +25,7 @@ class ResConfigSettings(models.TransientModel):
     deployment_tracked_models = fields.Char(
         string="Tracked Models",
         config_parameter=TRACKED_PARAM,
-        default=DEFAULT_TRACKED,
+        default=lambda self: ",".join(self._default_tracked_models()),
         help="Comma-separated models whose record counts are compared; models that are not installed are skipped.",
     )
     deployment_rto_target_minutes = fields.Integer(
@@ -110,9 +113,18 @@ class ResConfigSettings(models.TransientModel):
                 raise ValidationError(_("The drill reminder comes 0 to 92 days before the end of the quarter."))
 
     @api.model
+    def _default_tracked_models(self):
+        """Invoices and contacts, and the e-invoices when an e-invoicing module is installed."""
+        installed = [name for name in BASE_TRACKED if name in self.env.registry.models]
+        einvoice = next((name for name in EINVOICE_MODELS if name in self.env.registry.models), None)
+        return installed + ([einvoice] if einvoice else [])
+
+    @api.model
     def _tracked_models(self):
         """The tracked models that are installed here, in the configured order."""
-        value = self.env["ir.config_parameter"].sudo().get_param(TRACKED_PARAM, DEFAULT_TRACKED) or ""
+        value = self.env["ir.config_parameter"].sudo().get_param(TRACKED_PARAM)
+        if not value:
+            return self._default_tracked_models()
         names = [name.strip() for name in value.split(",") if name.strip()]
         return [name for name in names if name in self.env.registry.models]
 

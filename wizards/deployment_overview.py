@@ -3,6 +3,7 @@
 """The on-call overview: what a person needs to know before deciding anything, on one screen."""
 
 from odoo import _, api, fields, models
+from odoo.exceptions import AccessError
 
 from ..models.deployment_drill import quarter_label, quarter_of
 
@@ -68,6 +69,14 @@ class DeploymentOverview(models.TransientModel):
     @api.model
     def action_open(self):
         """The menu's action: a saved overview, so that the form reads every answer fresh."""
+        if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_user"):
+            # Said before create(), whose refusal would read "not allowed to modify" a model nobody knows.
+            raise AccessError(
+                _(
+                    "The Deployments overview needs the access right Deployment Rollback: User. "
+                    "Ask an administrator to set it on your user (Settings > Users)."
+                )
+            )
         overview = self.create({})
         return {
             "type": "ir.actions.act_window",

@@ -1,0 +1,23 @@
+# Copyright 2026 The deployment_rollback authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Numbers of minutes, hours and days as people read them ("1 minute", "3 hours"), in their language."""
+
+from odoo import _
+
+
+def minutes_text(env, minutes):
+    """*minutes* in words: "1 minute", "12 minutes"."""
+    context = env.context  # noqa: F841 - _() reads the language from this local
+    minutes = int(round(minutes))
+    return _("1 minute") if minutes == 1 else _("%d minutes", minutes)
+
+
+def age_text(env, hours):
+    """An age in the largest unit that keeps it readable: minutes under an hour, hours under two days."""
+    context = env.context  # noqa: F841 - _() reads the language from this local
+    if hours < 1:
+        return minutes_text(env, int(hours * 60))
+    if hours < 48:
+        whole = int(hours)
+        return _("1 hour") if whole == 1 else _("%d hours", whole)
+    return _("%d days", int(hours / 24))
