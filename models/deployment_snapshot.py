@@ -11,6 +11,8 @@ from .texts import age_text
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
 HELPER_SYNC = "_deployment_rollback_helper_sync"
 _HELPER_SYNC_TOKEN = object()
+# The bus channel of the snapshots' state changes; static/src/js/snapshot_state_field.js listens to it.
+SNAPSHOT_CHANNEL = "deployment_rollback.snapshot"
 
 
 def parse_helper_time(value):
@@ -162,7 +164,34 @@ class DeploymentSnapshot(models.Model):
             record.age_hours = hours
             record.age_display = age_text(self.env, hours)
 
+    def write(self, vals):
+        result = super().write(vals)
+        if "state" in vals:
+            self._notify_state()
+        return result
+
+    def _notify_state(self):
+        """Tell the open snapshot pages that a state changed (Odoo's bus, once the transaction commits)."""
+        self.env["bus.bus"]._sendmany(
+            [(SNAPSHOT_CHANNEL, "deployment_rollback/snapshot", {"id": record.id, "state": record.state}) for record in self]
+        )
+
     # -- actions ----------------------------------------------------------------------------------
+    @api.model
+    def action_open_capture(self, kind="pre_deploy", label=""):
+        """The dialog that names the snapshot before the helper takes it."""
+        self._check_manager()
+        action = self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_snapshot_capture_action")
+        action["context"] = {"default_kind": kind, "default_label": label}
+        return action
+
+    def action_follow_capture(self):
+        """Called by the snapshot's page while it shows a capture: the state after asking the helper."""
+        self.ensure_one()
+        if self.state == "capturing":
+            self.action_refresh()
+        return self.state
+
     def _check_manager(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
             raise AccessError(_("Only Deployment Rollback managers can do this."))

@@ -163,4 +163,4 @@ class ResConfigSettings(models.TransientModel):
     def action_deployment_capture_snapshot(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
             raise AccessError(_("Only Deployment Rollback managers can capture snapshots."))
-        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from Settings"))
+        return self.env["deployment.snapshot"].action_open_capture("pre_deploy")

@@ -96,7 +96,7 @@ class DeploymentOverview(models.TransientModel):
         return action
 
     def action_capture_snapshot(self):
-        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from the overview"))
+        return self.env["deployment.snapshot"].action_open_capture("pre_deploy")
 
     def action_open_checklist(self):
         return self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_rollback_wizard_action")
