@@ -94,12 +94,11 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         # The form marks what the team must fill in, as the browser does, instead of an error dialog.
         with self.assertRaisesRegex(AssertionError, "decision is a required field"):
             form.save()
-        # Past the form, the server says it in one sentence a line.
-        wizard = self.env["deployment.rollback.wizard"].with_user(self.user).create({})
+        # Past the form, the server says it, one missing item a line.
+        unchecked = self.env["deployment.rollback.wizard"].with_user(self.user).create({})
         with self.assertRaisesRegex(UserError, "Still to fill in:\n- Decision: .*\n- Taken Part: "):
-            wizard.action_next()
+            unchecked.action_next()
 
-        form = Form(wizard)
         form.decision = "monitor"
         form.participant_ids.add(self.colleague)
         form.reason = "Slow pages after the update"
