@@ -373,7 +373,7 @@ class DeploymentRollback(models.Model):
                     {
                         "sequence": index,
                         "code": known.code,
-                        "name": known.name,
+                        "name": _(known.name),
                         "category": known.category,
                         "holds": bool(trigger.get("holds")),
                         "measured_value": trigger.get("measured_value"),
@@ -620,12 +620,14 @@ class DeploymentRollback(models.Model):
         self.ensure_one()
         user = self.decided_by_id or self.requested_by_id or self.env.user
         finished = self.finished_at or fields.Datetime.now()
+        # In the language of the person who gets the activities: _() reads it from this local.
+        context = dict(self.env.context, lang=user.lang or self.env.lang)  # noqa: F841
         for _key, label, due_after, tasks in POST_ROLLBACK_TASKS:
             for task in tasks:
                 self.activity_schedule(
                     "mail.mail_activity_data_todo",
                     date_deadline=(finished + due_after).date(),
-                    summary=f"{label}: {task}",
+                    summary=f"{_(label)}: {_(task)}",
                     user_id=user.id,
                 )
 

@@ -173,7 +173,10 @@ class DeploymentSnapshot(models.Model):
     def _notify_state(self):
         """Tell the open snapshot pages that a state changed (Odoo's bus, once the transaction commits)."""
         self.env["bus.bus"]._sendmany(
-            [(SNAPSHOT_CHANNEL, "deployment_rollback/snapshot", {"id": record.id, "state": record.state}) for record in self]
+            [
+                (SNAPSHOT_CHANNEL, "deployment_rollback/snapshot", {"id": record.id, "state": record.state})
+                for record in self
+            ]
         )
 
     # -- actions ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from odoo import _
 def minutes_text(env, minutes):
     """*minutes* in words: "1 minute", "12 minutes"."""
     context = env.context  # noqa: F841 - _() reads the language from this local
-    minutes = int(round(minutes))
+    minutes = round(minutes)
     return _("1 minute") if minutes == 1 else _("%d minutes", minutes)
 
 

@@ -118,8 +118,10 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         form.participant_ids.add(self.colleague)
         with self.assertRaisesRegex(AssertionError, "reason is a required field"):
             form.save()
-        wizard = self.env["deployment.rollback.wizard"].with_user(self.manager).create(
-            {"decision": "rollback", "participant_ids": [(6, 0, self.colleague.ids)]}
+        wizard = (
+            self.env["deployment.rollback.wizard"]
+            .with_user(self.manager)
+            .create({"decision": "rollback", "participant_ids": [(6, 0, self.colleague.ids)]})
         )
         with self.assertRaisesRegex(UserError, "Reason: why roll back when no trigger holds"):
             wizard.action_next()

@@ -61,7 +61,7 @@ class DeploymentRollbackWizard(models.TransientModel):
                     {
                         "sequence": sequence,
                         "code": trigger.code,
-                        "name": trigger.name,
+                        "name": _(trigger.name),
                         "category": trigger.category,
                         "holds": bool(measure.get("holds")),
                         "measured_value": measure.get("value"),

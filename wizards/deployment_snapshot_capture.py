@@ -9,9 +9,7 @@ class DeploymentSnapshotCapture(models.TransientModel):
     _name = "deployment.snapshot.capture"
     _description = "Capture a Snapshot"
 
-    kind = fields.Selection(
-        [("pre_deploy", "Pre-deploy"), ("manual", "Manual")], required=True, default="pre_deploy"
-    )
+    kind = fields.Selection([("pre_deploy", "Pre-deploy"), ("manual", "Manual")], required=True, default="pre_deploy")
     label = fields.Char(string="Name", help="Why the snapshot is taken, e.g. before v2.3.")
 
     def action_capture(self):
