@@ -22,10 +22,12 @@ from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
 from ..journal import Journal
+from ..kept import kept_databases
 from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
+from ..snapshot import expected_size, needed_space
 from ..storage import SnapshotStore
 from ..system import system_load
 from .jobs import JobConflict, JobRunner
@@ -146,8 +148,20 @@ class Api:
             "services": services,
             "http": http,
             "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
+            **self.storage_outlook(database_ok),
             "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
+        }
+
+    def storage_outlook(self, database_ok: bool) -> dict[str, Any]:
+        """Room for the next snapshot, and the databases restores kept aside: the overview's health card."""
+        if not database_ok:
+            return {"next_snapshot_bytes": None, "next_snapshot_needs_bytes": None, "kept_databases": []}
+        expected = expected_size(self.cfg)
+        return {
+            "next_snapshot_bytes": expected,
+            "next_snapshot_needs_bytes": needed_space(self.cfg, expected),
+            "kept_databases": kept_databases(self.cfg.database),
         }
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
