@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from .texts import age_text
+from .texts import age_text, human_size
 
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
@@ -144,13 +144,7 @@ class DeploymentSnapshot(models.Model):
     @api.depends("size")
     def _compute_size_human(self):
         for record in self:
-            size = float(record.size or 0)
-            unit = "B"
-            for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-                if size < 1024 or unit == "TiB":
-                    break
-                size /= 1024
-            record.size_human = f"{size:.1f} {unit}" if record.size else ""
+            record.size_human = human_size(record.size) if record.size else ""
 
     @api.depends("taken_at")
     def _compute_age(self):

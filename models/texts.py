@@ -1,6 +1,6 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""Numbers of minutes, hours and days as people read them ("1 minute", "3 hours"), in their language."""
+"""Numbers as people read them: "1 minute", "3 hours" in their language, "1.5 GiB"."""
 
 from odoo import _
 
@@ -21,3 +21,14 @@ def age_text(env, hours):
         whole = int(hours)
         return _("1 hour") if whole == 1 else _("%d hours", whole)
     return _("%d days", int(hours / 24))
+
+
+def human_size(size):
+    """Bytes as people read them: "1.5 GiB"."""
+    size = float(size or 0)
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:.1f} {unit}"

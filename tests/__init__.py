@@ -7,6 +7,7 @@ from . import (
     test_helper_integration,
     test_i18n,
     test_install,
+    test_operator_walk,
     test_rollback_communication,
     test_rollback_measure,
     test_rollback_wizard,

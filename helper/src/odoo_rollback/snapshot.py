@@ -65,7 +65,8 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     store.ensure_writable()
     store.remove_stale_partials()
     check_filestore(cfg.filestore.path)
-    check_free_space(cfg, expected_size(cfg))
+    expected = expected_size(cfg)
+    check_free_space(cfg, expected)
 
     snapshot_id = store.new_id(kind)
     op = journal.begin("snapshot", cfg.database.name, {"snapshot": snapshot_id, "kind": kind, "label": label})
