@@ -102,9 +102,13 @@ class TestCostaRicanSpanish(TransactionCase):
         cls.user.lang = "es_CR"
 
     def test_every_message_of_the_module_is_translated(self):
+        # OCA's po-pretty-format empties a translation equal to its source: these read the same in Spanish.
+        same_in_spanish = {"%(event)s (%(seconds)s s)", "CPU (%)", "Error", "ID", "Manual", "No", "RTO", "min", "min,"}
         po = Path(__file__).resolve().parent.parent / "i18n" / "es.po"
         untranslated = [
-            entry.msgid for entry in polib.pofile(str(po)) if entry.msgid and not entry.obsolete and not entry.msgstr
+            entry.msgid
+            for entry in polib.pofile(str(po))
+            if entry.msgid and not entry.obsolete and not entry.msgstr and entry.msgid not in same_in_spanish
         ]
         self.assertEqual(untranslated, [])
 
