@@ -164,11 +164,11 @@ class DeploymentRollback(models.Model):
             failed = steps.filtered(lambda s: s.result == "failed")
             remaining = max(0, record.rto_target_minutes - record._elapsed_minutes())
             record.progress_status = states.get(record.state)
-            record.progress_step = current.name or _("preparing")
+            record.progress_step = current.label or _("preparing")
             record.progress_elapsed = minutes_text(self.env, record._elapsed_minutes())
             record.progress_eta = minutes_text(self.env, remaining)
             failed_word = _("failed")
-            issues = "\n".join(f"{step.name}: {step.message or failed_word}" for step in failed)
+            issues = "\n".join(f"{step.label}: {step.message or failed_word}" for step in failed)
             record.progress_issues = issues or _("none")
 
     # -- CRUD ----------------------------------------------------------------------------------------
@@ -469,7 +469,7 @@ class DeploymentRollback(models.Model):
                 "data_loss": bool(self.lost_rows_total) or not self.integrity_ok,
                 "steps": [
                     {
-                        "name": step.name,
+                        "name": step.label,
                         "started_at": step.started_at,
                         "finished_at": step.finished_at,
                         "result": dict(step._fields["result"]._description_selection(self.env)).get(step.result),

@@ -47,6 +47,21 @@ TRIGGERS_BY_CODE = {trigger.code: trigger for trigger in TRIGGERS}
 
 DECISION_ROLLBACK = "rollback"
 
+# The helper's restore steps (helper/src/odoo_rollback/restore.py STEPS) as people read them; a step the
+# helper adds later shows its own name until it is listed here.
+RESTORE_STEPS = {
+    "preflight": _lt("Preflight checks"),
+    "staging": _lt("Restore into a staging database"),
+    "check": _lt("Compare the staging database with the snapshot"),
+    "stop": _lt("Stop the services"),
+    "lost_rows": _lt("Export the rows the restore replaces"),
+    "swap": _lt("Put the restored database in place"),
+    "code": _lt("Check out the snapshot's code"),
+    "verify_live": _lt("Check the restored database"),
+    "start": _lt("Start the services"),
+    "undo": _lt("Put the previous database back"),
+}
+
 
 def required_decision(held_codes):
     """The decision the runbook imposes for the triggers that hold, or None when the team decides."""

@@ -46,6 +46,9 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         cls.colleague = new_test_user(cls.env, login="rb_colleague", groups="base.group_user")
         cls.stakeholder = cls.env["res.partner"].create({"name": "Finance lead", "email": "finance@example.com"})
         cls.env["ir.config_parameter"].sudo().set_param("deployment_rollback.stakeholder_ids", str(cls.stakeholder.id))
+        # The host's load is measured for real: a busy test machine must not hold the CPU or memory trigger.
+        cls.env["ir.config_parameter"].sudo().set_param("deployment_rollback.cpu_percent", 100000)
+        cls.env["ir.config_parameter"].sudo().set_param("deployment_rollback.memory_percent", 101)
 
     def _verified_snapshot(self):
         taken = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
