@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import format_datetime
 
 from .texts import age_text, human_size
 
@@ -100,7 +101,7 @@ class DeploymentSnapshot(models.Model):
         default="pre_deploy",
         readonly=True,
     )
-    label = fields.Char(help="Why the snapshot was taken.")
+    label = fields.Char(string="Name", help="Why the snapshot was taken, e.g. before v2.3.")
     display_label = fields.Char(compute="_compute_display_label")
     state = fields.Selection(
         [
@@ -134,12 +135,15 @@ class DeploymentSnapshot(models.Model):
         ("helper_id_unique", "unique(helper_id)", "A helper snapshot is mirrored once."),
     ]
 
-    @api.depends("helper_id", "label", "kind")
+    @api.depends("taken_at", "label", "kind")
+    @api.depends_context("tz", "lang")
     def _compute_display_label(self):
-        kinds = dict(self._fields["kind"].selection)
+        kinds = dict(self._fields["kind"]._description_selection(self.env))
         for record in self:
             name = record.label or kinds.get(record.kind)
-            record.display_label = f"{name} ({record.helper_id})" if record.helper_id else name
+            # When it was taken tells snapshots apart for people; the helper's id is on the record's page.
+            when = format_datetime(self.env, record.taken_at, dt_format="short") if record.taken_at else ""
+            record.display_label = f"{name} ({when})" if when else name
 
     @api.depends("size")
     def _compute_size_human(self):

@@ -12,4 +12,5 @@ from . import (
     test_rollback_measure,
     test_rollback_wizard,
     test_tours,
+    test_tours_walk,
 )

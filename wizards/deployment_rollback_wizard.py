@@ -315,6 +315,7 @@ class DeploymentRollbackWizardTrigger(models.TransientModel):
 
 class DeploymentRollbackWizardPreview(models.TransientModel):
     _name = "deployment.rollback.wizard.preview"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Rollback Checklist Loss Preview"
     _order = "table_name"
 

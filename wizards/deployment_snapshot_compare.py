@@ -50,6 +50,7 @@ class DeploymentSnapshotCompare(models.TransientModel):
 
 class DeploymentSnapshotCompareLine(models.TransientModel):
     _name = "deployment.snapshot.compare.line"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Snapshot Comparison Line"
 
     wizard_id = fields.Many2one("deployment.snapshot.compare", ondelete="cascade")

@@ -43,7 +43,7 @@ tour.register(
         },
         {
             content: "The comparison lists the counted tables",
-            trigger: '.o_field_widget[name="line_ids"] tr.o_data_row td[name="table_name"]:contains("res_partner")',
+            trigger: '.o_field_widget[name="line_ids"] tr.o_data_row td[name="model_label"]:contains("Contact")',
             run() {},
         },
         {
@@ -89,7 +89,7 @@ tour.register("deployment_rollback_wizard", {test: true, url: "/web"}, [
     },
     {
         content: "The helper's preview of what would be lost is shown",
-        trigger: '.o_field_widget[name="preview_line_ids"] td:contains("res_partner")',
+        trigger: '.o_field_widget[name="preview_line_ids"] td:contains("Contact")',
         run() {},
     },
     {
