@@ -257,6 +257,7 @@ class DeploymentSnapshot(models.Model):
         wizard = self.env["deployment.snapshot.compare"].create({"snapshot_id": self.id})
         return {
             "type": "ir.actions.act_window",
+            "name": _("Compare with Live Data"),
             "res_model": wizard._name,
             "res_id": wizard.id,
             "view_mode": "form",

@@ -15,6 +15,8 @@ def minutes_text(env, minutes):
 def age_text(env, hours):
     """An age in the largest unit that keeps it readable: minutes under an hour, hours under two days."""
     context = env.context  # noqa: F841 - _() reads the language from this local
+    if hours < 1 / 60:
+        return _("less than a minute")
     if hours < 1:
         return minutes_text(env, int(hours * 60))
     if hours < 48:

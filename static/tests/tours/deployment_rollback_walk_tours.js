@@ -113,6 +113,7 @@ tour.register("deployment_rollback_spanish_columns_are_not_cut", {test: true, ur
         trigger: '.o_field_widget[name="line_ids"] th[data-name="holds"]:contains("Se cumple")',
         run() {
             assertNotCut('.modal .o_field_widget[name="line_ids"] th[data-name="holds"] .text-truncate');
+            assertNotCut('.modal .o_field_widget[name="line_ids"] td[name="category"]');
         },
     },
     {
