@@ -1,6 +1,6 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
@@ -14,6 +14,8 @@ HELPER_SYNC = "_deployment_rollback_helper_sync"
 _HELPER_SYNC_TOKEN = object()
 # The bus channel of the snapshots' state changes; static/src/js/snapshot_state_field.js listens to it.
 SNAPSHOT_CHANNEL = "deployment_rollback.snapshot"
+# How long a taken snapshot's page waits for its verification.
+FOLLOW_MINUTES = 15
 
 
 def parse_helper_time(value):
@@ -34,7 +36,9 @@ class HelperMirrorMixin(models.AbstractModel):
     _protected_fields = []
 
     def _check_protected(self, vals):
-        if self.env.context.get(HELPER_SYNC) is _HELPER_SYNC_TOKEN or self.env.su:
+        # The token only, never env.su: a public method that sudo()es (or a server action, or a shell
+        # script) must not write what only the helper knows. Install and upgrade write none of these.
+        if self.env.context.get(HELPER_SYNC) is _HELPER_SYNC_TOKEN:
             return
         touched = set(vals) & set(self._protected_fields)
         if touched:
@@ -187,11 +191,21 @@ class DeploymentSnapshot(models.Model):
         return action
 
     def action_follow_capture(self):
-        """Called by the snapshot's page while it shows a capture: the state after asking the helper."""
+        """Called every few seconds by the snapshot's page while it follows a capture.
+
+        Returns {"state", "follow"}: the state after asking the helper, and whether the page should keep
+        asking (a capture, then its verification, which the helper journals a moment after)."""
         self.ensure_one()
-        if self.state == "capturing":
+        if self._following():
             self.action_refresh()
-        return self.state
+        return {"state": self.state, "follow": self._following()}
+
+    def _following(self):
+        if self.state == "capturing":
+            return True
+        # Odoo's captures ask for a verification: a taken snapshot is verified soon after, or never.
+        recent = self.finished_at and fields.Datetime.now() - self.finished_at < timedelta(minutes=FOLLOW_MINUTES)
+        return bool(self.state == "done" and self.helper_job_id and recent)
 
     def _check_manager(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
@@ -225,21 +239,8 @@ class DeploymentSnapshot(models.Model):
         return snapshot._open_action()
 
     def action_refresh(self):
-        """Pull the helper job's status into the records still capturing."""
-        helper = self.env["deployment.rollback.helper"]
-        for record in self.filtered(lambda r: r.state == "capturing" and r.helper_job_id):
-            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
-            if job["state"] == "done" and job.get("result"):
-                record._helper_sync()._apply_summary(job["result"])
-            elif job["state"] == "failed":
-                record._helper_sync().write(
-                    {
-                        "state": "failed",
-                        "job_error": job.get("error") or _("the helper's job failed"),
-                        "finished_at": fields.Datetime.now(),
-                    }
-                )
-                record.message_post(body=_("Snapshot failed: %s", job.get("error") or ""))
+        """Follow the helper: its journal holds every job's outcome, this capture's included."""
+        self.env["deployment.operation"]._import_journal()
         return True
 
     def action_verify(self):
@@ -327,8 +328,8 @@ class DeploymentSnapshot(models.Model):
 
     @api.model
     def _cron_refresh(self):
-        self.sudo().search([("state", "=", "capturing")]).action_refresh()
-        self.env["deployment.operation"]._import_journal()
+        """Every 5 minutes (the cron's model is kept for existing databases): import the journal."""
+        self.env["deployment.operation"]._cron_import_journal()
 
     @api.model
     def _newest_verified_pre_deploy(self):

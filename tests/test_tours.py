@@ -29,6 +29,7 @@ class TestTours(HttpCase):
         snapshot = self.env["deployment.snapshot"].search([], limit=1)
         self.assertEqual(snapshot.requested_by_id, self.env.ref("base.user_admin"))
         self.assertEqual(snapshot.label, "before v2.3")
+        # Taken ("done"), then verified: the page followed both, as the journal said each.
         self.assertEqual(snapshot.state, "verified", snapshot.job_error)
 
     def test_rollback_wizard_up_to_the_confirmation(self):

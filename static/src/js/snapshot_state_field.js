@@ -1,6 +1,6 @@
 /** @odoo-module **/
-/* The snapshot's status bar follows a capture live: the page asks the helper's job how it goes while
-   the snapshot is capturing, and reloads when Odoo's bus says that a snapshot's state changed (the cron,
+/* The snapshot's status bar follows a capture live: the page asks the helper how it goes while the
+   snapshot is captured and then verified, and reloads when Odoo's bus says that a snapshot's state changed (the cron,
    the journal import or another person's page may be the one that saw it first). */
 
 import {registry} from "@web/core/registry";
@@ -39,20 +39,25 @@ export class SnapshotStateField extends StatusBarField {
 
     async follow() {
         const record = this.props.record;
-        if (this.following || !record.resId || record.data.state !== "capturing" || record.isDirty) {
+        const open = ["capturing", "done"].includes(record.data.state);
+        if (this.asking || this.done || !open || !record.resId || record.isDirty) {
             return;
         }
-        this.following = true;
+        this.asking = true;
         try {
             // Silent: a helper that does not answer for a moment is no reason for an error dialog.
-            const state = await this.orm.silent.call("deployment.snapshot", "action_follow_capture", [[record.resId]]);
-            if (state !== "capturing") {
+            const reply = await this.orm.silent.call("deployment.snapshot", "action_follow_capture", [
+                [record.resId],
+            ]);
+            // Taken, then verified: the server says when there is nothing more to wait for.
+            this.done = !reply.follow;
+            if (reply.state !== record.data.state) {
                 await this.reload();
             }
         } catch {
             // The cron and the Refresh button remain.
         } finally {
-            this.following = false;
+            this.asking = false;
         }
     }
 
