@@ -105,16 +105,6 @@ class TestOperatorWalk(TransactionCase):
         menus = self.env["ir.ui.menu"].with_user(stranger)._visible_menu_ids()
         self.assertNotIn(self.env.ref("deployment_rollback.deployment_overview_menu").id, menus)
 
-    def test_tracked_models_default_to_models_of_this_database(self):
-        params = self.env["ir.config_parameter"].sudo()
-        params.set_param("deployment_rollback.tracked_models", False)
-        tracked = self.env["res.config.settings"]._tracked_models()
-        self.assertIn("res.partner", tracked)
-        self.assertTrue(all(name in self.env for name in tracked), tracked)
-        self.assertEqual("account.move" in tracked, "account.move" in self.env)
-        self.assertEqual("account.edi.document" in tracked, "account.edi.document" in self.env)
-        self.assertEqual(self.env["res.config.settings"].create({}).deployment_tracked_models, ",".join(tracked))
-
     def test_versions_that_matter(self):
         self.assertIsNone(version_problem("16.0.1.0.0", "16.0.2.0.0"))
         self.assertEqual(version_problem("17.0.1.0.0", "16.0.2.0.0")[0], "series")
