@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import format_date
 
 from .deployment_snapshot import parse_helper_time
 
@@ -90,6 +91,19 @@ class DeploymentDrill(models.Model):
                 record.year = record.quarter_number = 0
                 record.quarter = False
 
+    def name_get(self):
+        # The stored name was written in the language of whoever created the drill (often the cron): people
+        # read it in theirs, with the date as they write dates.
+        return [
+            (
+                record.id,
+                _("%(quarter)s drill of %(date)s", quarter=record.quarter, date=format_date(self.env, record.date))
+                if record.date
+                else record.name,
+            )
+            for record in self
+        ]
+
     @api.depends("quarter", "date")
     def _compute_name(self):
         for record in self:
@@ -124,12 +138,8 @@ class DeploymentDrill(models.Model):
         return drill._open_action()
 
     def action_refresh(self):
-        """Ask the helper how the running drills' jobs ended."""
-        helper = self.env["deployment.rollback.helper"]
-        for record in self.filtered(lambda r: r.state == "running" and r.helper_job_id):
-            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
-            if job["state"] in ("done", "failed"):
-                record._apply_helper_result(job.get("result"), job.get("error"))
+        """Follow the helper: its journal holds every drill's outcome."""
+        self.env["deployment.operation"]._import_journal()
         return True
 
     def action_record_result(self):
@@ -200,7 +210,7 @@ class DeploymentDrill(models.Model):
         elif not record.helper_id:
             record._helper_sync().write({"helper_id": operation["id"]})
         if record.state == "running" and operation["state"] in ("done", "failed"):
-            record._apply_helper_result(data.get("result"), data.get("error"))
+            record._apply_helper_result(data.get("result"), operation.get("error") or data.get("error"))
         return record
 
     # -- the quarters -----------------------------------------------------------------------------

@@ -1,12 +1,11 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
-from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS
+from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS, SECRET_OPTION
+from .helper_version import version_problem
 
-TRACKED_PARAM = "deployment_rollback.tracked_models"
-DEFAULT_TRACKED = "account.move,res.partner,einvoice.document"
 STAKEHOLDERS_PARAM = "deployment_rollback.stakeholder_ids"
 
 
@@ -19,26 +18,25 @@ class ResConfigSettings(models.TransientModel):
         default=DEFAULT_ADDRESS,
         help="unix:/path/to/api.sock, or http://127.0.0.1:PORT for docker set-ups.",
     )
+    # What the helper does is set in its configuration file, the one source of truth: Odoo shows it,
+    # read-only, as GET /v1/config answers (helper/README.md, "Settings: the helper's file is the truth").
+    deployment_helper_config = fields.Char(
+        string="Helper Configuration", compute="_compute_deployment_helper_config", readonly=True
+    )
     deployment_tracked_models = fields.Char(
-        string="Tracked Models",
-        config_parameter=TRACKED_PARAM,
-        default=DEFAULT_TRACKED,
-        help="Comma-separated models whose record counts are compared; models that are not installed are skipped.",
+        string="Tracked Tables",
+        compute="_compute_deployment_helper_config",
+        readonly=True,
+        help="The tables whose rows the helper counts in every snapshot ([counts] tables).",
     )
     deployment_rto_target_minutes = fields.Integer(
-        string="RTO Target (minutes)",
-        config_parameter="deployment_rollback.rto_target_minutes",
-        default=15,
+        string="RTO Target (minutes)", compute="_compute_deployment_helper_config", readonly=True
     )
     deployment_rto_max_minutes = fields.Integer(
-        string="RTO Maximum (minutes)",
-        config_parameter="deployment_rollback.rto_max_minutes",
-        default=30,
+        string="RTO Maximum (minutes)", compute="_compute_deployment_helper_config", readonly=True
     )
-    deployment_retention = fields.Integer(
-        string="Snapshots Kept per Kind",
-        config_parameter="deployment_rollback.retention",
-        default=5,
+    deployment_retention = fields.Char(
+        string="Snapshots Kept", compute="_compute_deployment_helper_config", readonly=True
     )
     deployment_drill_reminder_days = fields.Integer(
         string="Drill Reminder (days before quarter end)",
@@ -109,12 +107,48 @@ class ResConfigSettings(models.TransientModel):
             if not 0 <= record.deployment_drill_reminder_days <= 92:
                 raise ValidationError(_("The drill reminder comes 0 to 92 days before the end of the quarter."))
 
+    # The settings form computes on its first onchange only what depends on a field it fills in.
+    @api.depends("company_id")
+    def _compute_deployment_helper_config(self):
+        helper = self.env["deployment.rollback.helper"]
+        view, problem = {}, False
+        if not helper._configured():
+            problem = _("not configured yet: set %s in the Odoo configuration file", SECRET_OPTION)
+        else:
+            try:
+                view = helper._config()
+            except UserError as exc:
+                problem = exc.args[0]
+        rto = view.get("rto") or {}
+        models_by_table = self.env["deployment.snapshot.count"]._models_by_table()
+        tables = (view.get("counts") or {}).get("tables") or []
+        retention = view.get("retention")
+        for record in self:
+            record.deployment_helper_config = problem or view.get("source") or _("the helper's configuration")
+            record.deployment_rto_target_minutes = int(rto.get("target_minutes") or 0)
+            record.deployment_rto_max_minutes = int(rto.get("max_minutes") or 0)
+            record.deployment_tracked_models = ", ".join(models_by_table.get(table, table) for table in tables)
+            record.deployment_retention = self._retention_text(retention) if isinstance(retention, dict) else False
+
     @api.model
-    def _tracked_models(self):
-        """The tracked models that are installed here, in the configured order."""
-        value = self.env["ir.config_parameter"].sudo().get_param(TRACKED_PARAM, DEFAULT_TRACKED) or ""
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        return [name for name in names if name in self.env.registry.models]
+    def _retention_text(self, retention):
+        """The helper's [retention] in one line: each rule's own text when the helper gives one."""
+        labels = {"snapshots": _("Snapshots"), "kept": _("Databases kept aside")}
+        parts = []
+        for key in ("snapshots", "kept"):
+            rule = retention.get(key)
+            if not isinstance(rule, dict):
+                continue
+            text = rule.get("text")
+            if not text:
+                limits = []
+                if rule.get("keep_last"):
+                    limits.append(_("the last %s", rule["keep_last"]))
+                if rule.get("max_days"):
+                    limits.append(_("at most %s days old", rule["max_days"]))
+                text = _("keep %s", ", ".join(limits)) if limits else _("all kept")
+            parts.append(f"{labels[key]}: {text}")
+        return "; ".join(parts) or False
 
     def _compute_deployment_stakeholder_ids(self):
         partners = self._stakeholders()
@@ -130,6 +164,7 @@ class ResConfigSettings(models.TransientModel):
     def action_deployment_test_connection(self):
         health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
         services = ", ".join(f"{k}: {v}" for k, v in (health.get("services") or {}).items())
+        addon = self.env["ir.module.module"].sudo().search([("name", "=", "deployment_rollback")]).installed_version
         message = _(
             "Helper %(version)s answers for database %(db)s; services: %(services)s; free storage: %(free)s MiB.",
             version=health.get("version"),
@@ -137,18 +172,49 @@ class ResConfigSettings(models.TransientModel):
             services=services or _("not managed"),
             free=(health.get("storage_free_bytes") or 0) // 2**20,
         )
+        problem = version_problem(health.get("version"), addon)
+        message = f"{message} {self._version_text(problem, health.get('version'), addon)}"
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
                 "title": _("Rollback helper"),
                 "message": message,
-                "type": "success" if health.get("ok") else "warning",
-                "sticky": False,
+                "type": "success" if health.get("ok") and not problem else "warning",
+                "sticky": bool(problem),
             },
         }
+
+    @api.model
+    def _version_text(self, problem, helper, addon):
+        """One sentence on the versions: why they fit, or what to do."""
+        if problem is None:
+            return _(
+                "Helper %(helper)s works with this addon %(addon)s (they are versioned separately).",
+                helper=helper,
+                addon=addon,
+            )
+        kind, details = problem
+        if kind == "series":
+            return _(
+                "The helper %(helper)s is made for Odoo %(helper_series)s, this addon %(addon)s for Odoo "
+                "%(addon_series)s: install the helper of Odoo %(addon_series)s, or restores may not fit the "
+                "database.",
+                **details,
+            )
+        if kind == "old":
+            return _(
+                "The helper %(helper)s is older than this addon %(addon)s needs (%(minimum)s or later): upgrade it "
+                "(pip install --upgrade odoo-rollback) and restart odoo-rollback serve.",
+                **details,
+            )
+        return _(
+            "The helper's version (%(helper)s) cannot be compared with this addon's (%(addon)s): check that "
+            "odoo-rollback serve is the helper of this addon.",
+            **details,
+        )
 
     def action_deployment_capture_snapshot(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
             raise AccessError(_("Only Deployment Rollback managers can capture snapshots."))
-        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from Settings"))
+        return self.env["deployment.snapshot"].action_open_capture("pre_deploy")
