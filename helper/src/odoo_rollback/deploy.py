@@ -19,58 +19,50 @@ Steps (each journaled before and after, in one ``deploy`` operation):
 8. ``rollback``   a failed deployment is restored from the snapshot of step 2 (the restore path, which
                   also checks out the snapshot's code revision); an inconclusive one pauses: the
                   operator is asked on a terminal, else the command ends with its own exit status.
+
+This module is the run; the plan (the checks before any change, and what would be done) is
+:mod:`odoo_rollback.deploy_plan`, the analysis (the rounds of checks and their verdict)
+:mod:`odoo_rollback.deploy_analysis`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from . import code as code_tree
 from .config import Config
-from .db import connect
-from .errors import ConfigError, OperationFailed, PreconditionError, RollbackError, UsageError
-from .health import health_report, http_check
-from .journal import DONE, FAILED, UNDONE, Journal
+from .deploy_analysis import (
+    DEPLOYED,
+    IMMEDIATE,
+    INCONCLUSIVE,
+    OPERATION_STATE,
+    OUTCOME_FAILED,
+    PAUSED,
+    ROLLED_BACK,
+    Check,
+    check_round,
+    summarise,
+    verdict_of,
+)
+from .deploy_plan import DeployPlan, DeployRequest, plan_deploy, render_update_command
+from .errors import OperationFailed, RollbackError
+from .health import http_check
+from .journal import Journal
 from .lock import operation_lock
-from .logs import LogScan, log_source, scan_text, service_log_errors
-from .modules import installed_modules
+from .logs import scan_text
 from .process import popen, stop
-from .restore import StepTiming, check_no_unfinished, restore_snapshot
+from .restore import StepTiming, restore_snapshot
 from .services import backend_for
-from .smoke import check_smoke_config, smoke_report
 from .snapshot import take_snapshot
 from .storage import Snapshot, SnapshotStore
 from .verify import verify_snapshot
-
-DEPLOYED = "deployed"
-ROLLED_BACK = "rolled_back"
-PAUSED = "paused"
-OUTCOME_FAILED = "failed"
-# The journal's operation states (running/done/failed/undone) that each outcome ends in. A paused
-# deployment is finished as far as the helper goes: the operator's decision is a restore of its own.
-OPERATION_STATE = {DEPLOYED: DONE, ROLLED_BACK: UNDONE, PAUSED: DONE, OUTCOME_FAILED: FAILED}
-
-IMMEDIATE = "immediate"  # fails the deployment: roll back
-INCONCLUSIVE = "inconclusive"  # the operator decides
-MODULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-# What Python and tools leave in a work tree by themselves; anything else untracked is refused.
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    revision: str
-    modules: tuple[str, ...] = ()
-    changed: bool = False
-    auto_rollback: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,47 +71,6 @@ class Clock:
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    trigger: str | None = None  # IMMEDIATE or INCONCLUSIVE when not ok
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "trigger": self.trigger}
-
-
-@dataclass
-class DeployPlan:
-    code_path: Path
-    requested: str
-    from_revision: str
-    to_revision: str
-    modules: list[str]
-    not_installed: list[str]
-    reuse: Snapshot | None
-    auto_rollback: bool
-
-    def as_dict(self, cfg: Config) -> dict[str, Any]:
-        return {
-            "database": cfg.database.name,
-            "code_path": str(self.code_path),
-            "requested": self.requested,
-            "from_revision": self.from_revision,
-            "to_revision": self.to_revision,
-            "modules": self.modules,
-            "changed_but_not_installed": self.not_installed,
-            "snapshot": {"reuse": self.reuse.id} if self.reuse else {"take": "pre_deploy"},
-            "update_command": render_update_command(cfg, self.modules) if self.modules else None,
-            "analysis_seconds": cfg.deploy.analysis_seconds,
-            "analysis_interval": cfg.deploy.analysis_interval,
-            "auto_rollback": self.auto_rollback,
-            "services": cfg.services.backend,
-            "steps": ["preflight", "snapshot", "stop", "checkout", "update", "start", "analysis"],
-        }
 
 
 @dataclass
@@ -154,119 +105,6 @@ class DeployResult:
             "update_log": self.update_log,
             "total_seconds": round(self.total_seconds, 3),
         }
-
-
-# -- the code tree --------------------------------------------------------------------------------
-def render_update_command(cfg: Config, modules: list[str]) -> list[str]:
-    values = {"database": cfg.database.name, "modules": ",".join(modules)}
-    return [argument.format(**values) for argument in cfg.deploy.update_command]
-
-
-# -- the plan (no change) -------------------------------------------------------------------------
-def _reusable_snapshot(cfg: Config, code_revision: str) -> Snapshot | None:
-    minutes = cfg.deploy.reuse_snapshot_minutes
-    if minutes <= 0:
-        return None
-    snapshot = SnapshotStore(cfg.storage).newest("pre_deploy", verified=True, database=cfg.database.name)
-    if snapshot is None or snapshot.manifest.code_revision != code_revision:
-        return None
-    taken = datetime.fromisoformat(snapshot.manifest.created_at)
-    age_minutes = (datetime.now(timezone.utc) - taken).total_seconds() / 60
-    return snapshot if 0 <= age_minutes <= minutes else None
-
-
-def _check_health_now(cfg: Config) -> None:
-    failed = [f"{c.name}: {c.detail}" for c in health_report(cfg).failed()]
-    if failed:
-        raise PreconditionError("the deployment is not healthy now, deploy refused: " + "; ".join(failed))
-
-
-def _process_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return True  # unknown: assume it runs, the safe side
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def close_interrupted_deployments(journal: Journal, operation: str | None) -> None:
-    """Refuse while another deployment runs. One whose process is gone (killed) is closed as failed,
-    with its last step, when *operation* (a real run, not a plan) is given: the checks that follow
-    (clean code tree, healthy services) then judge the state it left."""
-    for pending in journal.unfinished("deploy"):
-        if pending.id == operation:
-            continue
-        pid = pending.data.get("pid")
-        if _process_alive(pid):
-            raise PreconditionError(f"deployment {pending.id} is running (process {pid}); wait for it to finish")
-        if operation is None:
-            continue
-        events = journal.events(operation_id=pending.id)
-        last = f"{events[-1].step} {events[-1].status}" if events else "none"
-        journal.finish(
-            pending.id,
-            FAILED,
-            f"interrupted: process {pid} ended before the deployment finished (last step: {last}); "
-            f"closed by deployment {operation}",
-            {"outcome": OUTCOME_FAILED},
-        )
-
-
-def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation: str | None = None) -> DeployPlan:
-    """Every check that can be made before a change; raises when one fails, changes nothing.
-
-    *operation* is the deployment being checked, when it is already in the journal."""
-    if not cfg.deploy.update_command:
-        raise ConfigError("deploy needs [deploy] update_command (odoo-bin's module update as an argument list)")
-    path = cfg.code.path
-    if path is None:
-        raise ConfigError("deploy needs [code] path: the git work tree of the deployed addons")
-    if request.modules and request.changed:
-        raise UsageError("give --modules or --changed, not both")
-    if not request.modules and not request.changed:
-        raise UsageError("say which modules to update: --modules a,b or --changed")
-    for module in request.modules:
-        if not MODULE_NAME.match(module):
-            raise UsageError(f"{module!r} is not a module name")
-    check_no_unfinished(journal)
-    close_interrupted_deployments(journal, operation)
-    from_revision = code_tree.head(path)
-    code_tree.check_clean(path, "before deploying")
-    to_revision = code_tree.resolve_revision(path, request.revision)
-    if to_revision == from_revision:
-        raise PreconditionError(f"code folder {path} is already at {request.revision} ({to_revision[:12]})")
-    with connect(cfg.database) as conn:
-        installed = installed_modules(conn)
-    if request.changed:
-        candidates = code_tree.changed_modules(path, from_revision, to_revision)
-        modules = [m for m in candidates if m in installed]
-        not_installed = [m for m in candidates if m not in installed]
-    else:
-        missing = [m for m in request.modules if m not in installed]
-        if missing:
-            raise PreconditionError(
-                f"module(s) {', '.join(missing)} not installed in {cfg.database.name}: an update would do nothing"
-            )
-        modules, not_installed = list(dict.fromkeys(request.modules)), []
-    backend_for(cfg.services).check()
-    _check_health_now(cfg)
-    if cfg.smoke.login or cfg.smoke.credentials_file:
-        # A smoke set up wrongly would fail the analysis and roll a good deployment back: refuse now.
-        check_smoke_config(cfg)
-    return DeployPlan(
-        code_path=path,
-        requested=request.revision,
-        from_revision=from_revision,
-        to_revision=to_revision,
-        modules=modules,
-        not_installed=not_installed,
-        reuse=_reusable_snapshot(cfg, from_revision),
-        auto_rollback=request.auto_rollback,
-    )
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -407,33 +245,8 @@ class DeployRun:
     # -- analysis -------------------------------------------------------------------------------
     def check_round(self) -> dict[str, Any]:
         """One round of checks; plain data, journaled as it is."""
-        cfg = self.cfg
-        report = health_report(cfg)
-        # Room for the next snapshot is monitoring's concern, not this deployment's; the URL's own
-        # verdict is its answer (its response time is judged on its own below).
-        services_ok = not report.failed(ignore=("storage", "http"))
-        http = report.http
-        log: LogScan | None = None
-        log_problem = None
-        try:
-            log = service_log_errors(cfg, self.started_at)
-        except RollbackError as exc:
-            log_problem = str(exc)
-        try:
-            smoke = smoke_report(cfg, self.snapshot.manifest.counts if self.snapshot else None, configured_only=True)
-        except RollbackError as exc:
-            smoke = {"ok": False, "checks": [{"name": "smoke", "ok": False, "detail": str(exc)}]}
-        return {
-            "healthy": services_ok and (http is None or http.ok),
-            "health_detail": "; ".join(f"{c.name}: {c.detail}" for c in report.failed(ignore=("http",)))
-            or (f"{http.url}: {http.status or http.error}" if http else "services running"),
-            "seconds": http.seconds if http and http.ok else None,
-            "log_errors": [e.summary() for e in log.errors] if log else [],
-            "log_serious": [e.summary() for e in log.serious] if log else [],
-            "log_lines": log.lines_read if log else 0,
-            "log_problem": log_problem,
-            "smoke": smoke,
-        }
+        counts = self.snapshot.manifest.counts if self.snapshot else None
+        return check_round(self.cfg, self.started_at, counts)
 
     def analyse(self) -> None:
         interval = self.cfg.deploy.analysis_interval
@@ -553,67 +366,6 @@ class DeployRun:
             f"{why}; paused{state}: roll back with 'odoo-rollback restore {self.result.snapshot} --yes', "
             "or keep the deployment"
         )
-
-
-def summarise(cfg: Config, rounds: list[dict[str, Any]]) -> list[Check]:
-    """The analysis' verdict per check, from its rounds."""
-    checks = []
-    healthy = [r["healthy"] for r in rounds]
-    if all(healthy):
-        checks.append(Check("health", True, f"healthy in all {len(rounds)} round(s)"))
-    elif not any(healthy):
-        checks.append(Check("health", False, f"unhealthy in every round: {rounds[-1]['health_detail']}", IMMEDIATE))
-    else:
-        state = "unhealthy at the end" if not healthy[-1] else "healthy at the end"
-        detail = f"unhealthy in {healthy.count(False)} of {len(rounds)} round(s), {state}: "
-        checks.append(Check("health", False, detail + rounds[-1]["health_detail"], INCONCLUSIVE))
-
-    limit = cfg.health.max_response_seconds
-    times = [r["seconds"] for r in rounds if r["seconds"] is not None]
-    if not cfg.health.url:
-        checks.append(Check("response_time", True, "not measured: no [health] url"))
-    elif not times:
-        checks.append(Check("response_time", False, "no answer to measure", INCONCLUSIVE))
-    else:
-        slow = [t for t in times if t > limit]
-        detail = f"slowest {max(times):.3f} s of {len(times)} answer(s), limit {limit} s"
-        checks.append(Check("response_time", not slow, detail, INCONCLUSIVE if slow else None))
-
-    last = rounds[-1]
-    if last["log_problem"]:
-        checks.append(Check("log", False, f"the service log could not be read: {last['log_problem']}", INCONCLUSIVE))
-    elif last["log_serious"]:
-        detail = f"{len(last['log_serious'])} critical error(s) or traceback(s), first: {last['log_serious'][0]}"
-        checks.append(Check("log", False, detail, IMMEDIATE))
-    elif last["log_errors"]:
-        detail = f"{len(last['log_errors'])} error line(s), first: {last['log_errors'][0]}"
-        checks.append(Check("log", False, detail, INCONCLUSIVE))
-    elif log_source(cfg) is None:
-        checks.append(Check("log", True, "not read: no service log configured ([deploy] log_file)"))
-    else:
-        checks.append(Check("log", True, f"no errors in {last['log_lines']} line(s) from {log_source(cfg)}"))
-
-    smoke = last["smoke"]
-    failed = [f"{c['name']}: {c['detail']}" for c in smoke["checks"] if not c["ok"]]
-    checks.append(
-        Check(
-            "smoke",
-            smoke["ok"],
-            "; ".join(failed) or f"{len(smoke['checks'])} check(s) passed",
-            None if smoke["ok"] else IMMEDIATE,
-        )
-    )
-    return checks
-
-
-def verdict_of(checks: list[Check]) -> tuple[str | None, str]:
-    """(IMMEDIATE, INCONCLUSIVE or None when all passed, the reason in one line)."""
-    for trigger in (IMMEDIATE, INCONCLUSIVE):
-        hits = [c for c in checks if not c.ok and c.trigger == trigger]
-        if hits:
-            kind = "failed" if trigger == IMMEDIATE else "was inconclusive"
-            return trigger, f"the analysis {kind}: " + "; ".join(f"{c.name}: {c.detail}" for c in hits)
-    return None, "all checks passed"
 
 
 def deploy(
