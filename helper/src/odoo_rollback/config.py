@@ -207,6 +207,18 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class StandbyConfig:
+    """A warm standby: a snapshot restored ahead of need, so that a rollback to it is a swap."""
+
+    enabled: bool = True  # deploy builds one after its pre_deploy snapshot; False: never
+    after_snapshot: bool = False  # also after every verified snapshot taken by "snapshot" (CLI, Odoo)
+    jobs: int = 1  # pg_restore jobs: few, so that the running Odoo keeps the CPUs
+    # PostgreSQL's data directory as this host sees it, for its free space (default: the server's
+    # data_directory setting, when that path exists here).
+    data_directory: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -220,6 +232,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
 
 
@@ -306,6 +319,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "standby",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -409,6 +423,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=parse_deploy(_table(data, "deploy", base)),
+        standby=parse_standby(_table(data, "standby", base)),
         source=source,
     )
 
@@ -491,6 +506,15 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_standby(section: _Section) -> StandbyConfig:
+    return StandbyConfig(
+        enabled=section.get("enabled", bool, True),
+        after_snapshot=section.get("after_snapshot", bool, False),
+        jobs=section.positive("jobs", int, 1),
+        data_directory=section.path("data_directory"),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -460,7 +460,8 @@ class DeployRun:
         cfg = self.cfg
         without_http = replace(cfg, health=replace(cfg.health, url=None))
         report = health_report(without_http)
-        services_ok = all(c["ok"] for c in report["checks"] if c["name"] != "storage")
+        # Disk space is monitoring's concern, not a verdict on the deployment.
+        services_ok = all(c["ok"] for c in report["checks"] if not c["name"].startswith("storage"))
         http = http_check(cfg.health, attempts=1) if cfg.health.url else None
         log: LogScan | None = None
         log_problem = None

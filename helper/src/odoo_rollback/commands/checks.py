@@ -13,6 +13,7 @@ from ..health import http_check
 from ..output import Output, table
 from ..services import backend_for
 from ..smoke import check_smoke_config, smoke_report
+from ..standby import storage_check as standby_storage_check
 from ..storage import SnapshotStore
 
 
@@ -62,6 +63,8 @@ def health_report(cfg: Config) -> dict[str, Any]:
             }
         )
     checks.append(storage_check(cfg))
+    if cfg.standby.enabled:
+        checks.append(standby_storage_check(cfg))
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
