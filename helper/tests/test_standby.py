@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 def attachment(root: Path, content: bytes) -> Path:
     """A file where Odoo puts it: named by the SHA-1 of its content, in a two-character bucket."""
-    sha1 = hashlib.sha1(content).hexdigest()  # noqa: S324 - Odoo's naming
+    sha1 = hashlib.sha1(content).hexdigest()
     path = root / sha1[:2] / sha1
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
