@@ -80,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deep", action="store_true", help="also restore into a scratch database and compare its row counts"
     )
 
-    p = command(
-        "standby", "standby:standby", "build (at low priority) or drop the warm standby of a snapshot"
-    )
+    p = command("standby", "standby:standby", "build (at low priority) or drop the warm standby of a snapshot")
     p.add_argument("action", choices=("build", "drop"))
     p.add_argument("id", help="snapshot id")
 

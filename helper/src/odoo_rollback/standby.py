@@ -318,7 +318,8 @@ def _relative(name: str) -> str | None:
 
 def _same_attachment(stream: IO[bytes], live: Path, sha1: str) -> bool:
     """The archive's bytes equal the live file's, and both hash to the attachment's name."""
-    digest = hashlib.sha1()  # Odoo names attachments so; checked, not trusted
+    # Odoo names attachments so; the bytes themselves are compared, the name is not trusted.
+    digest = hashlib.sha1(usedforsecurity=False)
     with live.open("rb") as handle:
         while True:
             chunk = stream.read(CHUNK)
