@@ -29,7 +29,8 @@ def attachment(root: Path, content: bytes) -> Path:
 
 @pytest.fixture
 def odoo_filestore(helper_env: HelperEnv) -> HelperEnv:
-    """Beside the fixture's odd names, attachments named as Odoo names them."""
+    """Beside the fixture's odd names, attachments named as Odoo names them; standbys on."""
+    helper_env.write(standby={"enabled": True})
     for i in range(20):
         attachment(helper_env.filestore, os.urandom(500 + i * 100))
     return helper_env
