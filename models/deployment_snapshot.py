@@ -87,6 +87,8 @@ class DeploymentSnapshot(models.Model):
         "count_ids",
         "module_ids",
         "path",
+        "standby_state",
+        "standby_database",
     ]
 
     helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
@@ -123,6 +125,22 @@ class DeploymentSnapshot(models.Model):
     job_error = fields.Text(readonly=True)
     count_ids = fields.One2many("deployment.snapshot.count", "snapshot_id", string="Record Counts", readonly=True)
     module_ids = fields.One2many("deployment.snapshot.module", "snapshot_id", string="Modules", readonly=True)
+    standby_state = fields.Selection(
+        [
+            ("none", "None"),
+            ("building", "Building"),
+            ("ready", "Ready"),
+            ("failed", "Failed"),
+            ("interrupted", "Interrupted"),
+        ],
+        string="Standby",
+        default="none",
+        required=True,
+        readonly=True,
+        help="A ready standby is this snapshot already restored beside the live database, closed and "
+        "proven equal to it: a rollback to it is a swap of a few seconds instead of a restore.",
+    )
+    standby_database = fields.Char(readonly=True)
     age_hours = fields.Float(compute="_compute_age")
     age_display = fields.Char(string="Age", compute="_compute_age")
 
@@ -281,12 +299,30 @@ class DeploymentSnapshot(models.Model):
                 for table, count in sorted((summary.get("counts") or {}).items())
             ],
         }
+        standby = summary.get("standby") or {}
+        vals["standby_state"] = standby.get("state") or "none"
+        vals["standby_database"] = standby.get("database") or False
         modules = summary.get("modules")
         if isinstance(modules, dict):
             vals["module_ids"] = [(5, 0, 0)] + [
                 (0, 0, {"name": name, "version": version}) for name, version in sorted(modules.items())
             ]
         self.write(vals)
+
+    # What the helper's journal says of a standby: its build (kind "standby") by state, or its drop.
+    _STANDBY_BY_OPERATION = {
+        ("standby", "running"): "building",
+        ("standby", "done"): "ready",
+        ("standby", "failed"): "failed",
+        ("standby_drop", "done"): "none",
+    }
+
+    def _apply_standby_operation(self, operation):
+        self.ensure_one()
+        state = self._STANDBY_BY_OPERATION.get((operation["kind"], operation["state"]))
+        if state:
+            database = (operation.get("data") or {}).get("database") if state != "none" else False
+            self.write({"standby_state": state, "standby_database": database or False})
 
     @api.model
     def _mirror(self, summary):
