@@ -190,3 +190,29 @@ def test_a_standby_that_would_not_fit_is_refused_and_health_says_so(odoo_filesto
     health = env.run("health", "--json")
     rows = {c["name"]: c for c in __import__("json").loads(health.stdout)["checks"]}
     assert not rows["storage (standby)"]["ok"]
+
+
+def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    standby = env.run_json("standby", "build", snap["id"])
+    victim = next(p for p in Path(standby["filestore"]).rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+    # Proven before the stop; changed by the time the services are stopped (here: by the stop itself).
+    env.write(
+        services={
+            "backend": "command",
+            "stop_command": ["sh", "-c", f"echo tampered >> {victim}"],
+            "start_command": ["true"],
+        }
+    )
+
+    result = env.run_json("rollback", "--yes")
+
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["staging"].get("skipped") and steps["standby_recheck"]["ok"]
+    assert database_counts(env.db.name) == before
+    assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
+    events = env.run_json("journal")["events"]
+    assert any("refused at the last check" in e["message"] for e in events)
