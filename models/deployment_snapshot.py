@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import str2bool
 
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
@@ -199,6 +200,10 @@ class DeploymentSnapshot(models.Model):
                 "kind": kind,
                 "label": label or "",
                 "verify": True,
+                "standby": str2bool(
+                    self.env["ir.config_parameter"].sudo().get_param("deployment_rollback.standby_after_capture", "")
+                    or "False"
+                ),
                 "requested_by": self.env.user.login,
             },
         )

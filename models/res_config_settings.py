@@ -40,6 +40,13 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="deployment_rollback.retention",
         default=5,
     )
+    deployment_standby_after_capture = fields.Boolean(
+        string="Warm Standby after Capture",
+        config_parameter="deployment_rollback.standby_after_capture",
+        help="After a snapshot captured from Odoo is verified, the helper restores it ahead of need, in the "
+        "background and at low priority: a rollback to it is then a swap of a few seconds. It takes a "
+        "database's disk space; the helper refuses one that would not fit.",
+    )
     deployment_drill_reminder_days = fields.Integer(
         string="Drill Reminder (days before quarter end)",
         config_parameter="deployment_rollback.drill_reminder_days",

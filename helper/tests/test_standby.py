@@ -8,7 +8,11 @@ not pile up; one that would not fit is refused before anything is made.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,7 +192,7 @@ def test_a_standby_that_would_not_fit_is_refused_and_health_says_so(odoo_filesto
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
     assert standby_of(env, snap["id"]) is None
     health = env.run("health", "--json")
-    rows = {c["name"]: c for c in __import__("json").loads(health.stdout)["checks"]}
+    rows = {c["name"]: c for c in json.loads(health.stdout)["checks"]}
     assert not rows["storage (standby)"]["ok"]
 
 
@@ -216,3 +220,43 @@ def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_fil
     assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
     events = env.run_json("journal")["events"]
     assert any("refused at the last check" in e["message"] for e in events)
+
+
+def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    # Enough rows that the build's pg_restore is still running when it is looked at.
+    env.db.execute("INSERT INTO account_move (name) SELECT 'bulk ' || i FROM generate_series(1, 300000) i")
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    record = env.storage / "snapshots" / snap["id"] / "standby.json"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "standby", "build", snap["id"]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not record.exists():
+        assert time.monotonic() < deadline and build.poll() is None, "the build did not start"
+        time.sleep(0.01)
+    build.send_signal(signal.SIGSTOP)  # caught in the middle of its work, whatever the machine's speed
+    rollback = subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "rollback", "--yes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    build.send_signal(signal.SIGCONT)
+    out, err = rollback.communicate(timeout=300)
+    assert rollback.returncode == 0, err
+    build.communicate(timeout=60)
+
+    assert build.returncode != 0  # stopped, not finished
+    result = json.loads(out)
+    assert not {s["name"]: s for s in result["steps"]}["staging"].get("skipped")
+    assert database_counts(env.db.name) == before
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert standby_of(env, snap["id"]) is None
+    events = env.run_json("journal")["events"]
+    assert any("was stopped: the restore stages" in e["message"] for e in events)

@@ -61,7 +61,7 @@ from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .services import ServiceBackend, backend_for
 from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
-from .standby_state import StandbyState, read_state
+from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_integrity, compare_counts
 
@@ -152,6 +152,7 @@ def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
         "lost_rows_total": sum(lost.values()),
         "services": cfg.services.backend,
         "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
+        "standby": standby_summary(snapshot.path),
         "steps": list(STEP_NAMES),
     }
 
@@ -225,6 +226,7 @@ class RestoreRun:
         self.code_previous: str | None = None
         self.started: list[str] = []  # steps begun, in order
         self.standby: StandbyState | None = None  # the warm standby this run swaps in, if any
+        self.files_checked = False
 
     @property
     def op(self) -> str:
@@ -299,9 +301,11 @@ class RestoreRun:
     def preflight(self) -> None:
         cfg, manifest = self.cfg, self.snapshot.manifest
         check_snapshot_database(cfg, self.snapshot)
-        problems = check_integrity(self.snapshot)
-        if problems:
-            raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
+        standby = read_state(self.snapshot.path)
+        if not (standby and standby.shown_state == READY):
+            # With a ready standby the dump is not read (its bytes were checked when the standby was
+            # built); should the standby be refused, staging checks them first (check_files).
+            self.check_files()
         with connect(cfg.database) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_database_size(%s)", (cfg.database.name,))
         fs = cfg.filestore.path
@@ -361,7 +365,16 @@ class RestoreRun:
             return
         open_for_use(self.cfg, self.standby.database)
 
+    def check_files(self) -> None:
+        """The snapshot's checksums and a readable dump: before anything reads them."""
+        problems = check_integrity(self.snapshot)
+        if problems:
+            raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
+        self.files_checked = True
+
     def build_staging(self) -> None:
+        if not self.files_checked:
+            self.check_files()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         restore_dump(
             self.cfg.database,

@@ -73,6 +73,8 @@ class Api:
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
             if body.get("verify"):
                 args.append("--verify")
+            if body.get("standby"):  # verified, then restored ahead of need in the background
+                args.append("--standby")
             return self.start_job("snapshot", args)
         if match := SNAPSHOT_ROUTE.match(path):
             snapshot_id, action = match.groups()
