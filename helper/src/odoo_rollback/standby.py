@@ -70,6 +70,8 @@ CLI = (sys.executable, "-m", "odoo_rollback.cli")
 LOCK_NAME = "standby.lock"
 # How long a restore waits for a cancelled build to clean up after itself.
 CANCEL_SECONDS = 60
+# health's row for the standbys (a deployment's verdict leaves it out: disk is monitoring's concern).
+STANDBY_CHECK = "storage (standby)"
 
 
 @dataclass(frozen=True)
@@ -289,11 +291,11 @@ def storage_check(cfg: Config) -> dict[str, Any]:
     try:
         report = space_report(cfg, None)
     except RollbackError as exc:
-        return {"name": "storage (standby)", "ok": False, "detail": str(exc)}
+        return {"name": STANDBY_CHECK, "ok": False, "detail": str(exc)}
     held = report["held"]
     detail = f"standby of {', '.join(report['standbys'])}: {held // 2**20} MiB; " if report["standbys"] else ""
     ok = report["ok"] or not cfg.standby.enabled
-    return {"name": "storage (standby)", "ok": ok, "detail": detail + report["detail"]}
+    return {"name": STANDBY_CHECK, "ok": ok, "detail": detail + report["detail"]}
 
 
 # -- the filestore ----------------------------------------------------------------------------------
@@ -704,8 +706,11 @@ def drop_standby(cfg: Config, snapshot: Snapshot, journal: Journal, reason: str,
 
     Called where snapshots are deleted (prune) and when a newer standby supersedes it.
     """
-    if read_state(snapshot.path) is None:
+    state = read_state(snapshot.path)
+    if state is None:
         return False
+    if not locked and state.shown_state == BUILDING:
+        cancel_build(cfg)  # a standby of a snapshot that goes is not worth finishing
     names = standby_names(cfg, snapshot)
     with contextlib.nullcontext() if locked else standby_lock(cfg, wait=CANCEL_SECONDS):
         op = journal.begin("standby_drop", cfg.database.name, {"snapshot": snapshot.id, "reason": reason})

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import socketserver
 from http import HTTPStatus
@@ -21,14 +20,12 @@ from .. import __version__
 from ..config import Config, read_private_file
 from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
-from ..health import http_check
+from ..health import health_report
 from ..journal import Journal
 from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
-from ..services import backend_for
 from ..storage import SnapshotStore
-from ..system import system_load
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
@@ -131,27 +128,12 @@ class Api:
         return HTTPStatus.ACCEPTED, {"job": job.as_dict(self.journal)}
 
     def health(self) -> dict[str, Any]:
-        database_ok = True
-        try:
-            with connect(self.cfg.database):
-                pass
-        except RollbackError:
-            database_ok = False
-        try:
-            services = backend_for(self.cfg.services).status()
-        except RollbackError as exc:
-            services = {"error": str(exc)}
-        http = http_check(self.cfg.health, attempts=1).as_dict() if self.cfg.health.url else None
+        """The one health report (as ``odoo-rollback health --json`` prints it), with the API's version
+        and running job."""
         running = self.jobs.running()
         return {
-            "ok": database_ok and (http is None or http["ok"]),
+            **health_report(self.cfg).as_dict(),
             "version": __version__,
-            "database": self.cfg.database.name,
-            "database_reachable": database_ok,
-            "services": services,
-            "http": http,
-            "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
-            "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
         }
 

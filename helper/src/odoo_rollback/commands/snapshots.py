@@ -13,7 +13,7 @@ from ..journal import Journal
 from ..output import Output, human_size, table
 from ..prune import prune as prune_snapshots
 from ..snapshot import take_snapshot
-from ..standby import drop_standby, spawn_build
+from ..standby import spawn_build
 from ..storage import SnapshotStore
 from ..verify import verify_snapshot
 
@@ -100,12 +100,7 @@ def counts(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     if args.keep < 1:
         raise UsageError("--keep must be at least 1")
-    store = SnapshotStore(cfg.storage)
-    if not args.dry_run:  # a pruned snapshot's standby goes with it
-        journal = Journal(cfg.storage.journal_path)
-        for doomed in prune_snapshots(store, args.keep, dry_run=True):
-            drop_standby(cfg, doomed, journal, "its snapshot was pruned")
-    removed = prune_snapshots(store, args.keep, dry_run=args.dry_run)
+    removed = prune_snapshots(cfg, Journal(cfg.storage.journal_path), args.keep, dry_run=args.dry_run)
     doc = {"removed": [s.id for s in removed], "dry_run": args.dry_run}
 
     def human(d: dict[str, Any]) -> str:
