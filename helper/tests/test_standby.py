@@ -228,7 +228,7 @@ def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filesto
     env.db.execute("INSERT INTO account_move (name) SELECT 'bulk ' || i FROM generate_series(1, 300000) i")
     before = database_counts(env.db.name)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
-    record = env.storage / "snapshots" / snap["id"] / "standby.json"
+    record = env.storage / "standby" / f"{snap['id']}.json"
     build = subprocess.Popen(
         [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "standby", "build", snap["id"]],
         stdout=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ backends too, while Odoo runs. The build's steps, each journaled (operation kind
 5. ``close``      ALLOW_CONNECTIONS false and every other session ended; then, through the one connection
                   left, VACUUM (the first reads after a rollback are not slow) and the exact counts and
                   module versions compared with the manifest.
-6. ``ready``      its identity written to ``standby.json`` beside the manifest: the database's oid, the
+6. ``ready``      its identity written to ``<storage>/standby/<snapshot id>.json``: the database's oid, the
                   xmin of its ``pg_database`` row (any ALTER DATABASE, such as opening it to connections,
                   makes a new one), ``pg_stat_database.sessions`` (every connection made to it counts)
                   and a digest of the filestore's listing (path, size, mtime, inode).
@@ -58,7 +58,7 @@ from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
 from .modules import database_size, installed_modules
-from .standby_state import BUILDING, READY, STANDBY_NAME, StandbyState, read_state
+from .standby_state import BUILDING, READY, StandbyState, read_state, state_path
 from .standby_state import FAILED as STATE_FAILED
 from .storage import Snapshot, SnapshotStore, write_atomically
 from .verify import check_integrity, compare_counts
@@ -481,12 +481,14 @@ def close_and_check(cfg: Config, name: str, snapshot: Snapshot) -> dict[str, Any
 
 # -- build ------------------------------------------------------------------------------------------
 def write_state(snapshot: Snapshot, state: StandbyState) -> None:
-    write_atomically(snapshot.path / STANDBY_NAME, state.to_json())
+    path = state_path(snapshot.path)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(path, state.to_json())
 
 
 def remove_state(snapshot_path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
-        (snapshot_path / STANDBY_NAME).unlink()
+        state_path(snapshot_path).unlink()
 
 
 def _discard(cfg: Config, names: StandbyNames) -> None:
@@ -514,6 +516,7 @@ class StandbyBuild:
         self.journal = journal
         self.names = standby_names(cfg, snapshot)
         self.op = ""
+        self.made = False  # whether this build made a database, a folder and a record to clean up
         self.state = StandbyState(
             snapshot=snapshot.id,
             state=BUILDING,
@@ -587,26 +590,34 @@ class StandbyBuild:
 
     def run(self) -> StandbyState:
         with standby_lock(self.cfg):
-            with self.step("check") as done:
-                done["message"] = self.check()
-            with self.step("supersede"):
-                self.supersede()
-            write_state(self.snapshot, self.state)
-            with self.step("restore", database=self.names.database, jobs=self.cfg.standby.jobs) as done:
-                done["message"] = self.restore()
-            with self.step("filestore", path=str(self.names.filestore)) as done:
-                done["message"] = self.filestore()
-            with self.step("close") as done:
-                self.close()
-                done["message"] = "closed to connections; counts and module versions equal the snapshot's"
-            self.state.state, self.state.ready_at = READY, utcnow()
-            write_state(self.snapshot, self.state)
+            try:
+                return self._steps()
+            except BaseException as exc:
+                self.fail(str(exc) or exc.__class__.__name__)  # under the lock: a restore waits for it
+                raise
+
+    def _steps(self) -> StandbyState:
+        with self.step("check") as done:
+            done["message"] = self.check()
+        with self.step("supersede"):
+            self.supersede()
+        write_state(self.snapshot, self.state)
+        self.made = True
+        with self.step("restore", database=self.names.database, jobs=self.cfg.standby.jobs) as done:
+            done["message"] = self.restore()
+        with self.step("filestore", path=str(self.names.filestore)) as done:
+            done["message"] = self.filestore()
+        with self.step("close") as done:
+            self.close()
+            done["message"] = "closed to connections; counts and module versions equal the snapshot's"
+        self.state.state, self.state.ready_at = READY, utcnow()
+        write_state(self.snapshot, self.state)
         return self.state
 
     def fail(self, error: str) -> None:
         """Nothing half-made is left: the copy is dropped, the record says why."""
-        if read_state(self.snapshot.path) is None:
-            return  # refused before anything was made
+        if not self.made:
+            return  # refused before anything was made (an earlier standby of it stays as it was)
         with contextlib.suppress(Exception):
             _discard(self.cfg, self.names)
         self.state.state, self.state.error = STATE_FAILED, error
@@ -628,7 +639,6 @@ def build_standby(cfg: Config, snapshot: Snapshot, journal: Journal) -> StandbyS
         state = build.run()
     except BaseException as exc:
         error = str(exc) or exc.__class__.__name__
-        build.fail(error)
         journal.finish(build.op, FAILED, f"no standby of {snapshot.id}: {error}")
         raise
     journal.finish(

@@ -1,9 +1,10 @@
-"""What is known of a snapshot's warm standby: one JSON file beside its manifest.
+"""What is known of a snapshot's warm standby: ``<storage>/standby/<snapshot id>.json``.
 
 Kept apart from :mod:`odoo_rollback.standby` (which builds, proves and drops standbys) so that the
 snapshot store can show a standby's state in every snapshot summary without importing the builder.
-The file goes with its snapshot's folder; the database and filestore it names are dropped by
-:func:`odoo_rollback.standby.drop_standby`, called where snapshots are deleted.
+Not in the snapshot's folder, which holds exactly what its manifest lists; the file, the database and
+the filestore it names are dropped by :func:`odoo_rollback.standby.drop_standby`, called where
+snapshots are deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-STANDBY_NAME = "standby.json"
+STANDBY_DIR = "standby"
 
 BUILDING = "building"
 READY = "ready"
@@ -89,9 +90,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def state_path(snapshot_path: Path) -> Path:
+    """Where the record of the standby of the snapshot in *snapshot_path* is (``<storage>/snapshots/<id>``)."""
+    return snapshot_path.parent.parent / STANDBY_DIR / f"{snapshot_path.name}.json"
+
+
 def read_state(snapshot_path: Path) -> StandbyState | None:
     try:
-        return StandbyState.from_json((snapshot_path / STANDBY_NAME).read_text(encoding="utf-8"))
+        return StandbyState.from_json(state_path(snapshot_path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
