@@ -265,13 +265,9 @@ class DeploymentOperation(models.Model):
             self._import_snapshot(operation, data)
             return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)
+        snapshot._helper_sync()._apply_standby_operation(operation)
         if kind in ("standby", "standby_drop"):
-            if snapshot:
-                snapshot._helper_sync()._apply_standby_operation(operation)
             return
-        if kind == "restore" and data.get("standby_used") and snapshot:
-            # The standby went live: a later rollback to this snapshot restores from its files.
-            snapshot._helper_sync().write({"standby_state": "none", "standby_database": False})
         if kind == "verify" and operation["state"] == "done" and snapshot:
             snapshot._helper_sync().write(
                 {"state": "verified", "verified_at": parse_helper_time(operation["finished_at"])}

@@ -310,8 +310,13 @@ class DeploymentSnapshot(models.Model):
     }
 
     def _apply_standby_operation(self, operation):
+        """The standby's state from a journal operation of this snapshot (nothing when none is named)."""
+        if not self:
+            return
         self.ensure_one()
         state = self._STANDBY_BY_OPERATION.get((operation["kind"], operation["state"]))
+        if operation["kind"] == "restore" and (operation.get("data") or {}).get("standby_used"):
+            state = "none"  # it went live: a later rollback to this snapshot restores from its files
         if state:
             database = (operation.get("data") or {}).get("database") if state != "none" else False
             self.write({"standby_state": state, "standby_database": database or False})

@@ -48,9 +48,11 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
     def test_capture_from_settings_with_a_warm_standby(self):
         self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.standby_after_capture", "True")
         action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
-        snapshot = self._wait_done(self.env["deployment.snapshot"].browse(action["res_id"]))
+        snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
+        # Whatever the test's outcome, no standby database is left behind.
+        self.addCleanup(lambda: snapshot.helper_id and self.helper.cli("standby", "drop", snapshot.helper_id))
+        self._wait_done(snapshot, waiting=("capturing", "done"))
         self.assertEqual(snapshot.state, "verified", snapshot.job_error)
-        self.addCleanup(self.helper.cli, "standby", "drop", snapshot.helper_id)
 
         # Built in the background, at low priority; the journal tells Odoo when it is ready.
         deadline = time.monotonic() + 300
