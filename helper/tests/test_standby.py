@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import HelperEnv, database_counts, list_databases, pg_connect
 from psycopg2 import sql
+from test_crash import restore_killed_at
 
 
 def attachment(root: Path, content: bytes) -> Path:
@@ -260,3 +261,26 @@ def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filesto
     assert standby_of(env, snap["id"]) is None
     events = env.run_json("journal")["events"]
     assert any("was stopped: the restore stages" in e["message"] for e in events)
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "swapped"),
+    [("standby:done", False), ("standby_recheck:done", False), ("swap_database:done", True)],
+)
+def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv, kill_at: str, swapped: bool) -> None:
+    env = odoo_filestore
+    snapshot_counts = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.run_json("standby", "build", snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    changed_counts = database_counts(env.db.name)
+    restore_killed_at(env, snap["id"], kill_at)
+
+    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    outcome = env.run_json("resume")
+
+    assert [o["outcome"] for o in outcome] == ["finished" if swapped else "undone"]
+    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    # Taken by the run, the standby went live or was dropped with the run's staging: none is left over.
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
