@@ -32,8 +32,12 @@
         "data/deployment_escalation_level_data.xml",
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
+        "wizards/deployment_snapshot_capture.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "deployment_rollback/static/src/js/*.js",
+        ],
         "web.assets_tests": [
             "deployment_rollback/static/tests/tours/*.js",
         ],

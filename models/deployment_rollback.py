@@ -12,11 +12,12 @@ import logging
 from datetime import timedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import html2plaintext
 
 from .deployment_snapshot import parse_helper_time
 from .rollback_catalogue import POST_ROLLBACK_TASKS, TRIGGERS_BY_CODE
+from .texts import minutes_text
 
 _logger = logging.getLogger(__name__)
 
@@ -60,6 +61,20 @@ PLACEHOLDERS = "deployment_rollback_placeholders"
 PROGRESS_PARAM = "deployment_rollback.progress_minutes"
 MANAGER_GROUP = "deployment_rollback.group_deployment_rollback_manager"
 SEQUENCE_CODE = "deployment.rollback"
+# The record of the decision: once the rollback leaves draft, nobody changes these (not the helper's path,
+# not sudo); a correction is a message in the chatter, where it is dated and signed.
+EVIDENCE_FIELDS = (
+    "reason",
+    "decision",
+    "decided_by_id",
+    "participant_ids",
+    "requested_by_id",
+    "trigger_ids",
+    "snapshot_id",
+    "snapshot_helper_id",
+    "rto_target_minutes",
+    "rto_max_minutes",
+)
 
 
 class DeploymentRollback(models.Model):
@@ -88,7 +103,8 @@ class DeploymentRollback(models.Model):
     name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
     rollback_uid = fields.Char(string="Rollback UID", readonly=True, copy=False, index=True)
     database = fields.Char(readonly=True)
-    reason = fields.Text(required=True, tracking=True)
+    # Editable in draft only: afterwards it is evidence (see write()).
+    reason = fields.Text(required=True, tracking=True, readonly=True, states={"draft": [("readonly", False)]})
     impact = fields.Text(help="Who and what is affected; sent with the notifications.")
     root_cause = fields.Text(help="When known; sent with the completion notice.")
     next_steps = fields.Text(help="Sent with the progress updates and the completion notice.")
@@ -104,9 +120,9 @@ class DeploymentRollback(models.Model):
         string="Taken Part",
         readonly=True,
     )
-    requested_by_id = fields.Many2one("res.users", readonly=True)
-    snapshot_id = fields.Many2one("deployment.snapshot", readonly=True, ondelete="set null")
-    snapshot_helper_id = fields.Char(string="Snapshot ID", readonly=True)
+    requested_by_id = fields.Many2one("res.users", readonly=True, tracking=True)
+    snapshot_id = fields.Many2one("deployment.snapshot", readonly=True, ondelete="set null", tracking=True)
+    snapshot_helper_id = fields.Char(string="Snapshot ID", readonly=True, tracking=True)
     state = fields.Selection(STATES, default="draft", required=True, readonly=True, tracking=True)
     started_at = fields.Datetime(readonly=True)
     finished_at = fields.Datetime(readonly=True)
@@ -118,8 +134,8 @@ class DeploymentRollback(models.Model):
         "deployment.rollback.integrity", "rollback_id", string="Data Integrity", readonly=True
     )
     integrity_ok = fields.Boolean(compute="_compute_integrity_ok")
-    rto_target_minutes = fields.Integer(string="RTO Target (minutes)", readonly=True)
-    rto_max_minutes = fields.Integer(string="RTO Maximum (minutes)", readonly=True)
+    rto_target_minutes = fields.Integer(string="RTO Target (minutes)", readonly=True, tracking=True)
+    rto_max_minutes = fields.Integer(string="RTO Maximum (minutes)", readonly=True, tracking=True)
     elapsed_minutes = fields.Float(compute="_compute_timing", digits=(16, 1))
     rto_status = fields.Selection(
         [("within", "Within target"), ("over_target", "Over target"), ("over_max", "Over maximum")],
@@ -156,7 +172,7 @@ class DeploymentRollback(models.Model):
         for record in self:
             record.integrity_ok = bool(record.integrity_ids) and all(record.integrity_ids.mapped("match"))
 
-    @api.depends("started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
+    @api.depends("state", "started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
     @api.depends_context("deployment_rollback_now")
     def _compute_timing(self):
         for record in self:
@@ -166,7 +182,9 @@ class DeploymentRollback(models.Model):
                 record.eta = False
                 record.rto_status = False
                 continue
-            record.eta = record.started_at and record.started_at + timedelta(minutes=record.rto_target_minutes)
+            # An ETA only means something while the rollback runs.
+            running = record.state == "running" and record.started_at
+            record.eta = running and record.started_at + timedelta(minutes=record.rto_target_minutes)
             if record.elapsed_minutes > record.rto_max_minutes:
                 record.rto_status = "over_max"
             elif record.elapsed_minutes > record.rto_target_minutes:
@@ -192,11 +210,11 @@ class DeploymentRollback(models.Model):
             failed = steps.filtered(lambda s: s.result == "failed")
             remaining = max(0, record.rto_target_minutes - record._elapsed_minutes())
             record.progress_status = states.get(record.state)
-            record.progress_step = current.name or _("preparing")
-            record.progress_elapsed = _("%d minutes", round(record._elapsed_minutes()))
-            record.progress_eta = _("%d minutes", round(remaining))
+            record.progress_step = current.label or _("preparing")
+            record.progress_elapsed = minutes_text(self.env, record._elapsed_minutes())
+            record.progress_eta = minutes_text(self.env, remaining)
             failed_word = _("failed")
-            issues = "\n".join(f"{step.name}: {step.message or failed_word}" for step in failed)
+            issues = "\n".join(f"{step.label}: {step.message or failed_word}" for step in failed)
             record.progress_issues = issues or _("none")
 
     # -- CRUD ----------------------------------------------------------------------------------------
@@ -226,6 +244,34 @@ class DeploymentRollback(models.Model):
         ]
         if numbers and max(numbers) >= sequence.number_next_actual:
             sequence.write({"number_next": max(numbers) + 1})
+
+    def write(self, vals):
+        touched = sorted(set(vals) & set(EVIDENCE_FIELDS))
+        if touched:
+            decided = self.filtered(lambda r: r.state != "draft")
+            if decided:
+                labels = ", ".join(self._fields[name].get_description(self.env)["string"] for name in touched)
+                raise UserError(
+                    _(
+                        "%(name)s is no longer a draft: its decision record (%(fields)s) cannot be changed. "
+                        "Post a correction in its chatter instead.",
+                        name=", ".join(decided.mapped("name")),
+                        fields=labels,
+                    )
+                )
+        # Mail tracking leaves out many2many fields in Odoo 16: who took part is tracked here.
+        before = {record: record.participant_ids for record in self} if "participant_ids" in vals else {}
+        result = super().write(vals)
+        for record, old in before.items():
+            if record.participant_ids != old:
+                record.message_post(
+                    body=_(
+                        "Taken part: %(old)s → %(new)s",
+                        old=", ".join(old.mapped("name")) or "-",
+                        new=", ".join(record.participant_ids.mapped("name")) or "-",
+                    )
+                )
+        return result
 
     # -- helpers -------------------------------------------------------------------------------------
     def _now(self):
@@ -450,7 +496,7 @@ class DeploymentRollback(models.Model):
                     {
                         "sequence": index,
                         "code": known.code,
-                        "name": known.name,
+                        "name": _(known.name),
                         "category": known.category,
                         "holds": bool(trigger.get("holds")),
                         "measured_value": trigger.get("measured_value") or False,
@@ -504,16 +550,26 @@ class DeploymentRollback(models.Model):
         services = [part.split(":")[0] for part in (services_check.detail or "").split(", ") if ":" in part]
         steps = self.step_ids.sorted("started_at")
         postmortems = self.env["deployment.postmortem"].sudo()
+        deployment = self._incident_deployment()
         vals = postmortems._prefill_vals(
             {
                 "name": self.name,
+                "incident_start": deployment.started_at or self.started_at,
+                "events": [
+                    {
+                        "time": deployment.started_at,
+                        "event": _("Deployment %s", deployment.to_revision or deployment.helper_id),
+                    }
+                ]
+                if deployment
+                else [],
                 "started_at": self.started_at,
                 "finished_at": self.finished_at,
                 "services": services or [_("Odoo (database %s)", self.database)],
                 "data_loss": bool(self.lost_rows_total) or not self.integrity_ok,
                 "steps": [
                     {
-                        "name": step.name,
+                        "name": step.label,
                         "started_at": step.started_at,
                         "finished_at": step.finished_at,
                         "result": dict(step._fields["result"]._description_selection(self.env)).get(step.result),
@@ -524,6 +580,16 @@ class DeploymentRollback(models.Model):
         )
         vals.update(rollback_id=self.id, root_cause=self.root_cause or False)
         self._helper_sync().postmortem_id = postmortems.create(vals)
+
+    def _incident_deployment(self):
+        """The deployment this rollback undoes: the last one started after its snapshot and before it."""
+        self.ensure_one()
+        if not self.started_at:
+            return self.env["deployment.operation"]
+        domain = [("kind", "=", "deploy"), ("started_at", "<=", self.started_at)]
+        if self.snapshot_id.taken_at:
+            domain.append(("started_at", ">=", self.snapshot_id.taken_at))
+        return self.env["deployment.operation"].sudo().search(domain, order="started_at desc, id desc", limit=1)
 
     def _validate(self):
         """The critical checks (automatic where Odoo or the helper can tell) and the data integrity."""
@@ -683,17 +749,21 @@ class DeploymentRollback(models.Model):
         self.ensure_one()
         user = self.decided_by_id or self.requested_by_id or self.env.user
         finished = self.finished_at or fields.Datetime.now()
+        # In the language of the person who gets the activities: _() reads it from this local.
+        context = dict(self.env.context, lang=user.lang or self.env.lang)  # noqa: F841
         for _key, label, due_after, tasks in POST_ROLLBACK_TASKS:
             for task in tasks:
                 self.activity_schedule(
                     "mail.mail_activity_data_todo",
                     date_deadline=(finished + due_after).date(),
-                    summary=f"{label}: {task}",
+                    summary=f"{_(label)}: {_(task)}",
                     user_id=user.id,
                 )
 
     # -- actions -------------------------------------------------------------------------------------
     def action_cancel(self):
+        if not self.env.user.has_group(MANAGER_GROUP):
+            raise AccessError(_("Only Deployment Rollback managers can cancel a rollback."))
         for record in self:
             if record.state != "draft":
                 raise UserError(_("Only a draft rollback can be cancelled; %s is not a draft.", record.name))

@@ -1,4 +1,5 @@
 from . import (
+    test_access_rpc,
     test_deployment_drill,
     test_deployment_import,
     test_deployment_overview,
@@ -8,8 +9,10 @@ from . import (
     test_helper_integration,
     test_i18n,
     test_install,
+    test_operator_walk,
     test_rollback_communication,
     test_rollback_measure,
     test_rollback_wizard,
     test_tours,
+    test_tours_walk,
 )

@@ -6,7 +6,7 @@ from unittest.mock import patch
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM
 from odoo.addons.deployment_rollback.models.helper_client import SECRET_OPTION
 from odoo.exceptions import UserError
-from odoo.tests.common import TransactionCase
+from odoo.tests.common import Form, TransactionCase
 from odoo.tools import config
 
 from .common import RealHelperMixin
@@ -26,13 +26,23 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
         notification = self.env["res.config.settings"].create({}).action_deployment_test_connection()
         self.assertIn(self.env.cr.dbname, notification["params"]["message"])
 
-        action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        # The button asks for the snapshot's name first, then the helper takes it under that name.
+        dialog = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        self.assertEqual(dialog["res_model"], "deployment.snapshot.capture")
+        capture = Form(self.env["deployment.snapshot.capture"].with_context(**dialog["context"]))
+        self.assertEqual(capture.kind, "pre_deploy")
+        capture.label = "before v2.3"
+        action = capture.save().action_capture()
         snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
         self.assertEqual(snapshot.state, "capturing")
         # Taken ("done"), then verified: the journal says each as soon as the helper did it.
         self._wait_done(snapshot, waiting=("capturing", "done"))
 
         self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+        self.assertTrue(snapshot.display_label.startswith("before v2.3 ("), snapshot.display_label)
+        self.assertNotIn(snapshot.helper_id, snapshot.display_label)
+        listed = {row["id"]: row for row in self.helper.cli("list")}
+        self.assertEqual(listed[snapshot.helper_id]["label"], "before v2.3")
         counts = {c.table_name: c for c in snapshot.count_ids}
         # The helper counts committed rows; this test's transaction added none to res_partner.
         self.env.cr.execute("SELECT count(*) FROM res_partner")

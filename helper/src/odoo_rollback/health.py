@@ -17,7 +17,9 @@ from typing import Any
 from .config import Config, HealthConfig
 from .db import connect
 from .errors import RollbackError
+from .kept import kept_databases
 from .services import backend_for
+from .snapshot import expected_size, needed_space
 from .standby import storage_check as standby_storage_check
 from .storage import SnapshotStore
 from .system import system_load
@@ -86,6 +88,10 @@ class HealthReport:
     http: HealthResult | None  # None: no [health] url, or not asked for
     storage_free_bytes: int | None
     system: dict[str, Any] = field(default_factory=dict)
+    # What the next snapshot needs on disk (margin included; None: unknown) and the databases restores
+    # kept aside: Odoo's overview shows them beside the free storage.
+    next_snapshot_needs_bytes: int | None = None
+    kept_databases: tuple[dict[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -103,22 +109,30 @@ class HealthReport:
             "services": self.services,
             "http": self.http.as_dict() if self.http else None,
             "storage_free_bytes": self.storage_free_bytes,
+            "next_snapshot_needs_bytes": self.next_snapshot_needs_bytes,
+            "kept_databases": list(self.kept_databases),
             "system": self.system,
         }
 
 
-def _storage_check(cfg: Config) -> tuple[Check, int | None]:
-    """Free disk in the storage, against what the next snapshot will need (the newest one's size + margin)."""
+def _next_snapshot_needs(cfg: Config, database_reachable: bool) -> int | None:
+    """The newest snapshot's size plus the margin; before the first one, the estimate the snapshot checks."""
+    newest = next(iter(SnapshotStore(cfg.storage).list()), None)
+    if newest is not None:
+        return needed_space(cfg, newest.manifest.size)
+    return needed_space(cfg, expected_size(cfg)) if database_reachable else None
+
+
+def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
+    """Free disk in the storage, against what the next snapshot will need."""
     storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
     if not storage.exists():
         return Check("storage", False, f"{cfg.storage.path} does not exist"), None
     free = shutil.disk_usage(storage).free
     detail = f"{free // 2**20} MiB free in {storage}"
-    newest = next(iter(SnapshotStore(cfg.storage).list()), None)
-    if newest is None:
+    if needed is None:
         return Check("storage", free > 0, detail), free
     # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
-    needed = int(newest.manifest.size * (1 + cfg.storage.free_space_margin))
     ok = free >= needed
     detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
     return Check("storage", ok, detail), free
@@ -156,8 +170,19 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
                 + (f" (over {cfg.health.max_response_seconds} s)" if slow else ""),
             )
         )
-    storage, free = _storage_check(cfg)
+    needed = _next_snapshot_needs(cfg, reachable)
+    storage, free = _storage_check(cfg, needed)
     checks.append(storage)
     if cfg.standby.enabled:
         checks.append(Check(**standby_storage_check(cfg)))
-    return HealthReport(cfg.database.name, tuple(checks), reachable, services, result, free, system_load())
+    return HealthReport(
+        cfg.database.name,
+        tuple(checks),
+        reachable,
+        services,
+        result,
+        free,
+        system_load(),
+        next_snapshot_needs_bytes=needed,
+        kept_databases=tuple(kept_databases(cfg.database)) if reachable else (),
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError
+from .errors import EXIT_FAILED, StorageError
 from .events import DONE as STEP_DONE
 from .events import SKIPPED, RunProgress, StepEvent
 from .owner import Owner
@@ -58,6 +59,24 @@ JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
 
 class JournalError(StorageError):
     """The journal cannot be written (its disk is full, or it is read-only)."""
+
+    exit_code = EXIT_FAILED  # met during an operation, which it stops
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _reason(exc: BaseException, folder: Path) -> str:
+    """Why the journal cannot be written. SQLite says "disk I/O error" when a full disk stops it from
+    growing its shared-memory file: the free space tells which it is."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    try:
+        full = shutil.disk_usage(folder).free < 2**16
+    except OSError:
+        full = False
+    return f"No space left on device ({exc})" if full else str(exc)
 
 
 RUNNING = "running"
@@ -127,8 +146,7 @@ class Journal:
         except OSError as exc:
             raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.strerror}") from exc
         except JournalError as exc:
-            reason = str(exc.__cause__) if not isinstance(exc.__cause__, OSError) else exc.__cause__.strerror
-            raise StorageError(f"storage {path.parent} cannot hold the journal: {reason}") from exc
+            raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.reason}") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -145,8 +163,8 @@ class Journal:
             finally:
                 conn.close()
         except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise JournalError(f"the journal {self.path} cannot be written: {reason}") from exc
+            reason = _reason(exc, self.path.parent)
+            raise JournalError(f"the journal {self.path} cannot be written: {reason}", reason) from exc
 
     # -- writing --------------------------------------------------------------------------------
     def begin(
@@ -289,9 +307,16 @@ class JournalWriter:
 
     def __call__(self, event: StepEvent) -> None:
         operation = self.progress.operation
-        self.journal.event(operation, event.step, event.status, event.message, event.data)
-        if event.is_step and event.status in (STEP_DONE, SKIPPED):
-            self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        try:
+            self.journal.event(operation, event.step, event.status, event.message, event.data)
+            if event.is_step and event.status in (STEP_DONE, SKIPPED):
+                self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        except JournalError:
+            # A line that cannot be written stops a run before its step acts. Once the run has failed,
+            # though, putting things back matters more than the record of it: the undo goes on, and
+            # resume later closes the operation from what it finds.
+            if self.progress.view().error is None:
+                raise
 
 
 def _operation(row: sqlite3.Row) -> Operation:

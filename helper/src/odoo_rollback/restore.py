@@ -5,12 +5,16 @@ before and after, run forward by :func:`restore_snapshot` and, after a crash onc
 :func:`resume` from the journal's last completed step. The plan lists them, the progress mails show
 their texts and the tests read their names from the same table:
 
-1. ``preflight``   snapshot checksums and dump readable, right database, free disk, server and
-                   service backend reachable, code folder revertable. Any failure: nothing changed.
+1. ``preflight``   nothing unlisted in the snapshot, right database, free disk, server and service
+                   backend reachable, code folder revertable; then the dump's listed files copied to a
+                   private folder, hashed as they are copied, and the copy readable by pg_restore (not
+                   when a ready standby is recorded: then only if staging happens after all).
+                   Any failure: nothing changed.
    ``standby``     a ready warm standby of the snapshot (see :mod:`odoo_rollback.standby`), proven to be
                    as it was built, takes the place of the staging database: staging and check are skipped.
-2. ``staging``     parallel pg_restore into ``<db>__restore_<time>`` and the filestore extracted next to
-                   the live one, while the services keep running (the downtime excludes this).
+2. ``staging``     parallel pg_restore of that checked copy into ``<db>__restore_<time>``, and the
+                   filestore archive hashed as tar extracts it next to the live one, while the services
+                   keep running (the downtime excludes this).
 3. ``check``       the staging database's exact counts and module versions equal the manifest's.
 4. ``stop``        services stopped, remaining sessions on the live database ended.
 5. ``lost_rows``   rows created or changed after the snapshot, counted and exported (after the stop, so
@@ -35,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,14 +52,16 @@ from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
-from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError, os_failure
 from .events import DONE as STEP_DONE
 from .events import FAILED as STEP_FAILED
 from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
-from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalWriter, Operation
+from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
+from .lock import OperationRunning, describe_operation, operation_lock
 from .lost_rows import count_changed_rows, export_changed_rows
+from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
 from .request import RestoreRequest
@@ -63,7 +69,7 @@ from .services import ServiceBackend, backend_for
 from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
 from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
-from .verify import check_integrity, compare_counts
+from .verify import check_listing, compare_counts, staged_dump
 
 
 def _names(cfg: Config) -> dict[str, str]:
@@ -226,7 +232,10 @@ class RestoreRun:
         self.code_previous: str | None = None
         self.started: list[str] = []  # steps begun, in order
         self.standby: StandbyState | None = None  # the warm standby this run swaps in, if any
-        self.files_checked = False
+        # The checked copy of the dump that pg_restore reads (see verify.staged_dump), from the
+        # preflight to the end of the staging step.
+        self.staged = ExitStack()
+        self.dump: Path | None = None
 
     @property
     def op(self) -> str:
@@ -301,11 +310,16 @@ class RestoreRun:
     def preflight(self) -> None:
         cfg, manifest = self.cfg, self.snapshot.manifest
         check_snapshot_database(cfg, self.snapshot)
-        standby = read_state(self.snapshot.path)
-        if not (standby and standby.shown_state == READY):
-            # With a ready standby the dump is not read (its bytes were checked when the standby was
-            # built); should the standby be refused, staging checks them first (check_files).
-            self.check_files()
+        # Cheap checks first; the hashes are taken below, as the dump is copied, and as tar reads the
+        # filestore archive in the staging step.
+        problems = check_listing(self.snapshot)
+        archive, entry = self.snapshot.filestore_archive, manifest.files.get(FILESTORE_NAME)
+        if entry is None:
+            problems.append(f"{FILESTORE_NAME}: not in the manifest")
+        elif not archive.is_file() or archive.stat().st_size != entry["size"]:
+            problems.append(f"{FILESTORE_NAME}: missing, or its size differs from the manifest's")
+        if problems:
+            raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
         with connect(cfg.database) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_database_size(%s)", (cfg.database.name,))
         fs = cfg.filestore.path
@@ -325,6 +339,16 @@ class RestoreRun:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
             self.code_previous = code_tree.head(cfg.code.path)
             self.journal.update(self.op, {"code_previous": self.code_previous})
+        standby = read_state(self.snapshot.path)
+        if not (standby and standby.shown_state == READY):
+            # With a ready standby the dump is not read (its bytes were checked as the standby was
+            # built from them); should the standby be refused, staging makes the checked copy then.
+            self.stage_dump()
+
+    def stage_dump(self) -> None:
+        """The checked private copy of the dump that pg_restore reads (see verify.staged_dump)."""
+        root = SnapshotStore(self.cfg.storage).root
+        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, self.cfg.storage.free_space_margin))
 
     def use_standby(self) -> None:
         """A ready standby in the place of the staging database, once proven; else staging as ever."""
@@ -365,26 +389,24 @@ class RestoreRun:
             return
         open_for_use(self.cfg, self.standby.database)
 
-    def check_files(self) -> None:
-        """The snapshot's checksums and a readable dump: before anything reads them."""
-        problems = check_integrity(self.snapshot)
-        if problems:
-            raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
-        self.files_checked = True
-
     def build_staging(self) -> None:
-        if not self.files_checked:
-            self.check_files()
+        if self.dump is None:  # a refused standby: the copy was not made in the preflight
+            self.stage_dump()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
-        restore_dump(
-            self.cfg.database,
-            self.snapshot.dump_path,
-            self.names["staging"],
-            self.cfg.storage.effective_jobs,
-            owner=owner,
-            show_progress=self.show_progress,
+        with self.staged:  # the copy is removed once pg_restore has read it
+            restore_dump(
+                self.cfg.database,
+                self.dump,
+                self.names["staging"],
+                self.cfg.storage.effective_jobs,
+                owner=owner,
+                show_progress=self.show_progress,
+            )
+        self.dump = None
+        manifest = self.snapshot.manifest
+        extract_filestore(
+            self.snapshot.filestore_archive, Path(self.names["filestore_staging"]), manifest.files[FILESTORE_NAME]
         )
-        extract_filestore(self.snapshot.filestore_archive, Path(self.names["filestore_staging"]))
 
     def check_staging(self) -> None:
         manifest = self.snapshot.manifest
@@ -405,10 +427,15 @@ class RestoreRun:
 
     def export_lost_rows(self) -> None:
         target = self.cfg.storage.path / "restores" / self.op / "lost_rows.jsonl"
-        with connect(self.cfg.database) as conn:
-            self.result.lost_rows = export_changed_rows(
-                conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
-            )
+        try:
+            with connect(self.cfg.database) as conn:
+                self.result.lost_rows = export_changed_rows(
+                    conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
+                )
+        except OSError as exc:  # the storage's disk filled up: the restore stops before the swap
+            with contextlib.suppress(OSError):
+                target.unlink()  # a half export is no record, and the journal needs the room
+            raise os_failure(exc, f"exporting the rows the restore replaces to {target}") from exc
         self.result.lost_rows_file = str(target)
         self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
 
@@ -551,6 +578,12 @@ def swap_back(cfg: Config, names: dict[str, str], code_previous: str | None) -> 
 
 
 def check_no_unfinished(journal: Journal) -> None:
+    """Refuse while a restore is unfinished: running (its owner lives: wait for it), or interrupted
+    (its owner died: resume finishes or undoes it)."""
+    for pending in journal.unfinished("restore"):
+        owner = owner_of(pending)
+        if owner is not None and owner.alive():
+            raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
     pending = journal.unfinished("restore")
     if pending:
         raise PreconditionError(
@@ -578,8 +611,17 @@ def restore_snapshot(
     *,
     request: RestoreRequest | None = None,
 ) -> RestoreResult:
-    check_no_unfinished(journal)
-    run = RestoreRun(cfg, snapshot, journal, show_progress)
+    """Restore *snapshot* in place of the live database, holding the operation lock throughout."""
+    with operation_lock(cfg.storage.path, journal, "restore"):
+        check_no_unfinished(journal)
+        run = RestoreRun(cfg, snapshot, journal, show_progress)
+        with run.staged:  # the checked copy of the dump goes, however the run ends
+            return _restore(cfg, snapshot, journal, run, request)
+
+
+def _restore(
+    cfg: Config, snapshot: Snapshot, journal: Journal, run: RestoreRun, request: RestoreRequest | None
+) -> RestoreResult:
     started = time.monotonic()
     run.op = journal.begin(
         "restore",
@@ -595,11 +637,13 @@ def restore_snapshot(
             result.total_seconds = time.monotonic() - started
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise  # the journal says where it stopped; resume finishes or undoes it
-            run.progress.fail(result.error)
+            run.progress.fail(result.error)  # from here, journal lines are best effort: the undo goes on
             swapped = _swapped_or_unknown(run)
             run.undo(swapped)
             state = UNDONE if swapped else FAILED
-            journal.finish(run.op, state, result.error, {"result": result.as_dict()})
+            # A journal on a full disk must not hide the error; resume closes the operation later.
+            with contextlib.suppress(JournalError):
+                journal.finish(run.op, state, result.error, {"result": result.as_dict()})
             # Odoo may still be down: the helper tells the recipients itself. Whatever the mail or the
             # journal does then, the restore's own error is the one raised.
             with contextlib.suppress(Exception):
@@ -612,12 +656,18 @@ def restore_snapshot(
     if run.stopped_at is not None:
         result.downtime_seconds = time.monotonic() - run.stopped_at
     result.rto = rto_assessment(cfg, result.total_seconds)
-    journal.finish(
-        run.op,
-        DONE,
-        f"restored {snapshot.id}; the old database is kept as {result.kept_as}",
-        {"result": result.as_dict()},
-    )
+    try:
+        journal.finish(
+            run.op,
+            DONE,
+            f"restored {snapshot.id}; the old database is kept as {result.kept_as}",
+            {"result": result.as_dict()},
+        )
+    except JournalError as exc:
+        raise OperationFailed(
+            f"restored {snapshot.id} (the old database is kept as {result.kept_as}), but the journal could not "
+            f"record the end ({exc}); once it has room, 'odoo-rollback resume' records it"
+        ) from exc
     return result
 
 
@@ -676,6 +726,7 @@ def _finish_after_swap(cfg: Config, journal: Journal, op: Operation) -> dict[str
         run.run_steps([row for row in STEPS if row.name not in run.completed])
     except Exception as exc:  # an interruption (Ctrl-C) is left for the next resume
         error = str(exc) or exc.__class__.__name__
+        run.progress.fail(error)  # from here, journal lines are best effort: the undo goes on
         run.progress.note("resume", STEP_FAILED, error)
         run.undo(swapped=True)
         journal.finish(op.id, UNDONE, error)

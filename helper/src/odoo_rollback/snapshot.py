@@ -38,10 +38,23 @@ def archive_and_describe(src: Path, target: Path) -> dict[str, object]:
     return {"size": target.stat().st_size, "sha256": sha256_file(target)}
 
 
+def expected_size(cfg: Config) -> int:
+    """What the next snapshot will take on disk, about: the dump and the filestore's archive."""
+    with connect(cfg.database) as conn:
+        db_size = database_size(conn, cfg.database.name)
+    # pg_dump -Z1 writes about a tenth of the database's size; a tar is the filestore's size.
+    return db_size // 4 + folder_size(cfg.filestore.path)
+
+
+def needed_space(cfg: Config, expected: int) -> int:
+    """The free space a snapshot of *expected* bytes asks for: the size and the configured margin."""
+    return int(expected * (1 + cfg.storage.free_space_margin))
+
+
 def check_free_space(cfg: Config, expected: int) -> None:
     """Refuse when the storage lacks room for *expected* bytes plus the configured margin."""
     free = shutil.disk_usage(cfg.storage.path).free
-    needed = int(expected * (1 + cfg.storage.free_space_margin))
+    needed = needed_space(cfg, expected)
     if free < needed:
         raise StorageError(
             f"not enough free disk in {cfg.storage.path}: {free // 2**20} MiB free, "
@@ -62,10 +75,7 @@ def _take_snapshot(
     cfg: Config, store: SnapshotStore, kind: str, label: str, journal: Journal, show_progress: bool
 ) -> Snapshot:
     check_filestore(cfg.filestore.path)
-    with connect(cfg.database) as conn:
-        db_size = database_size(conn, cfg.database.name)
-    # pg_dump -Z1 writes about a tenth of the database's size; a tar is the filestore's size.
-    expected = db_size // 4 + folder_size(cfg.filestore.path)
+    expected = expected_size(cfg)
     check_free_space(cfg, expected)
 
     snapshot_id = store.new_id(kind)
