@@ -284,3 +284,22 @@ def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv
     # Taken by the run, the standby went live or was dropped with the run's staging: none is left over.
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
     assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+
+
+def test_a_snapshot_whose_archive_changed_since_it_was_verified_gets_no_standby(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    archive = env.storage / "snapshots" / snap["id"] / "filestore.tar"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte inside an attachment: same size, other bytes
+    archive.write_bytes(bytes(data))
+
+    refused = env.run("standby", "build", snap["id"])
+
+    assert refused.returncode == 4
+    assert (
+        refused.stderr.startswith("odoo-rollback: error: ") and "differs from the snapshot's manifest" in refused.stderr
+    )
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+    assert standby_of(env, snap["id"])["state"] == "failed"

@@ -57,15 +57,19 @@ from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
+from .manifest import FILESTORE_NAME
 from .modules import database_size, installed_modules
-from .standby_state import BUILDING, READY, StandbyState, read_state, state_path
+from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, read_state, state_path
 from .standby_state import FAILED as STATE_FAILED
-from .storage import Snapshot, SnapshotStore, write_atomically
-from .verify import check_integrity, compare_counts
+from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, write_atomically
+from .verify import check_listing, compare_counts, staged_dump
 
 # Odoo's filestore layout: <2 hex>/<40 hex SHA-1 of the content>.
 ATTACHMENT_PATH = re.compile(r"^([0-9a-f]{2})/(\1[0-9a-f]{38})$")
 CHUNK = 1 << 20
+# Attachments up to this size are compared with the live file in memory before they are linked; larger
+# ones (rare in a filestore) are copied.
+LINK_MAX_BYTES = 64 << 20
 CLI = (sys.executable, "-m", "odoo_rollback.cli")
 LOCK_NAME = "standby.lock"
 # How long a restore waits for a cancelled build to clean up after itself.
@@ -318,70 +322,116 @@ def _relative(name: str) -> str | None:
     return "/".join(parts)
 
 
-def _same_attachment(stream: IO[bytes], live: Path, sha1: str) -> bool:
-    """The archive's bytes equal the live file's, and both hash to the attachment's name."""
-    # Odoo names attachments so; the bytes themselves are compared, the name is not trusted.
-    digest = hashlib.sha1(usedforsecurity=False)
+class HashingReader:
+    """The archive's bytes as tarfile reads them, hashed: what is extracted is what was checked."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _same_attachment(data: bytes, live: Path, sha1: str) -> bool:
+    """The archive's bytes equal the live file's, and hash to the attachment's name."""
     with live.open("rb") as handle:
-        while True:
-            chunk = stream.read(CHUNK)
-            other = handle.read(len(chunk) or 1)
-            if chunk != other:
-                return False
-            if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest() == sha1
+        if handle.read(len(data) + 1) != data:
+            return False
+    # Odoo names attachments so; the bytes themselves are compared, the name is not trusted.
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest() == sha1
 
 
-def build_filestore(archive: Path, live: Path, target: Path) -> FilestoreCopy:
-    """The archive's files into *target*: attachments equal to the live ones linked, the rest copied."""
+def _write(dest: Path, data: bytes | IO[bytes], member: tarfile.TarInfo, as_root: bool) -> None:
+    with dest.open("xb") as out:
+        if isinstance(data, bytes):
+            out.write(data)
+        else:
+            shutil.copyfileobj(data, out, CHUNK)
+    os.chmod(dest, member.mode & 0o7777)
+    if as_root:
+        os.chown(dest, member.uid, member.gid)
+    os.utime(dest, (member.mtime, member.mtime))
+
+
+def _place_file(
+    stream: IO[bytes], member: tarfile.TarInfo, rel: str, dest: Path, live: Path, result: FilestoreCopy, as_root: bool
+) -> None:
+    """Link the attachment to the live file holding the same bytes, or copy it from the archive."""
+    match = ATTACHMENT_PATH.match(rel)
+    source = live / rel
+    if result.link_problem is None and match and member.size <= LINK_MAX_BYTES and source.is_file():
+        data = stream.read()
+        if not source.is_symlink() and _same_attachment(data, source, match[2]):
+            inode = source.stat().st_ino
+            try:
+                os.link(source, dest)
+            except OSError as exc:
+                # EXDEV, EPERM, EMLINK, ENOTSUP...: copy this one and every other one.
+                result.link_problem = f"hard links refused ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
+            else:
+                if os.stat(dest).st_ino != inode:  # verify, do not assume
+                    raise OperationFailed(f"{dest} is not the linked attachment")
+                result.linked += 1
+                return
+        _write(dest, data, member, as_root)
+    else:
+        _write(dest, stream, member, as_root)
+    result.copied += 1
+    result.copied_bytes += member.size
+
+
+@contextmanager
+def _unreadable_is_failure(archive: Path) -> Iterator[None]:
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise OperationFailed(f"{archive} cannot be read as the snapshot's archive: {exc}") from exc
+
+
+def build_filestore(archive: Path, expected: dict[str, Any], live: Path, target: Path) -> FilestoreCopy:
+    """The archive's files into *target*: attachments equal to the live ones linked, the rest copied.
+
+    The archive is read once, as a stream, and hashed: a size or sha256 other than *expected* (its
+    manifest entry) raises OperationFailed once it is read, and the caller discards *target*.
+    """
     result = FilestoreCopy()
     target.mkdir(exist_ok=False)
     as_root = os.geteuid() == 0
     dirs: list[tuple[Path, tarfile.TarInfo]] = []
-    linking = True
-    with tarfile.open(archive, "r:") as tar:
-        for member in tar:
-            rel = _relative(member.name)
-            dest = target / rel if rel else target
-            if member.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
-                dirs.append((dest, member))
-                continue
-            if not member.isfile():
-                tar.extract(member, target, filter="data")
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            result.files += 1
-            match = ATTACHMENT_PATH.match(rel or "")
-            source = live / (rel or "")
-            if linking and match and source.is_file() and not source.is_symlink():
-                stat = source.stat()
+    with (
+        open(os.open(archive, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle,
+        _unreadable_is_failure(archive),
+    ):
+        reader = HashingReader(handle)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                rel = _relative(member.name)
+                dest = target / rel if rel else target
+                if member.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    dirs.append((dest, member))
+                    continue
+                if not member.isfile():
+                    tar.extract(member, target, filter="data")
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                result.files += 1
                 stream = tar.extractfile(member)
-                if stream and stat.st_size == member.size and _same_attachment(stream, source, match[2]):
-                    try:
-                        os.link(source, dest)
-                    except OSError as exc:
-                        # EXDEV, EPERM, EMLINK, ENOTSUP...: copy this one and every other one.
-                        linking = False
-                        result.link_problem = f"hard links refused ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
-                    else:
-                        if os.stat(dest).st_ino != stat.st_ino:  # verify, do not assume
-                            raise OperationFailed(f"{dest} is not the linked attachment")
-                        result.linked += 1
-                        continue
-            stream = tar.extractfile(member)
-            if stream is None:
-                raise OperationFailed(f"cannot read {member.name} from {archive}")
-            with dest.open("xb") as out:
-                shutil.copyfileobj(stream, out, CHUNK)
-            os.chmod(dest, member.mode & 0o7777)
-            if as_root:
-                os.chown(dest, member.uid, member.gid)
-            os.utime(dest, (member.mtime, member.mtime))
-            result.copied += 1
-            result.copied_bytes += member.size
+                if stream is None:
+                    raise OperationFailed(f"cannot read {member.name} from {archive}")
+                _place_file(stream, member, rel or "", dest, live, result, as_root)
+        reader.drain()
+    if reader.size != expected["size"] or reader.digest.hexdigest() != expected["sha256"]:
+        raise OperationFailed(f"{archive} differs from the snapshot's manifest (size or sha256): not used")
     for path, member in reversed(dirs):  # after their files, as tar does
         os.chmod(path, member.mode & 0o7777)
         if as_root:
@@ -544,7 +594,7 @@ class StandbyBuild:
             raise PreconditionError(f"snapshot {snapshot.id} is of another database")
         if not snapshot.manifest.verified_at:
             raise PreconditionError(f"snapshot {snapshot.id} is not verified: no standby is built of it")
-        problems = check_integrity(snapshot)
+        problems = check_listing(snapshot)  # the bytes are hashed as they are read, below
         if problems:
             raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
         space = space_report(cfg, snapshot)
@@ -561,15 +611,26 @@ class StandbyBuild:
             remove_state(self.snapshot.path)
 
     def restore(self) -> str:
-        with LowPriorityBackends(self.cfg, self.names.database) as backends:
+        # pg_restore reads a private copy of exactly the listed dump files, hashed as they are copied
+        # (verify.staged_dump), kept in the standby folder: the snapshots' one is cleaned by runs holding
+        # the operation lock, which a build, running beside a deployment, does not hold.
+        work = self.cfg.storage.path / STANDBY_DIR
+        for leftover in work.glob(f"{PARTIAL_PREFIX}*"):  # a dead build's: builds hold the standby lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        margin = self.cfg.storage.free_space_margin
+        with (
+            staged_dump(self.snapshot, work, margin) as dump,
+            LowPriorityBackends(self.cfg, self.names.database) as backends,
+        ):
             # Owned by the helper's role until it is used: Odoo lists only its own databases.
-            restore_dump(self.cfg.database, self.snapshot.dump_path, self.names.database, self.cfg.standby.jobs)
+            restore_dump(self.cfg.database, dump, self.names.database, self.cfg.standby.jobs)
         if backends.reniced:
             self.state.priority += f"; {len(backends.reniced)} server backend(s) reniced"
         return self.state.priority
 
     def filestore(self) -> str:
-        copy = build_filestore(self.snapshot.filestore_archive, self.cfg.filestore.path, self.names.filestore)
+        archive, entry = self.snapshot.filestore_archive, self.snapshot.manifest.files[FILESTORE_NAME]
+        copy = build_filestore(archive, entry, self.cfg.filestore.path, self.names.filestore)
         state = self.state
         state.files, state.linked, state.copied = copy.files, copy.linked, copy.copied
         state.copied_bytes, state.link_problem = copy.copied_bytes, copy.link_problem
