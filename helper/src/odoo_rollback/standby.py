@@ -15,8 +15,8 @@ backends too, while Odoo runs. The build's steps, each journaled (operation kind
                   to it: no copy, no space. Anything else, or where the file system refuses links, is
                   copied from the archive.
 5. ``close``      ALLOW_CONNECTIONS false and every other session ended; then, through the one connection
-                  left, VACUUM (the first reads after a rollback are not slow) and the exact counts and
-                  module versions compared with the manifest.
+                  left, the exact counts and module versions compared with the manifest (restore_dump
+                  vacuumed it: the first reads after a rollback are not slow).
 6. ``ready``      its identity written to ``<storage>/standby/<snapshot id>.json``: the database's oid, the
                   xmin of its ``pg_database`` row (any ALTER DATABASE, such as opening it to connections,
                   makes a new one), ``pg_stat_database.sessions`` (every connection made to it counts)
@@ -512,11 +512,9 @@ def close_and_check(cfg: Config, name: str, snapshot: Snapshot) -> dict[str, Any
             own_pid = cur.fetchone()[0]
         with maintenance(cfg.database) as admin, admin.cursor() as cur:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        # restore_dump vacuumed it (vacuumdb --analyze): the first reads after a rollback are not slow,
+        # and autovacuum finds nothing left to do in it.
         _end_other_sessions(cfg, name, own_pid)
-        with conn.cursor() as cur:
-            # The visibility map set now, so that the first reads after a rollback are not slow, and
-            # autovacuum finds nothing left to do in it.
-            cur.execute("VACUUM")
         problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
         if installed_modules(conn) != manifest.modules:
             problems.append("installed module versions differ from the snapshot's manifest")
