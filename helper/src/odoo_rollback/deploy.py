@@ -48,6 +48,8 @@ from .restore import StepTiming, check_no_unfinished, restore_snapshot
 from .services import backend_for
 from .smoke import check_smoke_config, smoke_report
 from .snapshot import take_snapshot
+from .standby import STANDBY_CHECK, spawn_build
+from .standby_state import read_state
 from .storage import Snapshot, SnapshotStore
 from .verify import verify_snapshot
 
@@ -176,7 +178,8 @@ def _reusable_snapshot(cfg: Config, code_revision: str) -> Snapshot | None:
 
 
 def _check_health_now(cfg: Config) -> None:
-    failed = [f"{c.name}: {c.detail}" for c in health_report(cfg).failed()]
+    # No room for a warm standby does not stop a deployment: it rolls back by staging, as before.
+    failed = [f"{c.name}: {c.detail}" for c in health_report(cfg).failed(ignore=(STANDBY_CHECK,))]
     if failed:
         raise PreconditionError("the deployment is not healthy now, deploy refused: " + "; ".join(failed))
 
@@ -347,7 +350,17 @@ class DeployRun:
             snapshot = SnapshotStore(self.cfg.storage).get(taken.id)
         self.snapshot = snapshot
         self.result.snapshot, self.result.snapshot_reused = snapshot.id, self.plan.reuse is not None
+        self.build_standby(snapshot)
         self.record(snapshot=snapshot.id, snapshot_reused=self.result.snapshot_reused)
+
+    def build_standby(self, snapshot: Snapshot) -> None:
+        """The snapshot restored ahead of need, in the background: a rollback becomes a swap."""
+        if not self.cfg.standby.enabled or read_state(snapshot.path) is not None:
+            return
+        try:
+            spawn_build(self.cfg, snapshot, self.journal, self.op)
+        except RollbackError as exc:  # without one, a rollback restores from the snapshot
+            self.journal.event(self.op, "standby", "info", f"no standby: {exc}")
 
     def stop(self) -> None:
         self.record(services_stopped=True)
@@ -409,9 +422,9 @@ class DeployRun:
         """One round of checks; plain data, journaled as it is."""
         cfg = self.cfg
         report = health_report(cfg)
-        # Room for the next snapshot is monitoring's concern, not this deployment's; the URL's own
-        # verdict is its answer (its response time is judged on its own below).
-        services_ok = not report.failed(ignore=("storage", "http"))
+        # Room for the next snapshot (or standby) is monitoring's concern, not this deployment's; the
+        # URL's own verdict is its answer (its response time is judged on its own below).
+        services_ok = not report.failed(ignore=("storage", STANDBY_CHECK, "http"))
         http = report.http
         log: LogScan | None = None
         log_problem = None
