@@ -11,6 +11,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,21 +50,44 @@ def probe(url: str, timeout: float) -> tuple[int | None, float, str | None]:
         return None, time.monotonic() - started, str(reason)
 
 
+FIRST_RETRY = 0.1  # seconds: a service that has just started often answers within a few tenths
+
+
+def retry_delays(interval: float) -> Iterator[float]:
+    """0.1, 0.2, 0.4 ... seconds, doubling up to *interval*, then *interval* for ever."""
+    delay = min(FIRST_RETRY, interval)
+    while True:
+        yield delay
+        delay = min(delay * 2, interval)
+
+
 def http_check(cfg: HealthConfig, attempts: int | None = None) -> HealthResult:
-    """Try the URL until it answers 2xx/3xx or the attempts run out. No URL configured: ok, not checked."""
+    """Try the URL until it answers 2xx/3xx or the patience runs out. No URL configured: ok, not checked.
+
+    The patience is what ``attempts`` tries ``interval`` seconds apart give, (attempts - 1) x interval
+    seconds of waiting; within it the tries come soon after the start and back off (0.1 s, doubling
+    up to ``interval``): a service that answers after 0.3 s is seen then, not after a whole interval,
+    the restore's downtime included.
+    """
     if not cfg.url:
         return HealthResult(ok=True, url=None, status=None, seconds=0.0, attempts=0, error="no [health] url")
     if not cfg.url.startswith(("http://", "https://")):
         return HealthResult(False, cfg.url, None, 0.0, 0, "health.url must be http:// or https://")
     tries = attempts or cfg.attempts
-    status, seconds, error = None, 0.0, None
-    for attempt in range(1, tries + 1):
+    patience = (tries - 1) * cfg.interval
+    waited = 0.0
+    delays = retry_delays(cfg.interval)
+    attempt = 0
+    while True:
+        attempt += 1
         status, seconds, error = probe(cfg.url, cfg.timeout)
         if status is not None and status < 400:
             return HealthResult(True, cfg.url, status, seconds, attempt)
-        if attempt < tries:
-            time.sleep(cfg.interval)
-    return HealthResult(False, cfg.url, status, seconds, tries, error)
+        if waited >= patience - 1e-9:
+            return HealthResult(False, cfg.url, status, seconds, attempt, error)
+        delay = min(next(delays), patience - waited)
+        time.sleep(delay)
+        waited += delay
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ their texts and the tests read their names from the same table:
 6. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
                    the live name always holds a whole database); then the filestore folders by rename.
 7. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
-8. ``verify_live`` exact counts of the live database equal the manifest's (before anyone writes).
+8. ``verify_live`` the live database is the staging database that was checked (same oid: renames keep it).
 9. ``start``       services started, health check.
 On a failure after the swap, everything is swapped back and the services started (:func:`undo`).
 
@@ -34,6 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -222,6 +223,7 @@ class RestoreRun:
         self.progress.subscribe(JournalWriter(journal, self.progress))
         self.stopped_at: float | None = None
         self.code_previous: str | None = None
+        self.staging_oid: int | None = None  # of the staging database the check step counted
         self.started: list[str] = []  # steps begun, in order
         # The checked copy of the dump that pg_restore reads (see verify.staged_dump), from the
         # preflight to the end of the staging step.
@@ -275,6 +277,7 @@ class RestoreRun:
         run.op = op.id
         run.names = dict(op.data["names"])
         run.code_previous = op.data.get("code_previous")
+        run.staging_oid = op.data.get("staging_oid")
         if op.data.get("services_stopped"):
             run.stopped_at = time.monotonic()
         return run
@@ -334,23 +337,36 @@ class RestoreRun:
         self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, cfg.storage.free_space_margin))
 
     def build_staging(self) -> None:
+        """pg_restore and the filestore's tar at the same time: tar waits on the disk while pg_restore
+        and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
         if self.dump is None:
             raise OperationFailed("the checked copy of the dump is gone: run the restore again")
         owner = database_owner(self.cfg.database, self.cfg.database.name)
-        with self.staged:  # the copy is removed once pg_restore has read it
-            restore_dump(
-                self.cfg.database,
-                self.dump,
-                self.names["staging"],
-                self.cfg.storage.effective_jobs,
-                owner=owner,
-                show_progress=self.show_progress,
-            )
-        self.dump = None
         manifest = self.snapshot.manifest
-        extract_filestore(
-            self.snapshot.filestore_archive, Path(self.names["filestore_staging"]), manifest.files[FILESTORE_NAME]
-        )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
+            files = pool.submit(
+                extract_filestore,
+                self.snapshot.filestore_archive,
+                Path(self.names["filestore_staging"]),
+                manifest.files[FILESTORE_NAME],
+            )
+            try:
+                with self.staged:  # the copy is removed once pg_restore has read it
+                    restore_dump(
+                        self.cfg.database,
+                        self.dump,
+                        self.names["staging"],
+                        self.cfg.storage.effective_jobs,
+                        owner=owner,
+                        show_progress=self.show_progress,
+                    )
+                self.dump = None
+            except BaseException:
+                # The database's error is the one to report; tar is waited for (the pool's exit), so
+                # that the undo removes a folder nothing writes to any more.
+                files.cancel()
+                raise
+            files.result()
 
     def check_staging(self) -> None:
         manifest = self.snapshot.manifest
@@ -361,6 +377,8 @@ class RestoreRun:
             problems.append("installed module versions differ from the snapshot's manifest")
         if problems:
             raise OperationFailed("the restored staging database does not match the snapshot: " + "; ".join(problems))
+        self.staging_oid = database_oid(self.cfg, self.names["staging"])
+        self.journal.update(self.op, {"staging_oid": self.staging_oid})
 
     def stop_services(self) -> None:
         self.stopped_at = time.monotonic()
@@ -377,6 +395,8 @@ class RestoreRun:
                     conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
                 )
         except OSError as exc:  # the storage's disk filled up: the restore stops before the swap
+            with contextlib.suppress(OSError):
+                target.unlink()  # a half export is no record, and the journal needs the room
             raise os_failure(exc, f"exporting the rows the restore replaces to {target}") from exc
         self.result.lost_rows_file = str(target)
         self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
@@ -395,6 +415,17 @@ class RestoreRun:
             code_tree.checkout(self.cfg.code.path, self.snapshot.manifest.code_revision)
 
     def verify_live(self) -> None:
+        """The database now under the live name is the one the check step counted: a rename keeps a
+        database's oid, so comparing oids proves it in one query where a recount would read every
+        table again during the downtime. Without a checked staging database, the counts are read."""
+        if self.staging_oid is not None:
+            live = database_oid(self.cfg, self.cfg.database.name)
+            if live != self.staging_oid:
+                raise OperationFailed(
+                    f"the live database after the swap (oid {live}) is not the staging database checked "
+                    f"before it (oid {self.staging_oid})"
+                )
+            return
         manifest = self.snapshot.manifest
         with connect(self.cfg.database) as conn:
             problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
@@ -456,7 +487,7 @@ STEPS: tuple[Step, ...] = (
     Step("lost_rows", RestoreRun.export_lost_rows, "exporting the rows the restore replaces"),
     Step(SWAP, RestoreRun.swap, "putting the restored database in place", journal_data=lambda run: dict(run.names)),
     Step("code", RestoreRun.revert_code, "checking out the snapshot's code revision"),
-    Step("verify_live", RestoreRun.verify_live, "checking the restored live database"),
+    Step("verify_live", RestoreRun.verify_live, "proving the live database is the one checked"),
     Step("start", RestoreRun.start_services, "starting the services and checking their health"),
 )
 STEP_NAMES: tuple[str, ...] = tuple(row.name for row in STEPS)
@@ -490,6 +521,13 @@ def discard_staging(cfg: Config, names: dict[str, str]) -> None:
     if exists:
         drop_database(cfg.database, names["staging"])
     shutil.rmtree(names["filestore_staging"], ignore_errors=True)
+
+
+def database_oid(cfg: Config, name: str) -> int | None:
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,))
+        row = cur.fetchone()
+    return int(row[0]) if row else None
 
 
 def database_swapped(cfg: Config, names: dict[str, str]) -> bool:

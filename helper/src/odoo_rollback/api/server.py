@@ -28,7 +28,7 @@ from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..storage import SnapshotStore
-from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, refuse_busy
+from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, RequestTooLarge, refuse_busy
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
@@ -234,11 +234,20 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         deadline = time.monotonic() + self.server.api.cfg.api.read_timeout
         self.rfile.close()  # the socket file the base class opened: it holds a reference to the socket
-        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES + MAX_BODY))
+        # What a reply needs before the request line is parsed (a request line beyond the budget).
+        self.command, self.path, self.requestline, self.request_version = "", "", "", self.protocol_version
+        # The request line and headers get their own budget; the body's length is added once it is accepted.
+        self.reader = DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES)
+        self.rfile = io.BufferedReader(self.reader)
 
     def handle(self) -> None:
         try:
             super().handle()
+        except RequestTooLarge:
+            self._reply(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                {"error": f"the request line and headers exceed {MAX_HEADER_BYTES} bytes"},
+            )
         except OSError as exc:
             # Closed by its client, or by the server to make room: one line, not a traceback.
             log.info("connection from %s ended: %s", self.address_string(), exc)
@@ -300,6 +309,7 @@ class Handler(BaseHTTPRequestHandler):
         except SignatureError as exc:
             self._refuse_signature(exc)
             return
+        self.reader.budget += length
         try:
             raw = self.rfile.read(length) if length else b""
         except TimeoutError:
