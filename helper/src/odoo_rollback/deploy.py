@@ -61,6 +61,8 @@ from .process import popen, stop
 from .restore import StepTiming, restore_snapshot
 from .services import backend_for
 from .snapshot import take_snapshot
+from .standby import spawn_build
+from .standby_state import read_state
 from .storage import Snapshot, SnapshotStore
 from .verify import verify_snapshot
 
@@ -185,7 +187,17 @@ class DeployRun:
             snapshot = SnapshotStore(self.cfg.storage).get(taken.id)
         self.snapshot = snapshot
         self.result.snapshot, self.result.snapshot_reused = snapshot.id, self.plan.reuse is not None
+        self.build_standby(snapshot)
         self.record(snapshot=snapshot.id, snapshot_reused=self.result.snapshot_reused)
+
+    def build_standby(self, snapshot: Snapshot) -> None:
+        """The snapshot restored ahead of need, in the background: a rollback becomes a swap."""
+        if not self.cfg.standby.enabled or read_state(snapshot.path) is not None:
+            return
+        try:
+            spawn_build(self.cfg, snapshot, self.journal, self.op)
+        except RollbackError as exc:  # without one, a rollback restores from the snapshot
+            self.journal.event(self.op, "standby", "info", f"no standby: {exc}")
 
     def stop(self) -> None:
         self.record(services_stopped=True)

@@ -18,6 +18,7 @@ from .health import health_report
 from .journal import DONE, FAILED, UNDONE
 from .logs import LogScan, log_source, service_log_errors
 from .smoke import smoke_report
+from .standby import STANDBY_CHECK
 
 DEPLOYED = "deployed"
 ROLLED_BACK = "rolled_back"
@@ -45,9 +46,9 @@ class Check:
 def check_round(cfg: Config, since: datetime | None, counts: dict[str, int | None] | None) -> dict[str, Any]:
     """One round of checks since the services started; plain data, journaled as it is."""
     report = health_report(cfg)
-    # Room for the next snapshot is monitoring's concern, not this deployment's; the URL's own
-    # verdict is its answer (its response time is judged on its own below).
-    services_ok = not report.failed(ignore=("storage", "http"))
+    # Room for the next snapshot (or standby) is monitoring's concern, not this deployment's; the
+    # URL's own verdict is its answer (its response time is judged on its own below).
+    services_ok = not report.failed(ignore=("storage", STANDBY_CHECK, "http"))
     http = report.http
     log: LogScan | None = None
     log_problem = None
