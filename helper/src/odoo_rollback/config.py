@@ -206,6 +206,22 @@ class DeployConfig:
     log_service: str | None = None
 
 
+CAPTURE_MODES = ("auto", "fallback")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    # auto: exact capture through a logical replication slot when the server allows it (wal_level =
+    # logical, a free slot, the REPLICATION privilege), else the fallback; fallback: never a slot.
+    mode: str = "auto"
+    # A slot keeps every WAL segment written after it: past this many MiB it is dropped (with a
+    # warning, by ``health``) so that a forgotten slot never fills the server's disk.
+    max_retained_wal_mb: int = 4096
+    # Creating a slot waits for the transactions running at that moment to end; past this the
+    # snapshot is taken without one (fallback) rather than wait for a long import.
+    slot_wait_seconds: float = 60.0
+
+
 @dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
@@ -220,6 +236,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    capture: CaptureConfig = CaptureConfig()
     source: Path | None = None
 
 
@@ -306,6 +323,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "capture",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -409,6 +427,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=parse_deploy(_table(data, "deploy", base)),
+        capture=parse_capture(_table(data, "capture", base)),
         source=source,
     )
 
@@ -491,6 +510,17 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_capture(section: _Section) -> CaptureConfig:
+    mode = section.get("mode", str, "auto")
+    if mode not in CAPTURE_MODES:
+        raise ConfigError(f"capture.mode must be one of {', '.join(CAPTURE_MODES)}, not {mode!r}")
+    return CaptureConfig(
+        mode=mode,
+        max_retained_wal_mb=section.positive("max_retained_wal_mb", int, 4096),
+        slot_wait_seconds=section.positive("slot_wait_seconds", float, 60.0),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

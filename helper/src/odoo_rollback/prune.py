@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .capture import release_capture
+from .config import DatabaseConfig
 from .storage import Snapshot, SnapshotStore
 
 
@@ -18,9 +20,13 @@ def select_prunable(snapshots: list[Snapshot], keep: int) -> list[Snapshot]:
     return doomed
 
 
-def prune(store: SnapshotStore, keep: int, dry_run: bool = False) -> list[Snapshot]:
+def prune(
+    store: SnapshotStore, keep: int, dry_run: bool = False, db: DatabaseConfig | None = None
+) -> list[Snapshot]:
     doomed = select_prunable(store.list(), keep)
     if not dry_run:
         for snapshot in doomed:
             store.remove(snapshot)
+            if db is not None:
+                release_capture(db, snapshot.manifest)  # its replication slot must not keep WAL
     return doomed

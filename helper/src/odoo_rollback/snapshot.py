@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .capture import EXACT, FALLBACK, PLUGIN, read_capture_point, release_superseded, slot_for_snapshot
 from .checksums import describe_files, sha256_file
 from .config import Config
 from .counts import counts_in_transaction
@@ -16,6 +17,7 @@ from .dump import dump_database
 from .errors import StorageError
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal
+from .lost_rows import schema_of
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
@@ -64,15 +66,33 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     try:
         partial.mkdir()
         journal.event(op, "dump", "start")
-        with connect(cfg.database, autocommit=False) as conn, ThreadPoolExecutor(max_workers=2) as pool:
-            # One exported snapshot for everything: pg_dump sees exactly what this transaction
-            # sees, so the counts and module versions recorded here describe the dump, even while
-            # Odoo keeps writing. They are read while pg_dump and tar run.
+        with (
+            slot_for_snapshot(cfg, snapshot_id) as (slot, no_slot_reason),
+            connect(cfg.database, autocommit=False) as conn,
+            ThreadPoolExecutor(max_workers=2) as pool,
+        ):
+            # One snapshot for everything: pg_dump sees exactly what this transaction sees, so the
+            # counts and module versions recorded here describe the dump, even while Odoo keeps
+            # writing. With a slot it is the slot's own exported snapshot, so the slot's change
+            # stream starts exactly where the dump ends. They are read while pg_dump and tar run.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_export_snapshot()")
-                exported = cur.fetchone()[0]
+                if slot is not None:
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
+                    exported = slot.snapshot_name
+                else:
+                    cur.execute("SELECT pg_export_snapshot()")
+                    exported = cur.fetchone()[0]
+            capture: dict[str, object] = {
+                "mode": EXACT if slot else FALLBACK,
+                "slot": slot.slot if slot else None,
+                "plugin": PLUGIN if slot else None,
+                "consistent_lsn": slot.consistent_lsn if slot else None,
+                "reason": no_slot_reason,
+                **read_capture_point(conn),
+            }
+            journal.event(op, "capture", "done", str(no_slot_reason or ""), {"mode": capture["mode"]})
             # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
             # tar on the disk.
             tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
@@ -88,6 +108,7 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
             modules = installed_modules(conn)
             version = server_version(conn)
             counts = counts_in_transaction(conn, cfg.counts.tables)
+            capture["schema"] = schema_of(conn)
             journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
             with watch_bytes(show_progress, "dump", partial, expected):
                 dump_future.result()
@@ -109,6 +130,7 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
             code_revision=code_revision(cfg.code.path),
             counts=counts,
             files=files,
+            capture=capture,
         )
         write_atomically(partial / MANIFEST_NAME, manifest.to_json())
         fsync_dir(partial)
@@ -118,5 +140,10 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
         journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
         raise
     snapshot = Snapshot(snapshot_id, final, manifest)
+    if manifest.capture and manifest.capture.get("slot"):
+        # One slot per database and kind: the older snapshots' slots only hold WAL back.
+        superseded = release_superseded(cfg.database, [s.manifest for s in store.list()], manifest)
+        if superseded:
+            journal.event(op, "capture", "info", "superseded slots dropped", {"slots": superseded})
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot

@@ -6,6 +6,7 @@ import argparse
 import shutil
 from typing import Any
 
+from ..capture import capture_check
 from ..config import Config
 from ..db import connect
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, RollbackError
@@ -62,6 +63,10 @@ def health_report(cfg: Config) -> dict[str, Any]:
             }
         )
     checks.append(storage_check(cfg))
+    try:
+        checks.append(capture_check(cfg))
+    except RollbackError as exc:
+        checks.append({"name": "capture", "ok": False, "detail": str(exc)})
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
