@@ -125,9 +125,7 @@ def slot_for_snapshot(cfg: Config, snapshot_id: str) -> Iterator[tuple[SlotStart
 def read_capture_point(conn: Any) -> dict[str, Any]:
     """What the fallback needs, read inside the snapshot's own transaction."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_current_snapshot()::text, d.oid FROM pg_database d WHERE d.datname = current_database()"
-        )
+        cur.execute("SELECT pg_current_snapshot()::text, d.oid FROM pg_database d WHERE d.datname = current_database()")
         txid_snapshot, oid = cur.fetchone()
     return {"txid_snapshot": txid_snapshot, "database_oid": int(oid)}
 

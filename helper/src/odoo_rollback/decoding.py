@@ -39,6 +39,20 @@ class DecodeError(ValueError):
     pass
 
 
+def _bare(raw: str, type_name: str) -> Any:
+    """A value test_decoding writes unquoted: null, a number, a boolean."""
+    special = {"null": None, UNCHANGED_TOAST: UNKNOWN}
+    if raw in special:
+        return special[raw]
+    if type_name == "boolean":
+        return raw == "true"
+    if type_name in INTEGER_TYPES:
+        return int(raw)
+    if type_name in FLOAT_TYPES:
+        return float(raw)
+    return raw  # numeric: kept as text, exactly
+
+
 class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -101,17 +115,7 @@ class _Scanner:
         end = len(self.text) if end < 0 else end
         raw = self.text[self.pos : end]
         self.pos = end
-        if raw == "null":
-            return None
-        if raw == UNCHANGED_TOAST:
-            return UNKNOWN
-        if raw in ("true", "false") and type_name == "boolean":
-            return raw == "true"
-        if type_name in INTEGER_TYPES:
-            return int(raw)
-        if type_name in FLOAT_TYPES:
-            return float(raw)
-        return raw  # numeric: kept as text, exactly
+        return _bare(raw, type_name)
 
     def tuple_(self) -> dict[str, Any] | None:
         self.skip_spaces()

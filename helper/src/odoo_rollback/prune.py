@@ -20,9 +20,7 @@ def select_prunable(snapshots: list[Snapshot], keep: int) -> list[Snapshot]:
     return doomed
 
 
-def prune(
-    store: SnapshotStore, keep: int, dry_run: bool = False, db: DatabaseConfig | None = None
-) -> list[Snapshot]:
+def prune(store: SnapshotStore, keep: int, dry_run: bool = False, db: DatabaseConfig | None = None) -> list[Snapshot]:
     doomed = select_prunable(store.list(), keep)
     if not dry_run:
         for snapshot in doomed:

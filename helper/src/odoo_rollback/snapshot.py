@@ -7,8 +7,17 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from .capture import EXACT, FALLBACK, PLUGIN, read_capture_point, release_superseded, slot_for_snapshot
+from .capture import (
+    EXACT,
+    FALLBACK,
+    PLUGIN,
+    SlotStart,
+    read_capture_point,
+    release_superseded,
+    slot_for_snapshot,
+)
 from .checksums import describe_files, sha256_file
 from .config import Config
 from .counts import counts_in_transaction
@@ -48,6 +57,27 @@ def check_free_space(cfg: Config, expected: int) -> None:
         )
 
 
+def begin_capture(conn: Any, slot: SlotStart | None, no_slot_reason: str | None) -> tuple[str, dict[str, Any]]:
+    """Start *conn*'s transaction on the slot's exported snapshot (or export its own when there is no
+    slot); returns the snapshot name for pg_dump and the manifest's capture record."""
+    with conn.cursor() as cur:
+        if slot is not None:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
+            exported = slot.snapshot_name
+        else:
+            cur.execute("SELECT pg_export_snapshot()")
+            exported = cur.fetchone()[0]
+    capture: dict[str, Any] = {
+        "mode": EXACT if slot else FALLBACK,
+        "slot": slot.slot if slot else None,
+        "plugin": PLUGIN if slot else None,
+        "consistent_lsn": slot.consistent_lsn if slot else None,
+        "reason": no_slot_reason,
+        **read_capture_point(conn),
+    }
+    return exported, capture
+
+
 def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_progress: bool = False) -> Snapshot:
     """Capture a complete snapshot; on any failure nothing usable is left behind."""
     store = SnapshotStore(cfg.storage)
@@ -77,21 +107,7 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
             # stream starts exactly where the dump ends. They are read while pg_dump and tar run.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            with conn.cursor() as cur:
-                if slot is not None:
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
-                    exported = slot.snapshot_name
-                else:
-                    cur.execute("SELECT pg_export_snapshot()")
-                    exported = cur.fetchone()[0]
-            capture: dict[str, object] = {
-                "mode": EXACT if slot else FALLBACK,
-                "slot": slot.slot if slot else None,
-                "plugin": PLUGIN if slot else None,
-                "consistent_lsn": slot.consistent_lsn if slot else None,
-                "reason": no_slot_reason,
-                **read_capture_point(conn),
-            }
+            exported, capture = begin_capture(conn, slot, no_slot_reason)
             journal.event(op, "capture", "done", str(no_slot_reason or ""), {"mode": capture["mode"]})
             # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
             # tar on the disk.
