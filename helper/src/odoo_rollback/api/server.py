@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
-from ..config import Config
+from ..config import Config, read_private_file
 from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
@@ -29,7 +30,7 @@ from ..services import backend_for
 from ..storage import SnapshotStore
 from ..system import system_load
 from .jobs import JobConflict, JobRunner
-from .signing import SignatureError, Verifier, read_secret
+from .signing import SignatureError, Verifier
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
@@ -60,6 +61,8 @@ class Api:
         path, query = url.path, parse_qs(url.query)
         if method == "GET" and path == "/v1/health":
             return HTTPStatus.OK, self.health()
+        if method == "GET" and path == "/v1/config":
+            return HTTPStatus.OK, self.config_view()
         if method == "GET" and path == "/v1/snapshots":
             return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
         if method == "POST" and path == "/v1/snapshots":
@@ -149,6 +152,20 @@ class Api:
             "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
         }
+
+    def config_view(self) -> dict[str, Any]:
+        """The settings Odoo shows read-only: for what the helper does, its configuration is the truth."""
+        view: dict[str, Any] = {
+            "source": str(self.cfg.source) if self.cfg.source else None,
+            "database": self.cfg.database.name,
+            "rto": dataclasses.asdict(self.cfg.rto),
+            "counts": {"tables": list(self.cfg.counts.tables)},
+        }
+        # How many snapshots are kept, when this helper's configuration has a [retention] section.
+        retention = getattr(self.cfg, "retention", None)
+        if dataclasses.is_dataclass(retention) and not isinstance(retention, type):
+            view["retention"] = dataclasses.asdict(retention)
+        return view
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Errors and tracebacks in Odoo's service log since a time (e.g. a restore's end)."""
@@ -312,15 +329,9 @@ def make_server(
     secret_file = cfg.api.secret_file
     if secret_file is None:
         raise ConfigError("api.secret_file is required to serve the API")
-    try:
-        mode = secret_file.stat().st_mode
-        secret = read_secret(secret_file)
-    except OSError as exc:
-        raise ConfigError(f"api.secret_file {secret_file}: {exc.strerror}") from exc
+    secret = read_private_file(secret_file, "api.secret_file").encode()
     if not secret:
         raise ConfigError(f"api.secret_file {secret_file} is empty")
-    if mode & 0o004:
-        raise ConfigError(f"api.secret_file {secret_file} is readable by everyone: chmod o-r it")
     api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
     server: UnixApiServer | TcpApiServer
     inherited = inherited_socket()
