@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import HelperEnv, pg_connect
 from odoo_rollback.decoding import parse_change
 
@@ -23,6 +24,12 @@ def helper_slots(database: str) -> list[str]:
 
 def manifest_of(snapshot: dict[str, Any]) -> dict[str, Any]:
     return json.loads((Path(snapshot["path"]) / "manifest.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def patient_slot(helper_env: HelperEnv) -> None:
+    """The tests' server is shared: a slot waits for every transaction running on it."""
+    helper_env.write(capture={"slot_wait_seconds": 600})
 
 
 def test_a_snapshot_opens_a_slot_that_its_successor_and_prune_close(helper_env: HelperEnv) -> None:

@@ -21,13 +21,13 @@ KILL_POINTS = [
     ("staging:done", False),
     ("check:done", False),
     ("stop:done", False),
-    ("lost_rows:done", False),
     ("swap:start", False),
     ("swap_database:done", True),
     ("swap:done", True),
     ("code:done", True),
     ("verify_live:done", True),
     ("start:start", True),
+    ("start:done", True),
 ]
 
 

@@ -241,9 +241,10 @@ class CaptureConfig:
     # A slot keeps every WAL segment written after it: past this many MiB it is dropped (with a
     # warning, by ``health``) so that a forgotten slot never fills the server's disk.
     max_retained_wal_mb: int = 4096
-    # Creating a slot waits for the transactions running at that moment to end; past this the
-    # snapshot is taken without one (fallback) rather than wait for a long import.
-    slot_wait_seconds: float = 60.0
+    # Creating a slot waits for the transactions running at that moment, in every database of the
+    # server, to end; past this the snapshot is taken without one (fallback, which sees long
+    # transactions too) rather than wait for a long import.
+    slot_wait_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     )
     code = CodeConfig(path=section_named("code").path("path"))
     deploy = parse_deploy(section_named("deploy"))
+    capture = parse_capture(section_named("capture"))
     # Last, once every key was read: a typo must never be silently ignored.
     for section in sections:
         section.check_unknown()
@@ -481,7 +483,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=deploy,
-        capture=parse_capture(_table(data, "capture", base)),
+        capture=capture,
         source=source,
     )
 
@@ -573,7 +575,7 @@ def parse_capture(section: _Section) -> CaptureConfig:
     return CaptureConfig(
         mode=mode,
         max_retained_wal_mb=section.positive("max_retained_wal_mb", int, 4096),
-        slot_wait_seconds=section.positive("slot_wait_seconds", float, 60.0),
+        slot_wait_seconds=section.positive("slot_wait_seconds", float, 10.0),
     )
 
 

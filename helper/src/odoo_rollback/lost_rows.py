@@ -500,19 +500,3 @@ def export(conn: Any, changes: LostChanges, folder: Path) -> dict[str, Any]:
             out.write(json.dumps(row.as_dict(), sort_keys=True, default=str) + "\n")
     csvs = write_import_csvs(conn, changes, folder)
     return {"lost_rows_file": str(target), "lost_rows_csv": csvs}
-
-
-# -- until the restore reads the kept database (restore.py is being reshaped elsewhere) ---------------
-def count_changed_rows(conn: Any, tables: Iterable[str], since_iso: str) -> dict[str, int]:
-    found = LostChanges(TIMESTAMPS, scan_stamped(conn, tables, since_iso)).by_table()
-    return {t: found.get(t, 0) for t in sorted(_stamped_tables(conn, list(tables)))}
-
-
-def export_changed_rows(conn: Any, tables: Iterable[str], since_iso: str, target: Path) -> dict[str, int]:
-    rows = scan_stamped(conn, tables, since_iso)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps({"table": row.table, "row": row.after}, sort_keys=True, default=str) + "\n")
-    found = LostChanges(TIMESTAMPS, rows).by_table()
-    return {t: found.get(t, 0) for t in sorted(_stamped_tables(conn, list(tables)))}

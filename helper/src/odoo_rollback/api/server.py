@@ -24,8 +24,8 @@ from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
 from ..journal import Journal
 from ..logs import log_source, parse_since, service_log_errors
-from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
+from ..restore_capture import plan_lost_changes
 from ..services import backend_for
 from ..storage import SnapshotStore
 from ..system import system_load
@@ -80,13 +80,12 @@ class Api:
             if method == "POST" and action == "verify":
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
             if method == "GET" and action == "preview":
-                with connect(self.cfg.database) as conn:
-                    lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
+                lost = plan_lost_changes(self.cfg, snapshot).report()
                 return HTTPStatus.OK, {
                     "snapshot": snapshot.id,
                     "database": self.cfg.database.name,
-                    "lost_rows": lost,
-                    "total": sum(lost.values()),
+                    **lost,
+                    "total": lost["lost_rows_total"],
                 }
         if method == "POST" and path == "/v1/restores":
             try:
