@@ -110,7 +110,8 @@ class DeploymentRollbackLostRecord(models.Model):
 
 class DeploymentRollback(models.Model):
     _inherit = "deployment.rollback"
-    _protected_fields = BaseRollback._protected_fields + [
+    _protected_fields = [
+        *BaseRollback._protected_fields,
         "lost_change_ids",
         "lost_record_ids",
         "lost_rows_mode",
@@ -177,8 +178,6 @@ class DeploymentRollback(models.Model):
         if records and records[0]["priority"] == 0:
             self.message_post(
                 body=_(
-                    "This rollback removed e-invoices the tax authority had already accepted: "
-                    "see the Lost changes tab."
+                    "This rollback removed e-invoices the tax authority had already accepted: see the Lost changes tab."
                 )
             )
-

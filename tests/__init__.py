@@ -8,6 +8,7 @@ from . import (
     test_i18n,
     test_install,
     test_rollback_communication,
+    test_rollback_lost_changes,
     test_rollback_measure,
     test_rollback_wizard,
     test_tours,
