@@ -123,11 +123,12 @@ def main() -> None:
             f"{r['lost_rows_step']:>9.2f}s {r['lost']:>6}"
         )
     for scale in sorted({r["scale"] for r in rows}):
-        fallback, exact = (next(r for r in rows if r["scale"] == scale and r["mode"] == m) for m in ("fallback", "exact"))
-        print(
-            f"scale {scale}: exact / fallback  snapshot {exact['snapshot'] / fallback['snapshot']:.2f}  "
-            f"restore {exact['restore'] / fallback['restore']:.2f}  downtime {exact['downtime'] / fallback['downtime']:.2f}"
+        by_mode = {r["mode"]: r for r in rows if r["scale"] == scale}
+        ratios = "  ".join(
+            f"{what} {by_mode['exact'][what] / by_mode['fallback'][what]:.2f}"
+            for what in ("snapshot", "restore", "downtime")
         )
+        print(f"scale {scale}: exact / fallback  {ratios}")
 
 
 if __name__ == "__main__":
