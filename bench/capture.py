@@ -29,7 +29,7 @@ from build_db import build
 
 DB = "rbcapture"
 CHANGES = """
-UPDATE res_partner SET email = 'changed-' || id || '@example.com', write_date = now() WHERE id %% 100 = 0;
+UPDATE res_partner SET email = 'changed-' || id || '@example.com', write_date = now() WHERE id % 100 = 0;
 INSERT INTO account_move (name, partner_id, state, move_type, date, amount_total, create_date, write_date)
     SELECT 'INV/LATE/' || g, 1 + g, 'posted', 'out_invoice', now(), g, now(), now()
     FROM generate_series(1, 1000) g;
