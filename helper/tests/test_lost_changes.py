@@ -4,6 +4,7 @@ is either in the restored database or in the report and its export, never in nei
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.sql
 import pytest
-from conftest import HelperEnv, list_databases, pg_connect
+from conftest import PG, HelperEnv, OdooLikeDatabase, list_databases, pg_connect
 
 MODES = ["exact", "fallback"]
 
@@ -141,12 +143,23 @@ def test_ddl_by_the_bad_deployment_a_new_column_and_a_new_table(helper_env: Help
     assert "Found by: " in human
 
 
-class StrayWriter:
-    """An integration the service backend does not stop: it connects and inserts a partner again and
-    again, and remembers the ones whose commit succeeded."""
+ODOO_ROLE = {
+    "user": os.environ.get("ROLLBACK_TEST_ODOO_PGUSER", "rollback_odoo"),
+    "password": os.environ.get("ROLLBACK_TEST_ODOO_PGPASSWORD", "rollback_odoo"),
+}
 
-    def __init__(self, database: str) -> None:
-        self.database = database
+
+class StrayWriter:
+    """An integration the service backend does not stop: it connects with Odoo's role (not a
+    superuser) and inserts a partner again and again, and remembers the ones whose commit succeeded."""
+
+    def __init__(self, db: OdooLikeDatabase) -> None:
+        db.execute(
+            psycopg2.sql.SQL(
+                "GRANT INSERT, SELECT ON res_partner TO {0}; GRANT USAGE ON res_partner_id_seq TO {0}"
+            ).format(psycopg2.sql.Identifier(ODOO_ROLE["user"]))
+        )
+        self.database = db.name
         self.committed: list[str] = []
         self.refused = 0
         self.stop = threading.Event()
@@ -157,7 +170,8 @@ class StrayWriter:
         while not self.stop.is_set():
             n += 1
             try:
-                conn = pg_connect(self.database)
+                conn = psycopg2.connect(dbname=self.database, host=PG["host"], port=PG["port"], **ODOO_ROLE)
+                conn.autocommit = True
                 try:
                     with conn.cursor() as cur:
                         cur.execute("INSERT INTO res_partner (name) VALUES (%s)", (f"stray {n:05d}",))
@@ -208,8 +222,9 @@ def slow_stop(helper_env: HelperEnv, tmp_path: Path) -> Iterator[None]:
 
 
 def test_a_stray_writer_during_a_restore_loses_nothing(helper_env: HelperEnv, mode: str, slow_stop: None) -> None:
+    writer = StrayWriter(helper_env.db)  # its grants are in the snapshot
     snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
-    with StrayWriter(helper_env.db.name) as writer:
+    with writer:
         time.sleep(0.3)
         result = helper_env.run_json("restore", snap["id"], "--yes")
         time.sleep(0.3)
@@ -224,11 +239,12 @@ def test_a_stray_writer_during_a_restore_loses_nothing(helper_env: HelperEnv, mo
 
 
 def test_a_stray_writer_before_an_undo_loses_nothing(helper_env: HelperEnv, mode: str, slow_stop: None) -> None:
+    writer = StrayWriter(helper_env.db)
     snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
     # Nothing answers on this port: the health check fails after the start and the restore is undone,
     # while the stray writer has been writing into the restored database.
     helper_env.write(health={"url": "http://127.0.0.1:9/", "attempts": 4, "interval": 0.5, "timeout": 1})
-    with StrayWriter(helper_env.db.name) as writer:
+    with writer:
         time.sleep(0.3)
         failed = helper_env.run("restore", snap["id"], "--yes")
         time.sleep(0.3)
