@@ -29,7 +29,9 @@ class HelperMirrorMixin(models.AbstractModel):
     _protected_fields = []
 
     def _check_protected(self, vals):
-        if self.env.context.get(HELPER_SYNC) is _HELPER_SYNC_TOKEN or self.env.su:
+        # The token only, never env.su: a public method that sudo()es (or a server action, or a shell
+        # script) must not write what only the helper knows. Install and upgrade write none of these.
+        if self.env.context.get(HELPER_SYNC) is _HELPER_SYNC_TOKEN:
             return
         touched = set(vals) & set(self._protected_fields)
         if touched:
@@ -198,21 +200,8 @@ class DeploymentSnapshot(models.Model):
         return snapshot._open_action()
 
     def action_refresh(self):
-        """Pull the helper job's status into the records still capturing."""
-        helper = self.env["deployment.rollback.helper"]
-        for record in self.filtered(lambda r: r.state == "capturing" and r.helper_job_id):
-            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
-            if job["state"] == "done" and job.get("result"):
-                record._helper_sync()._apply_summary(job["result"])
-            elif job["state"] == "failed":
-                record._helper_sync().write(
-                    {
-                        "state": "failed",
-                        "job_error": job.get("error") or _("the helper's job failed"),
-                        "finished_at": fields.Datetime.now(),
-                    }
-                )
-                record.message_post(body=_("Snapshot failed: %s", job.get("error") or ""))
+        """Follow the helper: its journal holds every job's outcome, this capture's included."""
+        self.env["deployment.operation"]._import_journal()
         return True
 
     def action_verify(self):
@@ -299,8 +288,8 @@ class DeploymentSnapshot(models.Model):
 
     @api.model
     def _cron_refresh(self):
-        self.sudo().search([("state", "=", "capturing")]).action_refresh()
-        self.env["deployment.operation"]._import_journal()
+        """Every 5 minutes (the cron's model is kept for existing databases): import the journal."""
+        self.env["deployment.operation"]._cron_import_journal()
 
     @api.model
     def _newest_verified_pre_deploy(self):

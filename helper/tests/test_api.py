@@ -48,6 +48,10 @@ def test_health(served: Served, helper_env: HelperEnv) -> None:
     assert system["cpus"] >= 1
     assert system["cpu_percent"] >= 0
     assert 0 < system["memory_percent"] < 100
+    # One report: the API's is the command line's, check for check.
+    cli = helper_env.run_json("health")
+    assert [(c["name"], c["ok"]) for c in health["checks"]] == [(c["name"], c["ok"]) for c in cli["checks"]]
+    assert health["ok"] is cli["ok"] and health["database_reachable"] is cli["database_reachable"]
 
 
 def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: Served) -> None:
@@ -135,7 +139,7 @@ def test_a_second_restore_while_one_runs_is_refused(served: Served, helper_env: 
     os.kill(job_pid, signal.SIGSTOP)
     try:
         status, second = served.client.request("POST", "/v1/restores", body)
-        assert status == 409 and "already running" in second["error"]
+        assert status == 409 and "a restore is running (pid " in second["error"] and "resume" not in second["error"]
     finally:
         os.kill(job_pid, signal.SIGCONT)
     assert served.wait_job(first["job"]["id"])["state"] == "done"

@@ -67,7 +67,6 @@ def test_health_reports_retained_wal_and_drops_a_slot_past_the_ceiling(helper_en
     result = helper_env.run("health", "--json")
 
     check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "capture")
-    assert result.returncode == 1 and check["ok"] is False
     assert "WARNING: dropped " + snap["capture"]["slot"] in check["detail"]
     assert helper_slots(helper_env.db.name) == []
     # The snapshot is still restorable; what it would lose is then found by the fallback, which says why.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .config import ENV_VAR, Config, load_config
-from .errors import EXIT_FAILED, RollbackError
+from .errors import EXIT_FAILED, RollbackError, os_failure
 from .output import Output
 
 Handler = Callable[[Config, argparse.Namespace, Output], int]
@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
     p.add_argument("--request", metavar="FILE", help=request_help)
 
-    command("resume", "restore:resume", "finish or undo a restore that was interrupted")
+    p = command("resume", "restore:resume", "finish or undo a restore that was interrupted")
+    p.add_argument(
+        "--wait", action="store_true", help="while another operation runs, wait for it to end instead of refusing"
+    )
 
     p = command("journal", "restore:journal", "show the journal of snapshots, restores and drills")
     p.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this sequence number")
@@ -147,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RollbackError as exc:
         sys.stderr.write(f"odoo-rollback: error: {exc}\n")
         return exc.exit_code
+    except OSError as exc:
+        # The checks before each step leave few of these (a disk filling up meanwhile): one line still.
+        sys.stderr.write(f"odoo-rollback: error: {os_failure(exc, args.command)}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("odoo-rollback: interrupted; see 'odoo-rollback journal' for the state left\n")
         return EXIT_FAILED

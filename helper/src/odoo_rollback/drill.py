@@ -6,6 +6,7 @@ It never touches the live database, its filestore or the services.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, suppress
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,11 +15,12 @@ from .counts import exact_counts
 from .db import connect
 from .dump import drop_database, restore_dump
 from .errors import RollbackError
-from .journal import DONE, FAILED, Journal
+from .journal import DONE, FAILED, Journal, JournalError
+from .lock import operation_lock
 from .modules import installed_modules
 from .restore import check_snapshot_database, rto_assessment
-from .storage import Snapshot
-from .verify import check_integrity, compare_counts, scratch_name
+from .storage import Snapshot, SnapshotStore
+from .verify import compare_counts, scratch_name, staged_dump
 
 
 def sql_smoke_checks(conn: Any) -> list[str]:
@@ -44,24 +46,40 @@ def sql_smoke_checks(conn: Any) -> list[str]:
 
 def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> dict[str, Any]:
     check_snapshot_database(cfg, snapshot)
+    with operation_lock(cfg.storage.path, journal, "drill"):
+        return _run_drill(cfg, snapshot, journal, show_progress)
+
+
+def _run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool) -> dict[str, Any]:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scratch = scratch_name(cfg.database.name, "drill")
     op = journal.begin("drill", cfg.database.name, {"snapshot": snapshot.id, "scratch": scratch})
     started = time.monotonic()
     problems: list[str] = []
     try:
+        # As a restore reads it: a checked copy of exactly the listed files (one read, hashed as copied).
         journal.event(op, "checksums", "start")
-        problems += check_integrity(snapshot)
-        journal.event(op, "checksums", "failed" if problems else "done", data={"problems": problems})
-        if not problems:
-            journal.event(op, "restore", "start", data={"database": scratch})
-            created = False  # only ever drop a database this run made (another may hold the name)
+        with ExitStack() as staged:
             try:
-                restore_dump(
-                    cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
+                dump = staged.enter_context(
+                    staged_dump(snapshot, SnapshotStore(cfg.storage).root, cfg.storage.free_space_margin)
                 )
-                created = True
-                journal.event(op, "restore", "done")
+            except RollbackError as exc:
+                problems.append(str(exc))
+            journal.event(op, "checksums", "failed" if problems else "done", data={"problems": problems})
+            created = False  # only ever drop a database this run made (another may hold the name)
+            if not problems:
+                journal.event(op, "restore", "start", data={"database": scratch})
+                try:
+                    restore_dump(cfg.database, dump, scratch, cfg.storage.effective_jobs, show_progress=show_progress)
+                    created = True
+                except RollbackError as exc:
+                    problems.append(str(exc))
+                    journal.event(op, "restore", "failed", str(exc))
+                else:
+                    journal.event(op, "restore", "done")
+        if created:
+            try:
                 journal.event(op, "checks", "start")
                 with connect(cfg.database, scratch) as conn:
                     problems += compare_counts(
@@ -73,13 +91,13 @@ def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: 
                 journal.event(op, "checks", "failed" if problems else "done", data={"problems": problems})
             except RollbackError as exc:
                 problems.append(str(exc))
-                journal.event(op, "restore", "failed", str(exc))
+                journal.event(op, "checks", "failed", str(exc))
             finally:
-                if created:
-                    drop_database(cfg.database, scratch)
-                    journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
+                drop_database(cfg.database, scratch)
+                journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
     except BaseException as exc:
-        journal.finish(op, FAILED, str(exc))
+        with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
+            journal.finish(op, FAILED, str(exc))
         raise
     seconds = time.monotonic() - started
     rto = rto_assessment(cfg, seconds)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -24,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError
+from .errors import EXIT_FAILED, StorageError
 from .events import DONE as STEP_DONE
 from .events import SKIPPED, RunProgress, StepEvent
+from .owner import Owner
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -54,9 +54,13 @@ CREATE INDEX IF NOT EXISTS operations_job ON operations(json_extract(data, '$.jo
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
-# For the crash tests only: "<step>:<status>" makes the process SIGKILL itself right after writing
-# that event, so that every step's interruption can be tested deterministically.
-KILL_AT_ENV_VAR = "ODOO_ROLLBACK_TEST_KILL_AT"
+
+
+class JournalError(StorageError):
+    """The journal cannot be written (its disk is full, or it is read-only)."""
+
+    exit_code = EXIT_FAILED  # met during an operation, which it stops
+
 
 RUNNING = "running"
 DONE = "done"
@@ -122,21 +126,29 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
                 conn.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        except OSError as exc:
+            raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.strerror}") from exc
+        except JournalError as exc:
+            reason = str(exc.__cause__) if not isinstance(exc.__cause__, OSError) else exc.__cause__.strerror
             raise StorageError(f"storage {path.parent} cannot hold the journal: {reason}") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # A full disk or a read-only journal is one clear line, never a traceback: the operation
+        # that was writing fails (or, for a step already done, is closed by the next run).
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.row_factory = sqlite3.Row
+                yield conn
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise JournalError(f"the journal {self.path} cannot be written: {reason}") from exc
 
     # -- writing --------------------------------------------------------------------------------
     def begin(
@@ -145,9 +157,10 @@ class Journal:
         """Record the start of an operation and return its id.
 
         When the helper runs a command as a job of its API, ``$ODOO_ROLLBACK_JOB_ID`` names the job; it
-        is kept in the operation's data so that the API can find the operation of a job.
+        is kept in the operation's data so that the API can find the operation of a job. The owner
+        (this process's PID and start time) tells a later run whether the operation is still alive.
         """
-        data = dict(data or {})
+        data = {**(data or {}), "owner": Owner.me().as_dict()}
         job_id = os.environ.get(JOB_ENV_VAR)
         if job_id:
             data.setdefault("job_id", job_id)
@@ -175,11 +188,7 @@ class Journal:
                 "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (operation_id, utcnow(), step, status, message, json.dumps(data or {}, sort_keys=True, default=str)),
             )
-            seq = int(cur.lastrowid or 0)
-        if os.environ.get(KILL_AT_ENV_VAR) == f"{step}:{status}":
-            # Test hook: die here, as a kill -9 would, right after this line reached the disk.
-            os.kill(os.getpid(), signal.SIGKILL)
-        return seq
+            return int(cur.lastrowid or 0)
 
     def update(self, operation_id: str, data: dict[str, Any]) -> None:
         """Merge *data* into the operation's data (e.g. the staging database's name)."""
@@ -243,22 +252,29 @@ class Journal:
         query = "SELECT * FROM events WHERE seq > ? AND (? IS NULL OR operation_id = ?) ORDER BY seq LIMIT ?"
         with self._connect() as conn:
             rows = conn.execute(query, (since, operation_id, operation_id, limit)).fetchall()
-        return [
-            Event(
-                row["seq"],
-                row["operation_id"],
-                row["at"],
-                row["step"],
-                row["status"],
-                row["message"],
-                json.loads(row["data"]),
-            )
-            for row in rows
-        ]
+        return [_event(row) for row in rows]
 
     def unfinished(self, kind: str | None = None) -> list[Operation]:
-        """Operations a crash left running, oldest first."""
+        """Operations recorded as running, oldest first: alive, or left so by a crash (see ``owner``)."""
         return list(reversed(self.operations(kind=kind, state=RUNNING, limit=1000)))
+
+    def last_event(self, operation_id: str) -> Event | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM events WHERE operation_id = ? ORDER BY seq DESC LIMIT 1", (operation_id,)
+            ).fetchone()
+        return _event(row) if row else None
+
+
+def owner_of(operation: Operation) -> Owner | None:
+    """The process that runs (or ran) *operation*; None when it was recorded without one."""
+    return Owner.from_data(operation.data.get("owner"))
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        row["seq"], row["operation_id"], row["at"], row["step"], row["status"], row["message"], json.loads(row["data"])
+    )
 
 
 class JournalWriter:
@@ -275,9 +291,16 @@ class JournalWriter:
 
     def __call__(self, event: StepEvent) -> None:
         operation = self.progress.operation
-        self.journal.event(operation, event.step, event.status, event.message, event.data)
-        if event.is_step and event.status in (STEP_DONE, SKIPPED):
-            self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        try:
+            self.journal.event(operation, event.step, event.status, event.message, event.data)
+            if event.is_step and event.status in (STEP_DONE, SKIPPED):
+                self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        except JournalError:
+            # A line that cannot be written stops a run before its step acts. Once the run has failed,
+            # though, putting things back matters more than the record of it: the undo goes on, and
+            # resume later closes the operation from what it finds.
+            if self.progress.view().error is None:
+                raise
 
 
 def _operation(row: sqlite3.Row) -> Operation:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
 from .capture import release_capture
-from .config import DatabaseConfig
+from .config import Config
+from .errors import os_failure
+from .journal import DONE, FAILED, Journal, JournalError
+from .leftovers import clean_dead_runs
+from .lock import operation_lock
 from .storage import Snapshot, SnapshotStore
 
 
@@ -20,11 +27,29 @@ def select_prunable(snapshots: list[Snapshot], keep: int) -> list[Snapshot]:
     return doomed
 
 
-def prune(store: SnapshotStore, keep: int, dry_run: bool = False, db: DatabaseConfig | None = None) -> list[Snapshot]:
-    doomed = select_prunable(store.list(), keep)
-    if not dry_run:
-        for snapshot in doomed:
-            store.remove(snapshot)
-            if db is not None:
-                release_capture(db, snapshot.manifest)  # its replication slot must not keep WAL
+def prune(cfg: Config, journal: Journal, keep: int, dry_run: bool = False) -> list[Snapshot]:
+    """Remove the snapshots :func:`select_prunable` picks, and what dead runs left (see leftovers),
+    under the operation lock: a restore never loses its snapshot half-way."""
+    store = SnapshotStore(cfg.storage)
+    if dry_run:
+        return select_prunable(store.list(), keep)
+    with operation_lock(cfg.storage.path, journal, "prune"):
+        cleaned = clean_dead_runs(cfg, journal, "a prune")
+        doomed = select_prunable(store.list(), keep)
+        op = journal.begin("prune", cfg.database.name, {"keep": keep, "snapshots": [s.id for s in doomed]})
+        try:
+            for snapshot in doomed:
+                journal.event(op, "remove", "start", data={"snapshot": snapshot.id})
+                store.remove(snapshot)
+                release_capture(cfg.database, snapshot.manifest)  # its replication slot must not keep WAL
+                journal.event(op, "remove", "done", data={"snapshot": snapshot.id})
+        except BaseException as exc:
+            error = os_failure(exc, "prune") if isinstance(exc, OSError) else exc
+            with suppress(JournalError):
+                journal.finish(op, FAILED, str(error))
+            if error is not exc:
+                raise error from exc
+            raise
+        result: dict[str, Any] = {"removed": [s.id for s in doomed], **cleaned}
+        journal.finish(op, DONE, f"removed {len(doomed)} snapshot(s)", result)
     return doomed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,16 @@ from .config import Config
 from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
-from .errors import StorageError
+from .errors import StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
-from .journal import DONE, FAILED, Journal
+from .journal import DONE, FAILED, Journal, JournalError
+from .leftovers import clean_dead_runs
+from .lock import operation_lock
 from .lost_rows import schema_of
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
-from .storage import Snapshot, SnapshotStore, fsync_dir, write_atomically
+from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
 
 def code_revision(path: Path | None) -> str | None:
@@ -82,7 +85,14 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     """Capture a complete snapshot; on any failure nothing usable is left behind."""
     store = SnapshotStore(cfg.storage)
     store.ensure_writable()
-    store.remove_stale_partials()
+    with operation_lock(cfg.storage.path, journal, "snapshot"):
+        clean_dead_runs(cfg, journal, "a snapshot")
+        return _take_snapshot(cfg, store, kind, label, journal, show_progress)
+
+
+def _take_snapshot(
+    cfg: Config, store: SnapshotStore, kind: str, label: str, journal: Journal, show_progress: bool
+) -> Snapshot:
     check_filestore(cfg.filestore.path)
     with connect(cfg.database) as conn:
         db_size = database_size(conn, cfg.database.name)
@@ -95,65 +105,17 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     partial = store.partial_path(snapshot_id)
     try:
         partial.mkdir()
-        journal.event(op, "dump", "start")
-        with (
-            slot_for_snapshot(cfg, snapshot_id) as (slot, no_slot_reason),
-            connect(cfg.database, autocommit=False) as conn,
-            ThreadPoolExecutor(max_workers=2) as pool,
-        ):
-            # One snapshot for everything: pg_dump sees exactly what this transaction sees, so the
-            # counts and module versions recorded here describe the dump, even while Odoo keeps
-            # writing. With a slot it is the slot's own exported snapshot, so the slot's change
-            # stream starts exactly where the dump ends. They are read while pg_dump and tar run.
-            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            exported, capture = begin_capture(conn, slot, no_slot_reason)
-            journal.event(op, "capture", "done", str(no_slot_reason or ""), {"mode": capture["mode"]})
-            # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
-            # tar on the disk.
-            tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
-            dump_future = pool.submit(
-                dump_database,
-                cfg.database,
-                cfg.database.name,
-                partial / DUMP_NAME,
-                cfg.storage.effective_jobs,
-                exported,
-            )
-            journal.event(op, "metadata", "start")
-            modules = installed_modules(conn)
-            version = server_version(conn)
-            counts = counts_in_transaction(conn, cfg.counts.tables)
-            capture["schema"] = schema_of(conn)
-            journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
-            with watch_bytes(show_progress, "dump", partial, expected):
-                dump_future.result()
-            files = {FILESTORE_NAME: tar_future.result()}
-            conn.rollback()
-        journal.event(op, "dump", "done")
-
-        journal.event(op, "checksums", "start")
-        files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
-        journal.event(op, "checksums", "done", data={"files": len(files)})
-        manifest = Manifest(
-            id=snapshot_id,
-            kind=kind,
-            label=label,
-            created_at=created_at,
-            database=cfg.database.name,
-            server_version=version,
-            modules=modules,
-            code_revision=code_revision(cfg.code.path),
-            counts=counts,
-            files=files,
-            capture=capture,
-        )
-        write_atomically(partial / MANIFEST_NAME, manifest.to_json())
-        fsync_dir(partial)
+        with partial_in_use(partial):
+            manifest = _write_snapshot(cfg, journal, op, partial, snapshot_id, kind, label, expected, show_progress)
         final = store.commit(snapshot_id)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        error = os_failure(exc, "snapshot") if isinstance(exc, OSError) else exc
+        # A journal on a full disk must not hide the error; the next run closes the operation.
+        with suppress(JournalError):
+            journal.finish(op, FAILED, str(error) or exc.__class__.__name__)
+        if error is not exc:
+            raise error from exc
         raise
     snapshot = Snapshot(snapshot_id, final, manifest)
     if manifest.capture and manifest.capture.get("slot"):
@@ -163,3 +125,73 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
             journal.event(op, "capture", "info", "superseded slots dropped", {"slots": superseded})
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot
+
+
+def _write_snapshot(
+    cfg: Config,
+    journal: Journal,
+    op: str,
+    partial: Path,
+    snapshot_id: str,
+    kind: str,
+    label: str,
+    expected: int,
+    show_progress: bool,
+) -> Manifest:
+    """Dump, archive, count and describe into *partial*; the manifest last."""
+    journal.event(op, "dump", "start")
+    with (
+        slot_for_snapshot(cfg, snapshot_id) as (slot, no_slot_reason),
+        connect(cfg.database, autocommit=False) as conn,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        # One snapshot for everything: pg_dump sees exactly what this transaction sees, so the
+        # counts and module versions recorded here describe the dump, even while Odoo keeps
+        # writing. With a slot it is the slot's own exported snapshot, so the slot's change
+        # stream starts exactly where the dump ends. They are read while pg_dump and tar run.
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        exported, capture = begin_capture(conn, slot, no_slot_reason)
+        journal.event(op, "capture", "done", str(no_slot_reason or ""), {"mode": capture["mode"]})
+        # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
+        # tar on the disk.
+        tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
+        dump_future = pool.submit(
+            dump_database,
+            cfg.database,
+            cfg.database.name,
+            partial / DUMP_NAME,
+            cfg.storage.effective_jobs,
+            exported,
+        )
+        journal.event(op, "metadata", "start")
+        modules = installed_modules(conn)
+        version = server_version(conn)
+        counts = counts_in_transaction(conn, cfg.counts.tables)
+        capture["schema"] = schema_of(conn)
+        journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
+        with watch_bytes(show_progress, "dump", partial, expected):
+            dump_future.result()
+        files = {FILESTORE_NAME: tar_future.result()}
+        conn.rollback()
+    journal.event(op, "dump", "done")
+
+    journal.event(op, "checksums", "start")
+    files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
+    journal.event(op, "checksums", "done", data={"files": len(files)})
+    manifest = Manifest(
+        id=snapshot_id,
+        kind=kind,
+        label=label,
+        created_at=created_at,
+        database=cfg.database.name,
+        server_version=version,
+        modules=modules,
+        code_revision=code_revision(cfg.code.path),
+        counts=counts,
+        files=files,
+        capture=capture,
+    )
+    write_atomically(partial / MANIFEST_NAME, manifest.to_json())
+    fsync_dir(partial)
+    return manifest

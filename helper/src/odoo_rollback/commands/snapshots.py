@@ -85,7 +85,7 @@ def counts(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     if args.keep < 1:
         raise UsageError("--keep must be at least 1")
-    removed = prune_snapshots(SnapshotStore(cfg.storage), args.keep, dry_run=args.dry_run, db=cfg.database)
+    removed = prune_snapshots(cfg, Journal(cfg.storage.journal_path), args.keep, dry_run=args.dry_run)
     doc = {"removed": [s.id for s in removed], "dry_run": args.dry_run}
 
     def human(d: dict[str, Any]) -> str:
