@@ -3,6 +3,7 @@ is either in the restored database or in the report and its export, never in nei
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -262,3 +263,37 @@ def test_a_stray_writer_before_an_undo_loses_nothing(helper_env: HelperEnv, mode
         for line in export_lines(str(path))
     )
     assert exported == in_restored
+
+
+def test_the_export_holds_odoo_import_files_and_names_the_accepted_e_invoice_first(
+    helper_env: HelperEnv, mode: str
+) -> None:
+    helper_env.db.execute("CREATE TABLE einvoice_document (id serial PRIMARY KEY, move_id int, state varchar)")
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    helper_env.db.execute("INSERT INTO res_partner (name, email) VALUES ('Ana Mora', 'ana@example.com')")
+    helper_env.db.execute("UPDATE account_move SET amount_total = 1 WHERE id = 3")
+    helper_env.db.execute(
+        "INSERT INTO account_move (name, partner_id, amount_total, state) VALUES ('INV/2026/0201', 2, 120.5, 'posted')"
+    )
+    helper_env.db.execute(
+        "INSERT INTO einvoice_document (move_id, state) SELECT id, 'aceptado' FROM account_move "
+        "WHERE name = 'INV/2026/0201'"
+    )
+
+    result = helper_env.run_json("restore", snap["id"], "--yes")
+
+    # A person re-enters the lost partner with Odoo's own import.
+    folder = Path(result["lost_rows_file"]).parent
+    with (folder / "res.partner.inserted.csv").open(newline="") as handle:
+        assert list(csv.DictReader(handle)) == [{"id": "", "email": "ana@example.com", "name": "Ana Mora"}]
+    # Odoo's Lost changes tab reads this from the journal: the invoice the tax authority accepted first.
+    operation = next(o for o in helper_env.run_json("journal")["operations"] if o["kind"] == "restore")
+    moves = next(m for m in operation["data"]["lost_summary"] if m["model"] == "account.move")
+    assert operation["data"]["lost_summary"][0]["model"] == "account.move"
+    first = moves["records"][0]
+    assert (first["display_name"], first["partner"], first["authority_state"]) == (
+        "INV/2026/0201",
+        "Partner 2",
+        "aceptado",
+    )
+    assert operation["data"]["lost_export"]["name"] == "lost_changes.zip"
