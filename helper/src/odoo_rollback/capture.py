@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extras
+from psycopg2 import sql
 
 from .config import Config, DatabaseConfig
 from .db import connect, maintenance
@@ -62,7 +63,11 @@ def _create_slot(cfg: Config, name: str) -> tuple[Any, SlotStart | None, str | N
         try:
             with conn.cursor() as cur:
                 # Plain SQL would not return the exported snapshot: this is the replication command.
-                cur.execute(f"CREATE_REPLICATION_SLOT {name} LOGICAL {PLUGIN} EXPORT_SNAPSHOT")
+                cur.execute(
+                    sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL {} EXPORT_SNAPSHOT").format(
+                        sql.Identifier(name), sql.Identifier(PLUGIN)
+                    )
+                )
                 outcome["row"] = cur.fetchone()
         except psycopg2.Error as exc:
             outcome["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__

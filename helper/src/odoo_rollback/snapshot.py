@@ -15,6 +15,7 @@ from .capture import (
     FALLBACK,
     PLUGIN,
     SlotStart,
+    capture_check,
     read_capture_point,
     release_superseded,
     slot_for_snapshot,
@@ -24,7 +25,7 @@ from .config import Config
 from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
-from .errors import StorageError, os_failure
+from .errors import RollbackError, StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal, JournalError
 from .leftovers import clean_dead_runs
@@ -123,6 +124,11 @@ def _take_snapshot(
         superseded = release_superseded(cfg.database, [s.manifest for s in store.list()], manifest)
         if superseded:
             journal.event(op, "capture", "info", "superseded slots dropped", {"slots": superseded})
+    # The WAL ceiling is kept by every snapshot too, not only by whoever runs health.
+    with suppress(RollbackError):
+        ceiling = capture_check(cfg)
+        if ceiling["detail"].startswith("WARNING"):
+            journal.event(op, "capture", "info", ceiling["detail"])
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot
 
