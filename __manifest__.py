@@ -33,8 +33,12 @@
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
         "views/deployment_rollback_lost_change_views.xml",
+        "wizards/deployment_snapshot_capture.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "deployment_rollback/static/src/js/*.js",
+        ],
         "web.assets_tests": [
             "deployment_rollback/static/tests/tours/*.js",
         ],

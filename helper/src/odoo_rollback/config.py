@@ -248,6 +248,18 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class StandbyConfig:
+    """A warm standby: a snapshot restored ahead of need, so that a rollback to it is a swap."""
+
+    enabled: bool = True  # deploy builds one after its pre_deploy snapshot; False: never
+    after_snapshot: bool = False  # also after every verified snapshot taken by "snapshot" (CLI, Odoo)
+    jobs: int = 1  # pg_restore jobs: few, so that the running Odoo keeps the CPUs
+    # PostgreSQL's data directory as this host sees it, for its free space (default: the server's
+    # data_directory setting, when that path exists here).
+    data_directory: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -262,6 +274,7 @@ class Config:
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
     capture: CaptureConfig = CaptureConfig()
+    standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
 
 
@@ -345,7 +358,7 @@ class _Section:
         if inline is not None and file_path is not None:
             raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
         if file_path is None:
-            return inline
+            return None if inline is None else str(inline)
         return read_private_file(file_path, self._key(key + "_file"))
 
 
@@ -365,6 +378,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "smtp",
         "deploy",
         "capture",
+        "standby",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -467,6 +481,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     code = CodeConfig(path=section_named("code").path("path"))
     deploy = parse_deploy(section_named("deploy"))
     capture = parse_capture(section_named("capture"))
+    standby = parse_standby(section_named("standby"))
     # Last, once every key was read: a typo must never be silently ignored.
     for section in sections:
         section.check_unknown()
@@ -484,6 +499,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         smtp=smtp,
         deploy=deploy,
         capture=capture,
+        standby=standby,
         source=source,
     )
 
@@ -566,6 +582,15 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_standby(section: _Section) -> StandbyConfig:
+    return StandbyConfig(
+        enabled=section.get("enabled", bool, True),
+        after_snapshot=section.get("after_snapshot", bool, False),
+        jobs=section.positive("jobs", int, 1),
+        data_directory=section.path("data_directory"),
+    )
 
 
 def parse_capture(section: _Section) -> CaptureConfig:

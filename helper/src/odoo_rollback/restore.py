@@ -7,18 +7,23 @@ their texts and the tests read their names from the same table:
 
 1. ``preflight``   nothing unlisted in the snapshot, right database, free disk, server and service
                    backend reachable, code folder revertable; then the dump's listed files copied to a
-                   private folder, hashed as they are copied, and the copy readable by pg_restore.
+                   private folder, hashed as they are copied, and the copy readable by pg_restore (not
+                   when a ready standby is recorded: then only if staging happens after all).
                    Any failure: nothing changed.
+   ``standby``     a ready warm standby of the snapshot (see :mod:`odoo_rollback.standby`), proven to be
+                   as it was built, takes the place of the staging database: staging and check are skipped.
 2. ``staging``     parallel pg_restore of that checked copy into ``<db>__restore_<time>``, and the
                    filestore archive hashed as tar extracts it next to the live one, while the services
                    keep running (the downtime excludes this).
 3. ``check``       the staging database's exact counts and module versions equal the manifest's.
 4. ``stop``        services stopped; the live and staging databases closed to connections (a writer
                    the backend does not stop cannot write into either until the start).
+   ``standby_recheck`` the standby proven again, then given to the live owner and opened; if it changed,
+                   staging and check are done here after all (the services stay stopped).
 5. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
                    the live name always holds a whole database); then the filestore folders by rename.
 6. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
-7. ``verify_live`` exact counts of the live database equal the manifest's (before anyone writes).
+7. ``verify_live`` the live database is the staging database that was checked (same oid: renames keep it).
 8. ``start``       the restored database opened, services started, health check.
 9. ``lost_rows``   every change made after the snapshot, read from the kept ``<db>__failed_<time>``
                    (by its replication slot, or the fallback) and exported: after the start, so that
@@ -37,6 +42,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,6 +71,8 @@ from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
 from .services import ServiceBackend, backend_for
+from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
+from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
 
@@ -157,6 +165,7 @@ def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
         **lost,
         "services": cfg.services.backend,
         "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
+        "standby": standby_summary(snapshot.path),
         "steps": list(STEP_NAMES),
     }
 
@@ -228,7 +237,9 @@ class RestoreRun:
         self.progress.subscribe(JournalWriter(journal, self.progress))
         self.stopped_at: float | None = None
         self.code_previous: str | None = None
+        self.staging_oid: int | None = None  # of the staging database the check step counted
         self.started: list[str] = []  # steps begun, in order
+        self.standby: StandbyState | None = None  # the warm standby this run swaps in, if any
         # The checked copy of the dump that pg_restore reads (see verify.staged_dump), from the
         # preflight to the end of the staging step.
         self.staged = ExitStack()
@@ -282,6 +293,7 @@ class RestoreRun:
         run.op = op.id
         run.names = dict(op.data["names"])
         run.code_previous = op.data.get("code_previous")
+        run.staging_oid = op.data.get("staging_oid")
         run.capture = RestoreCapture.from_journal(cfg, snapshot, op.data)
         if op.data.get("services_stopped"):
             run.stopped_at = time.monotonic()
@@ -340,27 +352,91 @@ class RestoreRun:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
             self.code_previous = code_tree.head(cfg.code.path)
             self.journal.update(self.op, {"code_previous": self.code_previous})
-        root = SnapshotStore(cfg.storage).root
-        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, cfg.storage.free_space_margin))
+        standby = read_state(self.snapshot.path)
+        if not (standby and standby.shown_state == READY):
+            # With a ready standby the dump is not read (its bytes were checked as the standby was
+            # built from them); should the standby be refused, staging makes the checked copy then.
+            self.stage_dump()
+
+    def stage_dump(self) -> None:
+        """The checked private copy of the dump that pg_restore reads (see verify.staged_dump)."""
+        root = SnapshotStore(self.cfg.storage).root
+        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, self.cfg.storage.free_space_margin))
+
+    def use_standby(self) -> None:
+        """A ready standby in the place of the staging database, once proven; else staging as ever."""
+        cancel_build(self.cfg, self.journal, self.op)  # one still building is no use now: the server is needed
+        with standby_lock(self.cfg, wait=10):
+            try:
+                state = prove_standby(self.cfg, self.snapshot)
+            except NotUsable as exc:
+                self.progress.note("standby", "info", f"no standby used: {exc}")
+                if read_state(self.snapshot.path) is not None:  # not usable ever again: its space back
+                    drop_standby(self.cfg, self.snapshot, self.journal, f"refused by a restore: {exc}", locked=True)
+                return
+            # From here it is this run's staging: its record goes (nothing else will use or drop it),
+            # and undo or resume discard it like any staging database.
+            self.names.update(staging=state.database, filestore_staging=state.filestore)
+            # Its oid is part of what was proven: verify_live compares the live one with it.
+            self.staging_oid = state.oid
+            self.journal.update(
+                self.op, {"names": self.names, "standby_used": state.database, "staging_oid": state.oid}
+            )
+            remove_state(self.snapshot.path)
+            self.standby = state
+        self.progress.note("standby", "info", f"the ready standby {state.database} replaces the staging")
+
+    def _standby_used(self) -> str | None:
+        return f"the standby {self.standby.database} is used" if self.standby else None
+
+    def recheck_standby(self) -> None:
+        """Right before the swap: still as it was built, or staged after all (never unproven bytes)."""
+        assert self.standby is not None
+        try:
+            prove_standby(self.cfg, self.snapshot, self.standby)
+        except NotUsable as exc:
+            self.progress.note("standby", "info", f"standby refused at the last check, staging instead: {exc}")
+            discard_staging(self.cfg, self.names)
+            fresh = _names(self.cfg)
+            self.names.update(staging=fresh["staging"], filestore_staging=fresh["filestore_staging"])
+            self.journal.update(self.op, {"names": self.names, "standby_used": None, "staging_oid": None})
+            self.standby, self.staging_oid = None, None
+            self.build_staging()
+            self.check_staging()
+            return
+        open_for_use(self.cfg, self.standby.database)
 
     def build_staging(self) -> None:
-        if self.dump is None:
-            raise OperationFailed("the checked copy of the dump is gone: run the restore again")
+        """pg_restore and the filestore's tar at the same time: tar waits on the disk while pg_restore
+        and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
+        if self.dump is None:  # a refused standby: the copy was not made in the preflight
+            self.stage_dump()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
-        with self.staged:  # the copy is removed once pg_restore has read it
-            restore_dump(
-                self.cfg.database,
-                self.dump,
-                self.names["staging"],
-                self.cfg.storage.effective_jobs,
-                owner=owner,
-                show_progress=self.show_progress,
-            )
-        self.dump = None
         manifest = self.snapshot.manifest
-        extract_filestore(
-            self.snapshot.filestore_archive, Path(self.names["filestore_staging"]), manifest.files[FILESTORE_NAME]
-        )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
+            files = pool.submit(
+                extract_filestore,
+                self.snapshot.filestore_archive,
+                Path(self.names["filestore_staging"]),
+                manifest.files[FILESTORE_NAME],
+            )
+            try:
+                with self.staged:  # the copy is removed once pg_restore has read it
+                    restore_dump(
+                        self.cfg.database,
+                        self.dump,
+                        self.names["staging"],
+                        self.cfg.storage.effective_jobs,
+                        owner=owner,
+                        show_progress=self.show_progress,
+                    )
+                self.dump = None
+            except BaseException:
+                # The database's error is the one to report; tar is waited for (the pool's exit), so
+                # that the undo removes a folder nothing writes to any more.
+                files.cancel()
+                raise
+            files.result()
 
     def check_staging(self) -> None:
         manifest = self.snapshot.manifest
@@ -371,6 +447,8 @@ class RestoreRun:
             problems.append("installed module versions differ from the snapshot's manifest")
         if problems:
             raise OperationFailed("the restored staging database does not match the snapshot: " + "; ".join(problems))
+        self.staging_oid = database_oid(self.cfg, self.names["staging"])
+        self.journal.update(self.op, {"staging_oid": self.staging_oid})
         self.capture.read_staging(self.names["staging"])
 
     def stop_services(self) -> None:
@@ -419,6 +497,17 @@ class RestoreRun:
             code_tree.checkout(self.cfg.code.path, self.snapshot.manifest.code_revision)
 
     def verify_live(self) -> None:
+        """The database now under the live name is the one the check step counted: a rename keeps a
+        database's oid, so comparing oids proves it in one query where a recount would read every
+        table again during the downtime. Without a checked staging database, the counts are read."""
+        if self.staging_oid is not None:
+            live = database_oid(self.cfg, self.cfg.database.name)
+            if live != self.staging_oid:
+                raise OperationFailed(
+                    f"the live database after the swap (oid {live}) is not the staging database checked "
+                    f"before it (oid {self.staging_oid})"
+                )
+            return
         manifest = self.snapshot.manifest
         self.capture.reachable_for_checks(self.names["live"])
         with connect(self.cfg.database) as conn:
@@ -469,22 +558,35 @@ SWAP = "swap"  # the point of no return: before it resume undoes, after it resum
 
 STEPS: tuple[Step, ...] = (
     Step("preflight", RestoreRun.preflight, "checking the snapshot, the server and the services"),
+    Step("standby", RestoreRun.use_standby, "looking for a ready standby of the snapshot"),
     Step(
         "staging",
         RestoreRun.build_staging,
         "restoring the snapshot into a staging database",
         journal_data=lambda run: {"database": run.names["staging"]},
+        skipped=RestoreRun._standby_used,
     ),
-    Step("check", RestoreRun.check_staging, "comparing the staging database with the snapshot"),
+    Step(
+        "check",
+        RestoreRun.check_staging,
+        "comparing the staging database with the snapshot",
+        skipped=RestoreRun._standby_used,
+    ),
     Step(
         "stop",
         RestoreRun.stop_services,
         "stopping the services",
         journal_data=lambda run: {"backend": run.backend.name},
     ),
+    Step(
+        "standby_recheck",
+        RestoreRun.recheck_standby,
+        "proving the standby unchanged and opening it",
+        skipped=lambda run: None if run.standby else "no standby used",
+    ),
     Step(SWAP, RestoreRun.swap, "putting the restored database in place", journal_data=lambda run: dict(run.names)),
     Step("code", RestoreRun.revert_code, "checking out the snapshot's code revision"),
-    Step("verify_live", RestoreRun.verify_live, "checking the restored live database"),
+    Step("verify_live", RestoreRun.verify_live, "proving the live database is the one checked"),
     Step("start", RestoreRun.start_services, "starting the services and checking their health"),
     Step(
         "lost_rows", RestoreRun.export_lost_rows, "exporting the changes the restore replaced, from the kept database"
@@ -523,6 +625,13 @@ def discard_staging(cfg: Config, names: dict[str, str]) -> None:
     shutil.rmtree(names["filestore_staging"], ignore_errors=True)
 
 
+def database_oid(cfg: Config, name: str) -> int | None:
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,))
+        row = cur.fetchone()
+    return int(row[0]) if row else None
+
+
 def database_swapped(cfg: Config, names: dict[str, str]) -> bool:
     with maintenance(cfg.database) as conn:
         return database_exists(conn, names["failed"])
@@ -544,10 +653,10 @@ def check_no_unfinished(journal: Journal) -> None:
         owner = owner_of(pending)
         if owner is not None and owner.alive():
             raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
-    pending = journal.unfinished("restore")
-    if pending:
+    interrupted = journal.unfinished("restore")
+    if interrupted:
         raise PreconditionError(
-            f"restore {pending[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
+            f"restore {interrupted[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
         )
 
 

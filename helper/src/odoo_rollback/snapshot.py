@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import code as code_tree
 from .capture import (
     EXACT,
     FALLBACK,
@@ -37,23 +37,28 @@ from .progress import watch_bytes
 from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
 
-def code_revision(path: Path | None) -> str | None:
-    """git HEAD of the configured code folder (None when no folder is configured)."""
-    if path is None:
-        return None
-    result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 def archive_and_describe(src: Path, target: Path) -> dict[str, object]:
     archive_filestore(src, target)
     return {"size": target.stat().st_size, "sha256": sha256_file(target)}
 
 
+def expected_size(cfg: Config) -> int:
+    """What the next snapshot will take on disk, about: the dump and the filestore's archive."""
+    with connect(cfg.database) as conn:
+        db_size = database_size(conn, cfg.database.name)
+    # pg_dump -Z1 writes about a tenth of the database's size; a tar is the filestore's size.
+    return db_size // 4 + folder_size(cfg.filestore.path)
+
+
+def needed_space(cfg: Config, expected: int) -> int:
+    """The free space a snapshot of *expected* bytes asks for: the size and the configured margin."""
+    return int(expected * (1 + cfg.storage.free_space_margin))
+
+
 def check_free_space(cfg: Config, expected: int) -> None:
     """Refuse when the storage lacks room for *expected* bytes plus the configured margin."""
     free = shutil.disk_usage(cfg.storage.path).free
-    needed = int(expected * (1 + cfg.storage.free_space_margin))
+    needed = needed_space(cfg, expected)
     if free < needed:
         raise StorageError(
             f"not enough free disk in {cfg.storage.path}: {free // 2**20} MiB free, "
@@ -95,10 +100,7 @@ def _take_snapshot(
     cfg: Config, store: SnapshotStore, kind: str, label: str, journal: Journal, show_progress: bool
 ) -> Snapshot:
     check_filestore(cfg.filestore.path)
-    with connect(cfg.database) as conn:
-        db_size = database_size(conn, cfg.database.name)
-    # pg_dump -Z1 writes about a tenth of the database's size; a tar is the filestore's size.
-    expected = db_size // 4 + folder_size(cfg.filestore.path)
+    expected = expected_size(cfg)
     check_free_space(cfg, expected)
 
     snapshot_id = store.new_id(kind)
@@ -193,7 +195,7 @@ def _write_snapshot(
         database=cfg.database.name,
         server_version=version,
         modules=modules,
-        code_revision=code_revision(cfg.code.path),
+        code_revision=code_tree.head_or_none(cfg.code.path),
         counts=counts,
         files=files,
         capture=capture,

@@ -27,7 +27,7 @@ from ..logs import log_source, parse_since, service_log_errors
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..restore_capture import plan_lost_changes
 from ..storage import SnapshotStore
-from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, refuse_busy
+from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, RequestTooLarge, refuse_busy
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
@@ -39,7 +39,8 @@ RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
 
 # The keys each POST accepts, and their types: anything else is refused, never ignored.
-SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "requested_by": str}
+# standby: once verified, the snapshot is restored ahead of need in the background (snapshot --standby).
+SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "standby": bool, "requested_by": str}
 VERIFY_BODY: dict[str, type] = {"deep": bool}
 DRILL_BODY: dict[str, type] = {"snapshot": str}
 RESTORE_BODY: dict[str, type] = {"snapshot": str, "confirm_database": str}
@@ -101,8 +102,7 @@ class Api:
                 log.info("snapshot requested by %s", body["requested_by"])
             # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
-            if body.get("verify"):
-                args.append("--verify")
+            args += [f"--{flag}" for flag in ("verify", "standby") if body.get(flag)]
             return self.start_job("snapshot", args)
         if match := SNAPSHOT_ROUTE.match(path):
             snapshot_id, action = match.groups()
@@ -232,11 +232,20 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         deadline = time.monotonic() + self.server.api.cfg.api.read_timeout
         self.rfile.close()  # the socket file the base class opened: it holds a reference to the socket
-        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES + MAX_BODY))
+        # What a reply needs before the request line is parsed (a request line beyond the budget).
+        self.command, self.path, self.requestline, self.request_version = "", "", "", self.protocol_version
+        # The request line and headers get their own budget; the body's length is added once it is accepted.
+        self.reader = DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES)
+        self.rfile = io.BufferedReader(self.reader)
 
     def handle(self) -> None:
         try:
             super().handle()
+        except RequestTooLarge:
+            self._reply(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                {"error": f"the request line and headers exceed {MAX_HEADER_BYTES} bytes"},
+            )
         except OSError as exc:
             # Closed by its client, or by the server to make room: one line, not a traceback.
             log.info("connection from %s ended: %s", self.address_string(), exc)
@@ -298,6 +307,7 @@ class Handler(BaseHTTPRequestHandler):
         except SignatureError as exc:
             self._refuse_signature(exc)
             return
+        self.reader.budget += length
         try:
             raw = self.rfile.read(length) if length else b""
         except TimeoutError:

@@ -67,10 +67,18 @@ def lost_changes_text(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _standby_text(standby: dict[str, Any] | None) -> str:
+    if standby and standby["ready"]:
+        return f"Standby: {standby['database']} is ready: still proven unchanged, it is swapped in (no staging)."
+    state = standby["state"] if standby else "none"
+    return f"Standby: {state}; the snapshot is restored into a staging database first."
+
+
 def _plan_text(doc: dict[str, Any]) -> str:
     lines = [
         f"Plan: restore snapshot {doc['snapshot']} (taken {doc['snapshot_created_at']}) in place of {doc['database']}.",
         f"Steps: {', '.join(doc['steps'])}. The current database is kept, renamed, not dropped.",
+        _standby_text(doc.get("standby")),
         f"Rows changed since the snapshot, which the restore would lose: {doc['lost_rows_total']}",
         *lost_changes_text(doc),
         "Nothing was changed. Run again with --yes to restore.",
