@@ -142,7 +142,7 @@ def drop_slot(db_cfg: DatabaseConfig, name: str) -> bool:
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
             (name,),
         )
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)
 
 
 def slot_of(manifest: Manifest) -> str | None:
@@ -152,7 +152,7 @@ def slot_of(manifest: Manifest) -> str | None:
 def release_capture(db_cfg: DatabaseConfig, manifest: Manifest) -> bool:
     """The snapshot is going away (pruned or superseded): its slot goes with it."""
     name = slot_of(manifest)
-    return bool(name) and drop_slot(db_cfg, name)  # type: ignore[arg-type]
+    return bool(name and drop_slot(db_cfg, name))
 
 
 def release_superseded(db_cfg: DatabaseConfig, manifests: list[Manifest], newest: Manifest) -> list[str]:

@@ -472,7 +472,7 @@ def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str
             rows = [r for r in changes.rows if r.table == table and r.kind == kind and r.after]
             if not rows:
                 continue
-            ids = [r.after["id"] for r in rows if isinstance((r.after or {}).get("id"), int)]
+            ids = [int(a["id"]) for r in rows if (a := r.after) and isinstance(a.get("id"), int)]
             xids = external_ids(conn, model, ids)
             fields = sorted({c for r in rows for c in (r.after or {})} - AUDIT_COLUMNS)
             # New records by external id (empty: Odoo creates one); changed ones by database id,
@@ -485,7 +485,7 @@ def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str
                 writer.writerow(headers)
                 for row in rows:
                     after = row.after or {}
-                    ident = xids.get(after.get("id"), "") if kind == INSERTED else after.get("id")
+                    ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
                     writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
             written.append(str(path))
     return written

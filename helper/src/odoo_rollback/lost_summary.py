@@ -33,7 +33,7 @@ def _text(value: Any) -> str:
         try:
             value = json.loads(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, dict):
         return str(value.get("en_US", next(iter(value.values()), "")))
     return "" if value is None else str(value)
@@ -111,14 +111,18 @@ def odoo_summary(changes: LostChanges, conn: Any, live_conn: Any | None = None) 
     by_table: dict[str, list[LostRow]] = {}
     for row in changes.rows:
         by_table.setdefault(row.table, []).append(row)
-    summary = []
+    summary: list[dict[str, Any]] = []
     for table, rows in by_table.items():
-        deleted_ids = [r.key["id"] for r in rows if r.kind == DELETED and r.key and isinstance(r.key.get("id"), int)]
+        deleted_ids = [
+            int(k["id"]) for r in rows if r.kind == DELETED and (k := r.key) and isinstance(k.get("id"), int)
+        ]
         old = _rows_by_id(live_conn, table, deleted_ids) if live_conn is not None else {}
-        values = {id(r): r.after or old.get((r.key or {}).get("id"), {}) for r in rows}
+        values = {id(r): r.after or old.get(int((r.key or {}).get("id") or 0), {}) for r in rows}
         partners: dict[int, dict[str, Any]] = {}
         if table == "account_move":
-            partner_ids = sorted({v.get("partner_id") for v in values.values() if isinstance(v.get("partner_id"), int)})
+            partner_ids = sorted(
+                {int(v["partner_id"]) for v in values.values() if isinstance(v.get("partner_id"), int)}
+            )
             partners = _rows_by_id(conn, "res_partner", partner_ids)
         records = [_record(r, values[id(r)], partners) for r in rows]
         if table == "account_move":

@@ -411,6 +411,9 @@ class RestoreRun:
         and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
         if self.dump is None:  # a refused standby: the copy was not made in the preflight
             self.stage_dump()
+        dump = self.dump
+        if dump is None:
+            raise OperationFailed("the checked copy of the dump could not be made")
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         manifest = self.snapshot.manifest
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
@@ -424,7 +427,7 @@ class RestoreRun:
                 with self.staged:  # the copy is removed once pg_restore has read it
                     restore_dump(
                         self.cfg.database,
-                        self.dump,
+                        dump,
                         self.names["staging"],
                         self.cfg.storage.effective_jobs,
                         owner=owner,
