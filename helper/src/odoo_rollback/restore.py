@@ -471,7 +471,14 @@ class RestoreRun:
         try:
             changes, report = self.capture.read_replaced(self.names["failed"], self.names["live"], folder)
         except (RollbackError, OSError, psycopg2.Error) as exc:
-            message = f"the lost changes could not be read from {self.names['failed']}: {str(exc).strip()}"
+            if isinstance(exc, OSError):  # a half export is no record, and the journal needs the room
+                for partial in (*folder.glob("*.jsonl"), *folder.glob("*.csv")):
+                    with contextlib.suppress(OSError):
+                        partial.unlink()
+            message = (
+                f"the lost changes could not be exported: {str(exc).strip()}; the replaced database "
+                f"{self.names['failed']} still holds them all"
+            )
             self.result.lost = {"lost_rows_error": message}
             self.progress.note("lost_rows", STEP_FAILED, message)
             return
