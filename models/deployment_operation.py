@@ -265,6 +265,9 @@ class DeploymentOperation(models.Model):
             self._import_snapshot(operation, data)
             return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)
+        snapshot._helper_sync()._apply_standby_operation(operation)
+        if kind in ("standby", "standby_drop"):
+            return
         if kind == "verify" and operation["state"] == "done" and snapshot:
             snapshot._helper_sync().write(
                 {"state": "verified", "verified_at": parse_helper_time(operation["finished_at"])}

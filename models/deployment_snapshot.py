@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.tools import format_datetime
+from odoo.tools import format_datetime, str2bool
 
 from .texts import age_text, human_size
 
@@ -96,6 +96,8 @@ class DeploymentSnapshot(models.Model):
         "count_ids",
         "module_ids",
         "path",
+        "standby_state",
+        "standby_database",
     ]
 
     helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
@@ -132,6 +134,22 @@ class DeploymentSnapshot(models.Model):
     job_error = fields.Text(readonly=True)
     count_ids = fields.One2many("deployment.snapshot.count", "snapshot_id", string="Record Counts", readonly=True)
     module_ids = fields.One2many("deployment.snapshot.module", "snapshot_id", string="Modules", readonly=True)
+    standby_state = fields.Selection(
+        [
+            ("none", "None"),
+            ("building", "Building"),
+            ("ready", "Ready"),
+            ("failed", "Failed"),
+            ("interrupted", "Interrupted"),
+        ],
+        string="Standby",
+        default="none",
+        required=True,
+        readonly=True,
+        help="A ready standby is this snapshot already restored beside the live database, closed and "
+        "proven equal to it: a rollback to it is a swap of a few seconds instead of a restore.",
+    )
+    standby_database = fields.Char(readonly=True)
     age_hours = fields.Float(compute="_compute_age")
     age_display = fields.Char(string="Age", compute="_compute_age")
 
@@ -222,6 +240,10 @@ class DeploymentSnapshot(models.Model):
                 "kind": kind,
                 "label": label or "",
                 "verify": True,
+                "standby": str2bool(
+                    self.env["ir.config_parameter"].sudo().get_param("deployment_rollback.standby_after_capture", "")
+                    or "False"
+                ),
                 "requested_by": self.env.user.login,
             },
         )
@@ -310,12 +332,35 @@ class DeploymentSnapshot(models.Model):
                 for table, count in sorted((summary.get("counts") or {}).items())
             ],
         }
+        standby = summary.get("standby") or {}
+        vals["standby_state"] = standby.get("state") or "none"
+        vals["standby_database"] = standby.get("database") or False
         modules = summary.get("modules")
         if isinstance(modules, dict):
             vals["module_ids"] = [(5, 0, 0)] + [
                 (0, 0, {"name": name, "version": version}) for name, version in sorted(modules.items())
             ]
         self.write(vals)
+
+    # What the helper's journal says of a standby: its build (kind "standby") by state, or its drop.
+    _STANDBY_BY_OPERATION = {
+        ("standby", "running"): "building",
+        ("standby", "done"): "ready",
+        ("standby", "failed"): "failed",
+        ("standby_drop", "done"): "none",
+    }
+
+    def _apply_standby_operation(self, operation):
+        """The standby's state from a journal operation of this snapshot (nothing when none is named)."""
+        if not self:
+            return
+        self.ensure_one()
+        state = self._STANDBY_BY_OPERATION.get((operation["kind"], operation["state"]))
+        if operation["kind"] == "restore" and (operation.get("data") or {}).get("standby_used"):
+            state = "none"  # it went live: a later rollback to this snapshot restores from its files
+        if state:
+            database = (operation.get("data") or {}).get("database") if state != "none" else False
+            self.write({"standby_state": state, "standby_database": database or False})
 
     @api.model
     def _mirror(self, summary):

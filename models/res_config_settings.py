@@ -38,6 +38,13 @@ class ResConfigSettings(models.TransientModel):
     deployment_retention = fields.Char(
         string="Snapshots Kept", compute="_compute_deployment_helper_config", readonly=True
     )
+    deployment_standby_after_capture = fields.Boolean(
+        string="Warm Standby after Capture",
+        config_parameter="deployment_rollback.standby_after_capture",
+        help="After a snapshot captured from Odoo is verified, the helper restores it ahead of need, in the "
+        "background and at low priority: a rollback to it is then a swap of a few seconds. It takes a "
+        "database's disk space; the helper refuses one that would not fit.",
+    )
     deployment_drill_reminder_days = fields.Integer(
         string="Drill Reminder (days before quarter end)",
         config_parameter="deployment_rollback.drill_reminder_days",

@@ -5,6 +5,7 @@ from . import (
     test_deployment_overview,
     test_deployment_postmortem,
     test_deployment_snapshot,
+    test_deployment_standby,
     test_helper_integration,
     test_i18n,
     test_install,

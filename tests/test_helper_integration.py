@@ -55,6 +55,23 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
         self.env["deployment.operation"]._import_journal()
         self.assertEqual(self.env["deployment.snapshot"].search_count([("helper_id", "=", snapshot.helper_id)]), 1)
 
+    def test_capture_from_settings_with_a_warm_standby(self):
+        self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.standby_after_capture", "True")
+        action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
+        # Whatever the test's outcome, no standby database is left behind.
+        self.addCleanup(lambda: snapshot.helper_id and self.helper.cli("standby", "drop", snapshot.helper_id))
+        self._wait_done(snapshot, waiting=("capturing", "done"))
+        self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+
+        # Built in the background, at low priority; the journal tells Odoo when it is ready.
+        deadline = time.monotonic() + 300
+        while snapshot.standby_state in ("none", "building") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            self.env["deployment.operation"]._import_journal()
+        self.assertEqual(snapshot.standby_state, "ready")
+        self.assertTrue(snapshot.standby_database.startswith(f"{self.env.cr.dbname}__standby_"))
+
     def test_history_survives_a_restore(self):
         first = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
         self.env["deployment.operation"]._import_journal()

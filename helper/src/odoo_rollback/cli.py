@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=SNAPSHOT_KINDS, default="manual")
     p.add_argument("--label", default="", help="a note saying why the snapshot was taken")
     p.add_argument("--verify", action="store_true", help="verify the snapshot once it is complete")
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="once verified, build its warm standby in the background (default: [standby] after_snapshot)",
+    )
 
     command("list", "snapshots:list_snapshots", "list complete snapshots, newest first")
 
@@ -74,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--deep", action="store_true", help="also restore into a scratch database and compare its row counts"
     )
+
+    p = command("standby", "standby:standby", "build (at low priority) or drop the warm standby of a snapshot")
+    p.add_argument("action", choices=("build", "drop"))
+    p.add_argument("id", help="snapshot id")
 
     command("counts", "snapshots:counts", "exact live row counts of the tracked tables")
 
@@ -146,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(as_json=args.json)
     try:
         cfg = load_config(args.config)
-        return args.handler(cfg, args, out)
+        code: int = args.handler(cfg, args, out)
+        return code
     except RollbackError as exc:
         sys.stderr.write(f"odoo-rollback: error: {exc}\n")
         return exc.exit_code

@@ -231,6 +231,18 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class StandbyConfig:
+    """A warm standby: a snapshot restored ahead of need, so that a rollback to it is a swap."""
+
+    enabled: bool = True  # deploy builds one after its pre_deploy snapshot; False: never
+    after_snapshot: bool = False  # also after every verified snapshot taken by "snapshot" (CLI, Odoo)
+    jobs: int = 1  # pg_restore jobs: few, so that the running Odoo keeps the CPUs
+    # PostgreSQL's data directory as this host sees it, for its free space (default: the server's
+    # data_directory setting, when that path exists here).
+    data_directory: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -244,6 +256,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
 
 
@@ -327,7 +340,7 @@ class _Section:
         if inline is not None and file_path is not None:
             raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
         if file_path is None:
-            return inline
+            return None if inline is None else str(inline)
         return read_private_file(file_path, self._key(key + "_file"))
 
 
@@ -346,6 +359,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "standby",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -447,6 +461,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     )
     code = CodeConfig(path=section_named("code").path("path"))
     deploy = parse_deploy(section_named("deploy"))
+    standby = parse_standby(section_named("standby"))
     # Last, once every key was read: a typo must never be silently ignored.
     for section in sections:
         section.check_unknown()
@@ -463,6 +478,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=deploy,
+        standby=standby,
         source=source,
     )
 
@@ -545,6 +561,15 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_standby(section: _Section) -> StandbyConfig:
+    return StandbyConfig(
+        enabled=section.get("enabled", bool, True),
+        after_snapshot=section.get("after_snapshot", bool, False),
+        jobs=section.positive("jobs", int, 1),
+        data_directory=section.path("data_directory"),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -21,6 +21,7 @@ from .errors import RollbackError
 from .kept import kept_databases
 from .services import backend_for
 from .snapshot import expected_size, needed_space
+from .standby import storage_check as standby_storage_check
 from .storage import SnapshotStore
 from .system import system_load
 
@@ -196,6 +197,8 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
     needed = _next_snapshot_needs(cfg, reachable)
     storage, free = _storage_check(cfg, needed)
     checks.append(storage)
+    if cfg.standby.enabled:
+        checks.append(Check(**standby_storage_check(cfg)))
     return HealthReport(
         cfg.database.name,
         tuple(checks),

@@ -10,6 +10,7 @@ from .errors import os_failure
 from .journal import DONE, FAILED, Journal, JournalError
 from .leftovers import clean_dead_runs
 from .lock import operation_lock
+from .standby import drop_standby
 from .storage import Snapshot, SnapshotStore
 
 
@@ -39,6 +40,7 @@ def prune(cfg: Config, journal: Journal, keep: int, dry_run: bool = False) -> li
         try:
             for snapshot in doomed:
                 journal.event(op, "remove", "start", data={"snapshot": snapshot.id})
+                drop_standby(cfg, snapshot, journal, "its snapshot was pruned")  # it goes with its snapshot
                 store.remove(snapshot)
                 journal.event(op, "remove", "done", data={"snapshot": snapshot.id})
         except BaseException as exc:

@@ -7,8 +7,11 @@ their texts and the tests read their names from the same table:
 
 1. ``preflight``   nothing unlisted in the snapshot, right database, free disk, server and service
                    backend reachable, code folder revertable; then the dump's listed files copied to a
-                   private folder, hashed as they are copied, and the copy readable by pg_restore.
+                   private folder, hashed as they are copied, and the copy readable by pg_restore (not
+                   when a ready standby is recorded: then only if staging happens after all).
                    Any failure: nothing changed.
+   ``standby``     a ready warm standby of the snapshot (see :mod:`odoo_rollback.standby`), proven to be
+                   as it was built, takes the place of the staging database: staging and check are skipped.
 2. ``staging``     parallel pg_restore of that checked copy into ``<db>__restore_<time>``, and the
                    filestore archive hashed as tar extracts it next to the live one, while the services
                    keep running (the downtime excludes this).
@@ -16,6 +19,8 @@ their texts and the tests read their names from the same table:
 4. ``stop``        services stopped, remaining sessions on the live database ended.
 5. ``lost_rows``   rows created or changed after the snapshot, counted and exported (after the stop, so
                    that nothing written in between is missed).
+   ``standby_recheck`` the standby proven again, then given to the live owner and opened; if it changed,
+                   staging and check are done here after all (the services stay stopped).
 6. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
                    the live name always holds a whole database); then the filestore folders by rename.
 7. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
@@ -62,6 +67,8 @@ from .modules import installed_modules
 from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .services import ServiceBackend, backend_for
+from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
+from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
 
@@ -152,6 +159,7 @@ def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
         "lost_rows_total": sum(lost.values()),
         "services": cfg.services.backend,
         "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
+        "standby": standby_summary(snapshot.path),
         "steps": list(STEP_NAMES),
     }
 
@@ -225,6 +233,7 @@ class RestoreRun:
         self.code_previous: str | None = None
         self.staging_oid: int | None = None  # of the staging database the check step counted
         self.started: list[str] = []  # steps begun, in order
+        self.standby: StandbyState | None = None  # the warm standby this run swaps in, if any
         # The checked copy of the dump that pg_restore reads (see verify.staged_dump), from the
         # preflight to the end of the staging step.
         self.staged = ExitStack()
@@ -333,14 +342,65 @@ class RestoreRun:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
             self.code_previous = code_tree.head(cfg.code.path)
             self.journal.update(self.op, {"code_previous": self.code_previous})
-        root = SnapshotStore(cfg.storage).root
-        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, cfg.storage.free_space_margin))
+        standby = read_state(self.snapshot.path)
+        if not (standby and standby.shown_state == READY):
+            # With a ready standby the dump is not read (its bytes were checked as the standby was
+            # built from them); should the standby be refused, staging makes the checked copy then.
+            self.stage_dump()
+
+    def stage_dump(self) -> None:
+        """The checked private copy of the dump that pg_restore reads (see verify.staged_dump)."""
+        root = SnapshotStore(self.cfg.storage).root
+        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, self.cfg.storage.free_space_margin))
+
+    def use_standby(self) -> None:
+        """A ready standby in the place of the staging database, once proven; else staging as ever."""
+        cancel_build(self.cfg, self.journal, self.op)  # one still building is no use now: the server is needed
+        with standby_lock(self.cfg, wait=10):
+            try:
+                state = prove_standby(self.cfg, self.snapshot)
+            except NotUsable as exc:
+                self.progress.note("standby", "info", f"no standby used: {exc}")
+                if read_state(self.snapshot.path) is not None:  # not usable ever again: its space back
+                    drop_standby(self.cfg, self.snapshot, self.journal, f"refused by a restore: {exc}", locked=True)
+                return
+            # From here it is this run's staging: its record goes (nothing else will use or drop it),
+            # and undo or resume discard it like any staging database.
+            self.names.update(staging=state.database, filestore_staging=state.filestore)
+            # Its oid is part of what was proven: verify_live compares the live one with it.
+            self.staging_oid = state.oid
+            self.journal.update(
+                self.op, {"names": self.names, "standby_used": state.database, "staging_oid": state.oid}
+            )
+            remove_state(self.snapshot.path)
+            self.standby = state
+        self.progress.note("standby", "info", f"the ready standby {state.database} replaces the staging")
+
+    def _standby_used(self) -> str | None:
+        return f"the standby {self.standby.database} is used" if self.standby else None
+
+    def recheck_standby(self) -> None:
+        """Right before the swap: still as it was built, or staged after all (never unproven bytes)."""
+        assert self.standby is not None
+        try:
+            prove_standby(self.cfg, self.snapshot, self.standby)
+        except NotUsable as exc:
+            self.progress.note("standby", "info", f"standby refused at the last check, staging instead: {exc}")
+            discard_staging(self.cfg, self.names)
+            fresh = _names(self.cfg)
+            self.names.update(staging=fresh["staging"], filestore_staging=fresh["filestore_staging"])
+            self.journal.update(self.op, {"names": self.names, "standby_used": None, "staging_oid": None})
+            self.standby, self.staging_oid = None, None
+            self.build_staging()
+            self.check_staging()
+            return
+        open_for_use(self.cfg, self.standby.database)
 
     def build_staging(self) -> None:
         """pg_restore and the filestore's tar at the same time: tar waits on the disk while pg_restore
         and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
-        if self.dump is None:
-            raise OperationFailed("the checked copy of the dump is gone: run the restore again")
+        if self.dump is None:  # a refused standby: the copy was not made in the preflight
+            self.stage_dump()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         manifest = self.snapshot.manifest
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
@@ -471,13 +531,20 @@ SWAP = "swap"  # the point of no return: before it resume undoes, after it resum
 
 STEPS: tuple[Step, ...] = (
     Step("preflight", RestoreRun.preflight, "checking the snapshot, the server and the services"),
+    Step("standby", RestoreRun.use_standby, "looking for a ready standby of the snapshot"),
     Step(
         "staging",
         RestoreRun.build_staging,
         "restoring the snapshot into a staging database",
         journal_data=lambda run: {"database": run.names["staging"]},
+        skipped=RestoreRun._standby_used,
     ),
-    Step("check", RestoreRun.check_staging, "comparing the staging database with the snapshot"),
+    Step(
+        "check",
+        RestoreRun.check_staging,
+        "comparing the staging database with the snapshot",
+        skipped=RestoreRun._standby_used,
+    ),
     Step(
         "stop",
         RestoreRun.stop_services,
@@ -485,6 +552,12 @@ STEPS: tuple[Step, ...] = (
         journal_data=lambda run: {"backend": run.backend.name},
     ),
     Step("lost_rows", RestoreRun.export_lost_rows, "exporting the rows the restore replaces"),
+    Step(
+        "standby_recheck",
+        RestoreRun.recheck_standby,
+        "proving the standby unchanged and opening it",
+        skipped=lambda run: None if run.standby else "no standby used",
+    ),
     Step(SWAP, RestoreRun.swap, "putting the restored database in place", journal_data=lambda run: dict(run.names)),
     Step("code", RestoreRun.revert_code, "checking out the snapshot's code revision"),
     Step("verify_live", RestoreRun.verify_live, "proving the live database is the one checked"),
@@ -551,10 +624,10 @@ def check_no_unfinished(journal: Journal) -> None:
         owner = owner_of(pending)
         if owner is not None and owner.alive():
             raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
-    pending = journal.unfinished("restore")
-    if pending:
+    interrupted = journal.unfinished("restore")
+    if interrupted:
         raise PreconditionError(
-            f"restore {pending[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
+            f"restore {interrupted[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
         )
 
 

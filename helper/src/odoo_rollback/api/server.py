@@ -40,7 +40,8 @@ RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
 
 # The keys each POST accepts, and their types: anything else is refused, never ignored.
-SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "requested_by": str}
+# standby: once verified, the snapshot is restored ahead of need in the background (snapshot --standby).
+SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "standby": bool, "requested_by": str}
 VERIFY_BODY: dict[str, type] = {"deep": bool}
 DRILL_BODY: dict[str, type] = {"snapshot": str}
 RESTORE_BODY: dict[str, type] = {"snapshot": str, "confirm_database": str}
@@ -102,8 +103,7 @@ class Api:
                 log.info("snapshot requested by %s", body["requested_by"])
             # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
-            if body.get("verify"):
-                args.append("--verify")
+            args += [f"--{flag}" for flag in ("verify", "standby") if body.get(flag)]
             return self.start_job("snapshot", args)
         if match := SNAPSHOT_ROUTE.match(path):
             snapshot_id, action = match.groups()

@@ -29,10 +29,18 @@ def _newest_verified(cfg: Config) -> Snapshot:
     return snapshot
 
 
+def _standby_text(standby: dict[str, Any] | None) -> str:
+    if standby and standby["ready"]:
+        return f"Standby: {standby['database']} is ready: still proven unchanged, it is swapped in (no staging)."
+    state = standby["state"] if standby else "none"
+    return f"Standby: {state}; the snapshot is restored into a staging database first."
+
+
 def _plan_text(doc: dict[str, Any]) -> str:
     lines = [
         f"Plan: restore snapshot {doc['snapshot']} (taken {doc['snapshot_created_at']}) in place of {doc['database']}.",
         f"Steps: {', '.join(doc['steps'])}. The current database is kept, renamed, not dropped.",
+        _standby_text(doc.get("standby")),
         f"Rows created or changed since the snapshot, which the restore would lose: {doc['lost_rows_total']}",
     ]
     if doc["lost_rows"]:

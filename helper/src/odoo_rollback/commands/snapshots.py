@@ -13,6 +13,7 @@ from ..journal import Journal
 from ..output import Output, human_size, table
 from ..prune import prune as prune_snapshots
 from ..snapshot import take_snapshot
+from ..standby import spawn_build
 from ..storage import SnapshotStore
 from ..verify import verify_snapshot
 
@@ -25,10 +26,14 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     journal = Journal(cfg.storage.journal_path)
     snap = take_snapshot(cfg, args.kind, args.label, journal, show_progress=out.interactive)
     summary = snap.summary()
-    if args.verify:
+    standby = cfg.standby.enabled and (args.standby or cfg.standby.after_snapshot)
+    if args.verify or standby:  # a standby is only ever built of a verified snapshot
         result = verify_snapshot(cfg, snap, deep=False, journal=journal)
-        summary = SnapshotStore(cfg.storage).get(snap.id).summary()
+        verified = SnapshotStore(cfg.storage).get(snap.id)
+        summary = verified.summary()
         summary["verify"] = result.as_dict()
+        if result.ok and standby:
+            summary["standby_build_pid"] = spawn_build(cfg, verified)
 
     def human(doc: dict[str, Any]) -> str:
         lines = [f"snapshot {doc['id']} ({doc['kind']}) complete: {human_size(doc['size'])} in {doc['path']}"]
@@ -36,10 +41,13 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
             lines.append(
                 "verified" if doc["verify"]["ok"] else "VERIFY FAILED: " + "; ".join(doc["verify"]["problems"])
             )
+        if doc.get("standby_build_pid"):
+            lines.append(f"standby being built in the background (process {doc['standby_build_pid']}): see 'list'")
         return "\n".join([*lines, _counts_text(doc["counts"])])
 
     out.emit(summary, human)
-    return EXIT_OK if summary.get("verify", {"ok": True})["ok"] else EXIT_CHECK_FAILED
+    verified = summary.get("verify")
+    return EXIT_CHECK_FAILED if isinstance(verified, dict) and not verified["ok"] else EXIT_OK
 
 
 def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
@@ -49,9 +57,17 @@ def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         if not rows:
             return "no snapshots yet: take one with 'odoo-rollback snapshot --kind pre_deploy'"
         return table(
-            ["id", "kind", "created", "size", "verified", "label"],
+            ["id", "kind", "created", "size", "verified", "standby", "label"],
             [
-                (d["id"], d["kind"], d["created_at"], human_size(d["size"]), d["verified_at"] or "no", d["label"])
+                (
+                    d["id"],
+                    d["kind"],
+                    d["created_at"],
+                    human_size(d["size"]),
+                    d["verified_at"] or "no",
+                    (d.get("standby") or {}).get("state", "-"),
+                    d["label"],
+                )
                 for d in rows
             ],
         )
