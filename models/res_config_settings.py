@@ -134,7 +134,11 @@ class ResConfigSettings(models.TransientModel):
             record.deployment_helper_config = problem or view.get("source") or _("the helper's configuration")
             record.deployment_rto_target_minutes = int(rto.get("target_minutes") or 0)
             record.deployment_rto_max_minutes = int(rto.get("max_minutes") or 0)
-            record.deployment_tracked_models = ", ".join(models_by_table.get(table, table) for table in tables)
+            # The records by their name ("Journal Entry"), as the snapshot's counts show them.
+            record.deployment_tracked_models = ", ".join(
+                self.env["ir.model"]._get(models_by_table[table]).name if table in models_by_table else table
+                for table in tables
+            )
             record.deployment_retention = self._retention_text(retention) if isinstance(retention, dict) else False
 
     @api.model
