@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .config import ENV_VAR, Config, load_config
 from .errors import EXIT_FAILED, RollbackError
+from .manifest import SNAPSHOT_KINDS
 from .output import Output
 
 Handler = Callable[[Config, argparse.Namespace, Output], int]
-
-SNAPSHOT_KINDS = ("pre_deploy", "manual", "drill")
 
 
 def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]:
@@ -77,9 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("counts", "snapshots:counts", "exact live row counts of the tracked tables")
 
-    p = command("prune", "snapshots:prune", "remove old snapshots, keeping the newest of each kind")
-    p.add_argument("--keep", type=int, required=True, metavar="N", help="snapshots of each kind to keep")
+    p = command("prune", "snapshots:prune", "apply the retention of [retention] to snapshots and kept databases")
+    p.add_argument(
+        "--keep", type=int, metavar="N", help="this once: keep the N newest snapshots of each kind, whatever the age"
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+
+    command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
 
     request_help = "JSON file of Odoo's rollback record and whom to mail the progress to (see README)"
     p = command("restore", "restore:restore", "restore a snapshot in place of the live database")

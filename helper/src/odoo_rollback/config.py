@@ -207,6 +207,42 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """Keep the *keep_last* newest (per kind, for snapshots) and nothing older than *max_days*; 0: no limit."""
+
+    keep_last: int = 0
+    max_days: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.keep_last or self.max_days)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keep_last": self.keep_last, "max_days": self.max_days}
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    snapshots: RetentionRule = RetentionRule()
+    # The databases and filestores a restore keeps aside, and scratch leftovers of drills.
+    kept: RetentionRule = RetentionRule(keep_last=2, max_days=7.0)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """An off-host copy target, written with rclone."""
+
+    name: str
+    target: str  # rclone "remote:path"
+    rclone_config: Path  # rclone.conf holding the remote's credentials; refused when others can read it
+    kinds: tuple[str, ...] = ()  # snapshot kinds copied; empty: every kind
+    retention: RetentionRule = RetentionRule()
+
+    def wants(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -220,6 +256,8 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    retention: RetentionConfig = RetentionConfig()
+    remotes: tuple[RemoteConfig, ...] = ()
     source: Path | None = None
 
 
@@ -306,6 +344,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "retention",
+        "remotes",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -409,6 +449,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=parse_deploy(_table(data, "deploy", base)),
+        retention=parse_retention(_table(data, "retention", base)),
+        remotes=parse_remotes(_table(data, "remotes", base)),
         source=source,
     )
 
@@ -491,6 +533,50 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_rule(section: _Section, default: RetentionRule) -> RetentionRule:
+    rule = RetentionRule(
+        keep_last=section.get("keep_last", int, default.keep_last),
+        max_days=section.get("max_days", float, default.max_days),
+    )
+    if rule.keep_last < 0 or rule.max_days < 0:
+        raise ConfigError(f"{section.name}: keep_last and max_days must be 0 (no limit) or more")
+    return rule
+
+
+def parse_retention(section: _Section) -> RetentionConfig:
+    unknown = sorted(set(section.data) - {"keep_last", "max_days", "kept"})
+    if unknown:
+        raise ConfigError(f"retention: unknown key(s) {', '.join(unknown)}")
+    kept = _Section(section.data.get("kept", {}), "retention.kept", section.base)
+    return RetentionConfig(
+        snapshots=parse_rule(section, RetentionRule()), kept=parse_rule(kept, RetentionConfig().kept)
+    )
+
+
+REMOTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def parse_remotes(section: _Section) -> tuple[RemoteConfig, ...]:
+    remotes = []
+    for name, data in section.data.items():
+        if not REMOTE_NAME.match(name):
+            raise ConfigError(f"remotes.{name}: a remote's name is lowercase letters, digits, '_' and '-'")
+        sub = _Section(data, f"remotes.{name}", section.base)
+        target = sub.require("target", str)
+        if ":" not in target or target.startswith(("-", ":")):
+            raise ConfigError(f"remotes.{name}.target must be an rclone 'remote:path', not {target!r}")
+        remotes.append(
+            RemoteConfig(
+                name=name,
+                target=target.rstrip("/"),
+                rclone_config=sub.path("rclone_config", required=True),  # type: ignore[arg-type]
+                kinds=sub.strings("kinds"),
+                retention=parse_rule(sub, RetentionRule()),
+            )
+        )
+    return tuple(remotes)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

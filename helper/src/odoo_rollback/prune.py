@@ -1,26 +1,101 @@
-"""Removing old snapshots while keeping what a rollback may need."""
+"""Retention: which snapshots go, applied after every snapshot and by ``prune``.
+
+The rule comes from ``[retention]`` in the helper's configuration (the one source: Odoo shows it, it
+does not set it). A snapshot goes when it is beyond the *keep_last* newest of its kind or older than
+*max_days*, except the newest verified ``pre_deploy`` snapshot (what a rollback needs) and any snapshot
+a running operation names (a restore, a drill, a verify, a deployment).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .config import Config, RetentionRule
+from .journal import DONE, FAILED, Journal
 from .storage import Snapshot, SnapshotStore
 
 
-def select_prunable(snapshots: list[Snapshot], keep: int) -> list[Snapshot]:
-    """Snapshots beyond the *keep* newest of each kind, never the newest verified pre_deploy one."""
-    protected = next((s.id for s in snapshots if s.manifest.kind == "pre_deploy" and s.manifest.verified_at), None)
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def snapshots_in_use(journal: Journal) -> set[str]:
+    """Snapshots named by an operation that has not finished (running, or interrupted and not resumed)."""
+    return {str(op.data["snapshot"]) for op in journal.unfinished() if op.data.get("snapshot")}
+
+
+def newest_verified_pre_deploy(snapshots: Iterable[Snapshot]) -> str | None:
+    return next((s.id for s in snapshots if s.manifest.kind == "pre_deploy" and s.manifest.verified_at), None)
+
+
+def select_prunable(
+    snapshots: list[Snapshot],
+    rule: RetentionRule,
+    protected: set[str] | None = None,
+    now: datetime | None = None,
+) -> list[Snapshot]:
+    """The snapshots *rule* drops, newest first; *snapshots* is newest first."""
+    if not rule.active:
+        return []
+    keep = set(protected or ())
+    pre_deploy = newest_verified_pre_deploy(snapshots)
+    if pre_deploy:
+        keep.add(pre_deploy)
+    oldest_kept = (now or datetime.now(timezone.utc)) - timedelta(days=rule.max_days) if rule.max_days else None
     seen: dict[str, int] = {}
     doomed = []
-    for snapshot in snapshots:  # newest first
+    for snapshot in snapshots:
         kind = snapshot.manifest.kind
         seen[kind] = seen.get(kind, 0) + 1
-        if seen[kind] > keep and snapshot.id != protected:
+        too_many = bool(rule.keep_last) and seen[kind] > rule.keep_last
+        too_old = oldest_kept is not None and parse_time(snapshot.manifest.created_at) < oldest_kept
+        if (too_many or too_old) and snapshot.id not in keep:
             doomed.append(snapshot)
     return doomed
 
 
-def prune(store: SnapshotStore, keep: int, dry_run: bool = False) -> list[Snapshot]:
-    doomed = select_prunable(store.list(), keep)
+def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: str) -> None:
+    """The one place a local snapshot is deleted: whatever belongs to a snapshot goes with it here."""
+    op = journal.begin("delete", snapshot.manifest.database, {"deleted": snapshot.id, "reason": reason})
+    try:
+        SnapshotStore(cfg.storage).remove(snapshot)
+    except BaseException as exc:
+        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        raise
+    journal.finish(op, DONE, f"snapshot {snapshot.id} deleted: {reason}")
+
+
+def apply_retention(
+    cfg: Config, journal: Journal, rule: RetentionRule | None = None, dry_run: bool = False
+) -> list[Snapshot]:
+    """Delete what the retention rule (default: the configured one) drops; return those snapshots."""
+    rule = rule or cfg.retention.snapshots
+    store = SnapshotStore(cfg.storage)
+    doomed = select_prunable(store.list(), rule, snapshots_in_use(journal))
     if not dry_run:
         for snapshot in doomed:
-            store.remove(snapshot)
+            delete_snapshot(cfg, snapshot, journal, f"retention {describe_rule(rule)}")
     return doomed
+
+
+def describe_rule(rule: RetentionRule, per_kind: bool = True) -> str:
+    parts = []
+    if rule.keep_last:
+        parts.append(f"keep the last {rule.keep_last}" + (" of each kind" if per_kind else ""))
+    if rule.max_days:
+        parts.append(f"at most {rule.max_days:g} days")
+    return " and ".join(parts) or "keep everything"
+
+
+def retention_settings(cfg: Config) -> dict[str, Any]:
+    """What Odoo shows (read-only) of the retention and the off-host copies."""
+    return {
+        "snapshots": {**cfg.retention.snapshots.as_dict(), "text": describe_rule(cfg.retention.snapshots)},
+        "kept": {**cfg.retention.kept.as_dict(), "text": describe_rule(cfg.retention.kept, per_kind=False)},
+        "remotes": [
+            {"name": r.name, "target": r.target, "kinds": list(r.kinds), **r.retention.as_dict()} for r in cfg.remotes
+        ],
+    }

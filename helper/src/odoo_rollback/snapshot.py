@@ -13,12 +13,14 @@ from .config import Config
 from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
-from .errors import StorageError
+from .errors import RollbackError, StorageError
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal
+from .kept import apply_kept_retention
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
+from .prune import apply_retention
 from .storage import Snapshot, SnapshotStore, fsync_dir, write_atomically
 
 
@@ -118,5 +120,18 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
         journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
         raise
     snapshot = Snapshot(snapshot_id, final, manifest)
+    apply_retention_after(cfg, journal, op)
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot
+
+
+def apply_retention_after(cfg: Config, journal: Journal, op: str) -> None:
+    """Retention after a snapshot, as its last step; a deletion that fails does not undo the snapshot."""
+    journal.event(op, "retention", "start")
+    try:
+        removed = [s.id for s in apply_retention(cfg, journal)]
+        dropped = [i.name for i in apply_kept_retention(cfg, journal)]
+    except (OSError, RollbackError) as exc:
+        journal.event(op, "retention", "failed", f"retention not applied: {exc}")
+        return
+    journal.event(op, "retention", "done", data={"removed": removed, "dropped": dropped})

@@ -75,6 +75,8 @@ def verify_snapshot(
         if deep and not result.problems:
             scratch = scratch_name(snapshot.manifest.database, "verify")
             if op:
+                # In the operation's data too: retention leaves an unfinished operation's scratch alone.
+                journal.update(op, {"scratch": scratch})  # type: ignore[union-attr]
                 journal.event(op, "scratch_restore", "start", data={"database": scratch})  # type: ignore[union-attr]
             created = False  # only ever drop a database this run made (another may hold the name)
             try:

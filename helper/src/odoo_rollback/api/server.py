@@ -22,8 +22,11 @@ from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import http_check
 from ..journal import Journal
+from ..kept import list_kept
 from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
+from ..manifest import SNAPSHOT_KINDS
+from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
 from ..storage import SnapshotStore
@@ -64,7 +67,7 @@ class Api:
             return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
         if method == "POST" and path == "/v1/snapshots":
             kind = body.get("kind", "pre_deploy")
-            if kind not in ("pre_deploy", "manual", "drill"):
+            if kind not in SNAPSHOT_KINDS:
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown snapshot kind {kind!r}")
             # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
@@ -106,6 +109,8 @@ class Api:
             if job is None:
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no job {match.group(1)}")
             return HTTPStatus.OK, job.as_dict(self.journal)
+        if method == "GET" and path == "/v1/kept":
+            return HTTPStatus.OK, {"kept": [item.as_dict() for item in list_kept(self.cfg, self.journal)]}
         if method == "GET" and path == "/v1/journal":
             return HTTPStatus.OK, self.journal_since(query)
         if method == "GET" and path == "/v1/logs/errors":
@@ -148,6 +153,7 @@ class Api:
             "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
             "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
+            "retention": retention_settings(self.cfg),
         }
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:

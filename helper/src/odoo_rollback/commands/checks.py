@@ -10,30 +10,41 @@ from ..config import Config
 from ..db import connect
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, RollbackError
 from ..health import http_check
-from ..output import Output, table
+from ..journal import Journal
+from ..kept import list_kept, select_droppable
+from ..output import Output, human_size, table
 from ..services import backend_for
 from ..smoke import check_smoke_config, smoke_report
 from ..storage import SnapshotStore
 
 
 def storage_check(cfg: Config) -> dict[str, Any]:
-    """Free disk in the storage, against what the next snapshot will need (the newest one's size + margin)."""
+    """Free disk in the storage, against what the next snapshot will need (the newest one's size + margin),
+    and what the snapshots and the databases kept beside the live one take."""
     storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
     if not storage.exists():
         return {"name": "storage", "ok": False, "detail": f"{cfg.storage.path} does not exist"}
     free = shutil.disk_usage(storage).free
-    detail = f"{free // 2**20} MiB free in {storage}"
-    newest = next(iter(SnapshotStore(cfg.storage).list()), None)
-    if newest is None:
-        return {"name": "storage", "ok": free > 0, "detail": detail}
-    # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
-    needed = int(newest.manifest.size * (1 + cfg.storage.free_space_margin))
-    ok = free >= needed
-    return {
-        "name": "storage",
-        "ok": ok,
-        "detail": f"{detail}; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little"),
-    }
+    snapshots = SnapshotStore(cfg.storage).list()
+    detail = f"{free // 2**20} MiB free in {storage}; snapshots {human_size(sum(s.manifest.size for s in snapshots))}"
+    try:
+        kept = list_kept(cfg, Journal(cfg.storage.journal_path))
+        detail += f", {len(kept)} kept database(s) and filestore(s) {human_size(sum(i.size for i in kept))}"
+    except RollbackError:
+        kept = []  # the database check says why the server cannot be reached
+        detail += ", kept databases not counted (no database server)"
+    overdue = select_droppable(kept, cfg.retention.kept)
+    ok = free > 0
+    if snapshots:
+        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
+        needed = int(snapshots[0].manifest.size * (1 + cfg.storage.free_space_margin))
+        ok = free >= needed
+        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
+    if overdue:
+        ok = False
+        names = ", ".join(i.name for i in overdue)
+        detail += f"; {len(overdue)} kept beyond retention ({names}): run 'odoo-rollback prune'"
+    return {"name": "storage", "ok": ok, "detail": detail}
 
 
 def health_report(cfg: Config) -> dict[str, Any]:

@@ -1,17 +1,18 @@
-"""snapshot, list, verify, counts, prune."""
+"""snapshot, list, verify, counts, prune, kept."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..config import Config
+from ..config import Config, RetentionRule
 from ..counts import exact_counts
 from ..db import connect
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..journal import Journal
+from ..kept import apply_kept_retention, list_kept
 from ..output import Output, human_size, table
-from ..prune import prune as prune_snapshots
+from ..prune import apply_retention, describe_rule
 from ..snapshot import take_snapshot
 from ..storage import SnapshotStore
 from ..verify import verify_snapshot
@@ -83,14 +84,54 @@ def counts(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    if args.keep < 1:
+    """Apply the configured retention (or --keep N for this run) to snapshots and kept databases."""
+    if args.keep is not None and args.keep < 1:
         raise UsageError("--keep must be at least 1")
-    removed = prune_snapshots(SnapshotStore(cfg.storage), args.keep, dry_run=args.dry_run)
-    doc = {"removed": [s.id for s in removed], "dry_run": args.dry_run}
+    rule = RetentionRule(keep_last=args.keep) if args.keep is not None else cfg.retention.snapshots
+    journal = Journal(cfg.storage.journal_path)
+    removed = apply_retention(cfg, journal, rule, dry_run=args.dry_run)
+    dropped = apply_kept_retention(cfg, journal, dry_run=args.dry_run)
+    doc = {
+        "removed": [s.id for s in removed],
+        "dropped": [i.name for i in dropped],
+        "dry_run": args.dry_run,
+        "rule": describe_rule(rule),
+        "kept_rule": describe_rule(cfg.retention.kept, per_kind=False),
+    }
 
     def human(d: dict[str, Any]) -> str:
         verb = "would remove" if d["dry_run"] else "removed"
-        return f"{verb} {len(d['removed'])} snapshot(s)" + "".join(f"\n  {i}" for i in d["removed"])
+        lines = [f"{verb} {len(d['removed'])} snapshot(s) ({d['rule']})", *(f"  {i}" for i in d["removed"])]
+        drop = "would drop" if d["dry_run"] else "dropped"
+        lines.append(f"{drop} {len(d['dropped'])} kept database(s) ({d['kept_rule']})")
+        lines.extend(f"  {name}" for name in d["dropped"])
+        return "\n".join(lines)
 
     out.emit(doc, human)
+    return EXIT_OK
+
+
+def kept(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    items = [i.as_dict() for i in list_kept(cfg, Journal(cfg.storage.journal_path))]
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "nothing kept beside the live database and filestore"
+        body = table(
+            ["name", "purpose", "created", "database", "filestore", "protected"],
+            [
+                (
+                    r["name"],
+                    r["purpose"],
+                    r["created_at"],
+                    human_size(r["database_size"]) if r["database"] else "-",
+                    human_size(r["filestore_size"]) if r["filestore"] else "-",
+                    r["protected"] or "",
+                )
+                for r in rows
+            ],
+        )
+        return f"{body}\n{len(rows)} kept, {human_size(sum(r['size'] for r in rows))} in all"
+
+    out.emit(items, human)
     return EXIT_OK
