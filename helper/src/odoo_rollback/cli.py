@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _deploy_commands(command)
+    _backup_commands(command)
     return parser
 
 
@@ -138,6 +139,18 @@ def _deploy_commands(command: Callable[[str, str, str], argparse.ArgumentParser]
     p = command("logs", "deploy:logs_command", "read Odoo's service log (docker, systemd or [deploy] log_file)")
     p.add_argument("--since", metavar="ISO", help="ISO 8601 time, UTC without a zone (default: one hour ago)")
     p.add_argument("--errors", action="store_true", help="only the errors and tracebacks (exit 1 when there are)")
+
+
+def _backup_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """export, import, copy: snapshots to and from the rest of the Odoo world."""
+    p = command("export", "interop:export", "write a snapshot as an Odoo backup zip (dump.sql, filestore/)")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--format", choices=["odoo-zip"], default="odoo-zip")
+    p.add_argument("file", metavar="FILE", help="the zip to write ('-': standard output)")
+
+    p = command("import", "interop:import_file", "make a verified snapshot of an Odoo backup zip or a pg_dump file")
+    p.add_argument("file", metavar="FILE", help="Odoo zip, pg_dump custom or plain file, or pg_dump directory")
+    p.add_argument("--label", default="", help="a note on where the backup comes from")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from .dump import drop_database
 from .filestore import folder_size
 from .journal import DONE, FAILED, Journal
 
-PURPOSES = ("failed", "restore", "drill", "verify")
+PURPOSES = ("failed", "restore", "drill", "verify", "import")
 SUFFIX = re.compile(r"^__(?P<purpose>" + "|".join(PURPOSES) + r")_(?P<stamp>[0-9]{14})$")
 
 
