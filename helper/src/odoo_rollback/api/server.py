@@ -10,6 +10,8 @@ import re
 import shutil
 import socket
 import socketserver
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +28,7 @@ from ..kept import list_kept
 from ..logs import log_source, parse_since, service_log_errors
 from ..lost_rows import count_changed_rows
 from ..manifest import SNAPSHOT_KINDS
+from ..odoo_zip import write_odoo_zip
 from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..services import backend_for
@@ -36,7 +39,7 @@ from .signing import SignatureError, Verifier, read_secret
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
-SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview)$")
+SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview|odoo-zip)$")
 JOB_ROUTE = re.compile(r"^/v1/jobs/([^/]+)$")
 RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
@@ -79,6 +82,10 @@ class Api:
             snapshot = self.snapshot(snapshot_id)
             if method == "POST" and action == "verify":
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
+            if method == "GET" and action == "odoo-zip":
+                return HTTPStatus.OK, StreamReply(
+                    "application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(snapshot, stream)
+                )
             if method == "GET" and action == "preview":
                 with connect(self.cfg.database) as conn:
                     lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
@@ -187,6 +194,34 @@ class Api:
         }
 
 
+@dataclass(frozen=True)
+class StreamReply:
+    """A reply written as it is produced (chunked), for what is too big to hold: a snapshot as a zip."""
+
+    content_type: str
+    filename: str
+    write: Callable[[Any], None]
+
+
+class ChunkedWriter:
+    """A write-only file over an HTTP/1.1 chunked body; it cannot seek, which zipfile handles."""
+
+    def __init__(self, wfile: Any) -> None:
+        self.wfile = wfile
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        self.wfile.flush()
+
+    def close(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
 class Handler(BaseHTTPRequestHandler):
     server: ApiServerMixin  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
@@ -197,7 +232,26 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
+    def _stream(self, reply: StreamReply) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Disposition", f'attachment; filename="{reply.filename}"')
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        writer = ChunkedWriter(self.wfile)
+        try:
+            reply.write(writer)
+        except Exception:
+            # The status line is gone: a cut connection without the last chunk tells the client it failed.
+            log.exception("streaming %s failed", reply.filename)
+            self.close_connection = True
+            return
+        writer.close()
+
     def _reply(self, status: HTTPStatus, document: Any) -> None:
+        if isinstance(document, StreamReply):
+            self._stream(document)
+            return
         payload = json.dumps(document, default=str).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
