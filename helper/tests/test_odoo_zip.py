@@ -1,4 +1,5 @@
-"""Odoo's backup zip both ways, proven with Odoo 16's own database service (restore_db, dump_db)."""
+"""Odoo's backup zip both ways, proven with Odoo 16's own database service (restore_db, dump_db), and
+neutralized copies of a snapshot, checked on a real Odoo 16 database."""
 
 from __future__ import annotations
 
@@ -168,6 +169,7 @@ def odoo_helper(tmp_path: Path, database: dict[str, Any]) -> list[str]:
             "filestore": {"path": str(database["data_dir"] / "filestore" / database["name"])},
             "storage": {"path": str(tmp_path / "storage")},
             "counts": {"tables": ["res_partner", "ir_attachment"]},
+            "neutralize": {"addons_path": [f"{database['odoo_src']}/odoo/addons", f"{database['odoo_src']}/addons"]},
         },
     )
     return [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config), "--json"]
@@ -212,3 +214,70 @@ def test_a_zip_from_odoo_dump_db_is_imported_and_drilled(odoo_database: dict[str
     assert imported["modules"]["base"].startswith("16.0.")
     drill = json.loads(subprocess.run([*helper, "drill", imported["id"]], check=True, capture_output=True).stdout)
     assert drill["ok"] is True
+
+
+def test_copy_neutralizes_like_odoo_and_drills_neutralize_their_scratch(
+    odoo_database: dict[str, Any], tmp_path: Path
+) -> None:
+    helper = odoo_helper(tmp_path, odoo_database)
+    snap = json.loads(subprocess.run([*helper, "snapshot"], check=True, capture_output=True, text=True).stdout)
+    name = f"{odoo_database['name']}_staging"
+    copied = json.loads(
+        subprocess.run(
+            [*helper, "copy", snap["id"], "--to", name, "--neutralize"], check=True, capture_output=True
+        ).stdout
+    )
+    assert "base" in copied["neutralize_modules"]
+    conn = pg_connect(name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'")
+            assert cur.fetchone() == ("true",)
+            cur.execute(
+                "SELECT count(*) FROM ir_cron c JOIN ir_model_data d ON d.res_id = c.id AND d.model = 'ir.cron' "
+                "WHERE c.active AND d.name <> 'autovacuum_job'"
+            )
+            assert cur.fetchone()[0] == 0  # only the autovacuum runs, as Odoo leaves it
+            cur.execute("SELECT count(*) FROM ir_mail_server WHERE active AND smtp_host = 'invalid'")
+            assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
+    # The live database is untouched.
+    assert rows(odoo_database["name"], "ir_config_parameter WHERE key = 'database.is_neutralized'") == 0
+    original = odoo_database["data_dir"] / "filestore" / odoo_database["name"]
+    copy_files = sorted(p.name for p in Path(copied["filestore"]).rglob("*") if p.is_file())
+    assert copy_files and copy_files == sorted(p.name for p in original.rglob("*") if p.is_file())
+
+    again = subprocess.run([*helper, "copy", snap["id"], "--to", name], check=False, capture_output=True, text=True)
+    assert again.returncode == 3 and "already exists" in again.stderr
+
+    drill = subprocess.run([*helper, "drill", snap["id"]], check=True, capture_output=True, text=True)
+    operation = json.loads(drill.stdout)["id"]
+    events = json.loads(subprocess.run([*helper, "journal"], check=True, capture_output=True).stdout)["events"]
+    neutralized = [e for e in events if e["operation_id"] == operation and e["step"] == "neutralize"]
+    assert neutralized and "base" in neutralized[0]["data"]["modules"]
+
+
+def test_copy_beside_the_live_database_and_its_refusals(helper_env: HelperEnv) -> None:
+    snap = helper_env.run_json("snapshot", "--kind", "manual")
+    helper_env.db.execute("UPDATE res_partner SET name = 'changed after the snapshot'")
+    name = f"{helper_env.db.name}__copy"
+    copied = helper_env.run_json("copy", snap["id"], "--to", name)
+    assert database_counts(name) == {"account_move": 200, "res_partner": 50}
+    changed = pg_connect(name)
+    try:
+        with changed.cursor() as cur:
+            cur.execute("SELECT count(*) FROM res_partner WHERE name LIKE 'changed%'")
+            assert cur.fetchone()[0] == 0
+    finally:
+        changed.close()
+    assert Path(copied["filestore"]) == helper_env.filestore.parent / name
+    assert len([p for p in Path(copied["filestore"]).rglob("*") if p.is_file()]) == 30
+
+    live = helper_env.run("copy", snap["id"], "--to", helper_env.db.name)
+    assert live.returncode == 2 and "is the live database" in live.stderr
+    neutral = helper_env.run("copy", snap["id"], "--to", f"{helper_env.db.name}__other", "--neutralize")
+    assert neutral.returncode == 2 and "[neutralize] addons_path" in neutral.stderr
+    bad = helper_env.run("copy", snap["id"], "--to", "no spaces; please")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert list_databases(helper_env.db.name) == sorted([helper_env.db.name, name])

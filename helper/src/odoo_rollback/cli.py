@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("drill", "restore:drill", "restore a snapshot into a scratch database and time it")
     p.add_argument("id", nargs="?", help="snapshot id (default: the newest verified pre_deploy one)")
+    p.add_argument(
+        "--no-neutralize", action="store_true", help="leave the scratch database as it is (default: neutralized)"
+    )
 
     p = command("serve", "serve:serve", "serve the HTTP API for Odoo")
     p.add_argument("--socket", help="Unix socket path (overrides [api] socket)")
@@ -151,6 +154,13 @@ def _backup_commands(command: Callable[[str, str, str], argparse.ArgumentParser]
     p = command("import", "interop:import_file", "make a verified snapshot of an Odoo backup zip or a pg_dump file")
     p.add_argument("file", metavar="FILE", help="Odoo zip, pg_dump custom or plain file, or pg_dump directory")
     p.add_argument("--label", default="", help="a note on where the backup comes from")
+
+    p = command("copy", "interop:copy", "restore a snapshot into a new database and filestore, beside the live one")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--to", required=True, metavar="NAME", help="the new database's name (must not exist)")
+    p.add_argument(
+        "--neutralize", action="store_true", help="run each installed module's data/neutralize.sql, as Odoo does"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -243,6 +243,13 @@ class RemoteConfig:
 
 
 @dataclass(frozen=True)
+class NeutralizeConfig:
+    # Odoo's addons folders (odoo.conf's addons_path, Odoo's own odoo/addons included), where each
+    # module's data/neutralize.sql is found; empty: copies cannot be neutralized, drills are not.
+    addons_path: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -258,6 +265,7 @@ class Config:
     deploy: DeployConfig = DeployConfig()
     retention: RetentionConfig = RetentionConfig()
     remotes: tuple[RemoteConfig, ...] = ()
+    neutralize: NeutralizeConfig = NeutralizeConfig()
     source: Path | None = None
 
 
@@ -346,6 +354,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "deploy",
         "retention",
         "remotes",
+        "neutralize",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -451,6 +460,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         deploy=parse_deploy(_table(data, "deploy", base)),
         retention=parse_retention(_table(data, "retention", base)),
         remotes=parse_remotes(_table(data, "remotes", base)),
+        neutralize=parse_neutralize(_table(data, "neutralize", base)),
         source=source,
     )
 
@@ -553,6 +563,17 @@ def parse_retention(section: _Section) -> RetentionConfig:
     return RetentionConfig(
         snapshots=parse_rule(section, RetentionRule()), kept=parse_rule(kept, RetentionConfig().kept)
     )
+
+
+def parse_neutralize(section: _Section) -> NeutralizeConfig:
+    folders = []
+    for entry in section.strings("addons_path"):
+        folder = Path(os.path.expanduser(entry))
+        folder = folder if folder.is_absolute() else section.base / folder
+        if not folder.is_dir():
+            raise ConfigError(f"neutralize.addons_path: {folder} is not a folder")
+        folders.append(folder)
+    return NeutralizeConfig(addons_path=tuple(folders))
 
 
 REMOTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")

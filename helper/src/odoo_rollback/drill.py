@@ -1,6 +1,7 @@
 """Rollback drills: a real restore into a scratch database, timed against the RTO.
 
-It never touches the live database, its filestore or the services.
+It never touches the live database, its filestore or the services. The scratch database is neutralized
+(``[neutralize] addons_path``) unless ``--no-neutralize`` is given.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .dump import drop_database, restore_dump
 from .errors import RollbackError
 from .journal import DONE, FAILED, Journal
 from .modules import installed_modules
+from .neutralize import neutralize_database
 from .restore import check_snapshot_database, rto_assessment
 from .storage import Snapshot
 from .verify import check_integrity, compare_counts, scratch_name
@@ -42,7 +44,9 @@ def sql_smoke_checks(conn: Any) -> list[str]:
     return problems
 
 
-def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> dict[str, Any]:
+def run_drill(
+    cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False, neutralize: bool = True
+) -> dict[str, Any]:
     check_snapshot_database(cfg, snapshot)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scratch = scratch_name(cfg.database.name, "drill")
@@ -62,6 +66,10 @@ def run_drill(cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: 
                 )
                 created = True
                 journal.event(op, "restore", "done")
+                if neutralize and cfg.neutralize.addons_path:
+                    # No mails, no crons, no calls to a tax authority from a drill's copy.
+                    modules = neutralize_database(cfg, scratch)
+                    journal.event(op, "neutralize", "done", data={"modules": modules})
                 journal.event(op, "checks", "start")
                 with connect(cfg.database, scratch) as conn:
                     problems += compare_counts(

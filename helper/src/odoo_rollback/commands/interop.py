@@ -1,4 +1,4 @@
-"""export and import: snapshots to and from Odoo's backup zip (and plain pg_dump files)."""
+"""export, import and copy: snapshots to and from Odoo's backup zip, plain pg_dump files, new databases."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..copies import copy_snapshot
 from ..errors import EXIT_OK, UsageError
 from ..importer import import_backup
 from ..journal import Journal
@@ -55,4 +56,18 @@ def import_file(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         return "\n".join([*lines, *(f"note: {n}" for n in d["notes"])])
 
     out.emit(doc, human)
+    return EXIT_OK
+
+
+def copy(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    snapshot = SnapshotStore(cfg.storage).get(args.id)
+    result = copy_snapshot(cfg, snapshot, args.to, args.neutralize, Journal(cfg.storage.journal_path))
+
+    def human(d: dict[str, Any]) -> str:
+        text = f"snapshot {d['snapshot']} copied to database {d['database']}, filestore {d['filestore']}"
+        if d["neutralized"]:
+            text += f"\nneutralized ({len(d['neutralize_modules'])} modules' data/neutralize.sql)"
+        return text
+
+    out.emit(result, human)
     return EXIT_OK

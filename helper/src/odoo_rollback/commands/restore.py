@@ -114,7 +114,13 @@ def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 def drill(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     snapshot = SnapshotStore(cfg.storage).get(args.id) if args.id else _newest_verified(cfg)
-    result = run_drill(cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive)
+    result = run_drill(
+        cfg,
+        snapshot,
+        Journal(cfg.storage.journal_path),
+        show_progress=out.interactive,
+        neutralize=not args.no_neutralize,
+    )
 
     def human(d: dict[str, Any]) -> str:
         verdict = "passed" if d["ok"] else "FAILED: " + "; ".join(d["problems"])
