@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
+    p = command("push", "snapshots:push", "copy a verified snapshot to the remotes of [remotes] and check the copy")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--remote", metavar="NAME", help="only this remote")
+
     command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
 
     request_help = "JSON file of Odoo's rollback record and whom to mail the progress to (see README)"

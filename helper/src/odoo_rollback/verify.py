@@ -14,6 +14,7 @@ from .dump import drop_database, list_dump, restore_dump
 from .errors import OperationFailed, RollbackError
 from .journal import DONE, FAILED, Journal
 from .manifest import MANIFEST_NAME
+from .remote import push_in_background
 from .storage import Snapshot, SnapshotStore
 
 
@@ -101,7 +102,9 @@ def verify_snapshot(
                 )
         result.ok = not result.problems
         if result.ok:
-            SnapshotStore(cfg.storage).mark_verified(snapshot.id, deep)
+            verified = SnapshotStore(cfg.storage).mark_verified(snapshot.id, deep)
+            # Off-host copies start once a snapshot is known good, without making anyone wait for them.
+            push_in_background(cfg, verified)
     except BaseException as exc:
         if op:
             journal.finish(op, FAILED, str(exc))  # type: ignore[union-attr]

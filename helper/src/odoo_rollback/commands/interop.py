@@ -15,11 +15,11 @@ from ..importer import import_backup
 from ..journal import Journal
 from ..odoo_zip import write_odoo_zip
 from ..output import Output, human_size, table
-from ..storage import SnapshotStore
+from ..remote import ensure_local
 
 
 def export(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    snapshot = SnapshotStore(cfg.storage).get(args.id)
+    snapshot = ensure_local(cfg, args.id, Journal(cfg.storage.journal_path))
     if args.file == "-":
         if sys.stdout.isatty():
             raise UsageError("refusing to write a zip to a terminal: give a FILE or redirect the output")
@@ -60,7 +60,7 @@ def import_file(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def copy(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    snapshot = SnapshotStore(cfg.storage).get(args.id)
+    snapshot = ensure_local(cfg, args.id, Journal(cfg.storage.journal_path))
     result = copy_snapshot(cfg, snapshot, args.to, args.neutralize, Journal(cfg.storage.journal_path))
 
     def human(d: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from ..drill import run_drill
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, PreconditionError
 from ..journal import Journal
 from ..output import Output, table
+from ..remote import ensure_local
 from ..request import RestoreRequest, load_request
 from ..restore import plan_restore, restore_snapshot
 from ..restore import resume as resume_restores
@@ -73,7 +74,7 @@ def _request(args: argparse.Namespace) -> RestoreRequest | None:
 
 def restore(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     request = _request(args)
-    return _restore(cfg, SnapshotStore(cfg.storage).get(args.id), request, args, out)
+    return _restore(cfg, ensure_local(cfg, args.id, Journal(cfg.storage.journal_path)), request, args, out)
 
 
 def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
@@ -113,7 +114,7 @@ def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def drill(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    snapshot = SnapshotStore(cfg.storage).get(args.id) if args.id else _newest_verified(cfg)
+    snapshot = ensure_local(cfg, args.id, Journal(cfg.storage.journal_path)) if args.id else _newest_verified(cfg)
     result = run_drill(
         cfg,
         snapshot,

@@ -8,11 +8,12 @@ from typing import Any
 from ..config import Config, RetentionRule
 from ..counts import exact_counts
 from ..db import connect
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, UsageError
 from ..journal import Journal
 from ..kept import apply_kept_retention, list_kept
 from ..output import Output, human_size, table
 from ..prune import apply_retention, describe_rule
+from ..remote import apply_remote_retention, ensure_local, locations, push_snapshot
 from ..snapshot import take_snapshot
 from ..storage import SnapshotStore
 from ..verify import verify_snapshot
@@ -44,25 +45,64 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    docs = [s.summary() for s in SnapshotStore(cfg.storage).list()]
+    """Local snapshots and, with [remotes], the copies off-host: each says where it is."""
+    local = SnapshotStore(cfg.storage).list()
+    where, remote_only, unreachable = locations(cfg) if cfg.remotes else ({}, {}, [])
+    docs = []
+    for snap in sorted([*local, *remote_only.values()], key=lambda s: (s.manifest.created_at, s.id), reverse=True):
+        doc = snap.summary()
+        remotes = where.get(snap.id, [])
+        doc["remotes"] = remotes
+        doc["location"] = "remote" if snap.id in remote_only else ("both" if remotes else "local")
+        if snap.id in remote_only:
+            doc["path"] = None
+        docs.append(doc)
 
     def human(rows: list[dict[str, Any]]) -> str:
         if not rows:
             return "no snapshots yet: take one with 'odoo-rollback snapshot --kind pre_deploy'"
-        return table(
-            ["id", "kind", "created", "size", "verified", "label"],
+        text = table(
+            ["id", "kind", "created", "size", "verified", "where", "label"],
             [
-                (d["id"], d["kind"], d["created_at"], human_size(d["size"]), d["verified_at"] or "no", d["label"])
+                (
+                    d["id"],
+                    d["kind"],
+                    d["created_at"],
+                    human_size(d["size"]),
+                    d["verified_at"] or "no",
+                    d["location"] + (f" ({', '.join(d['remotes'])})" if d["remotes"] else ""),
+                    d["label"],
+                )
                 for d in rows
             ],
         )
+        return "\n".join([text, *(f"remote not listed: {u}" for u in unreachable)])
 
     out.emit(docs, human)
     return EXIT_OK
 
 
+def push(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    """Copy a verified snapshot to the remotes (what runs in the background after a verified snapshot)."""
+    if not cfg.remotes:
+        raise UsageError("no [remotes.<name>] configured: nowhere to copy to")
+    if args.remote and args.remote not in {r.name for r in cfg.remotes}:
+        raise UsageError(f"no remote {args.remote!r} in [remotes]")
+    results = push_snapshot(cfg, args.id, Journal(cfg.storage.journal_path), only=args.remote)
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return f"no remote takes snapshots of this kind ({args.id})"
+        return "\n".join(
+            f"{r['remote']}: copied and checked" if r["ok"] else f"{r['remote']}: FAILED: {r['error']}" for r in rows
+        )
+
+    out.emit(results, human)
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
 def verify(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    snap = SnapshotStore(cfg.storage).get(args.id)
+    snap = ensure_local(cfg, args.id, Journal(cfg.storage.journal_path))
     result = verify_snapshot(
         cfg, snap, deep=args.deep, journal=Journal(cfg.storage.journal_path), show_progress=out.interactive
     )
@@ -91,9 +131,11 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     journal = Journal(cfg.storage.journal_path)
     removed = apply_retention(cfg, journal, rule, dry_run=args.dry_run)
     dropped = apply_kept_retention(cfg, journal, dry_run=args.dry_run)
+    remote_removed = {} if args.dry_run else {r.name: apply_remote_retention(cfg, r, journal) for r in cfg.remotes}
     doc = {
         "removed": [s.id for s in removed],
         "dropped": [i.name for i in dropped],
+        "remote_removed": remote_removed,
         "dry_run": args.dry_run,
         "rule": describe_rule(rule),
         "kept_rule": describe_rule(cfg.retention.kept, per_kind=False),
@@ -105,6 +147,8 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         drop = "would drop" if d["dry_run"] else "dropped"
         lines.append(f"{drop} {len(d['dropped'])} kept database(s) ({d['kept_rule']})")
         lines.extend(f"  {name}" for name in d["dropped"])
+        for remote, ids in d["remote_removed"].items():
+            lines.append(f"removed {len(ids)} snapshot(s) from remote {remote}")
         return "\n".join(lines)
 
     out.emit(doc, human)
