@@ -124,12 +124,8 @@ class DeploymentDrill(models.Model):
         return drill._open_action()
 
     def action_refresh(self):
-        """Ask the helper how the running drills' jobs ended."""
-        helper = self.env["deployment.rollback.helper"]
-        for record in self.filtered(lambda r: r.state == "running" and r.helper_job_id):
-            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
-            if job["state"] in ("done", "failed"):
-                record._apply_helper_result(job.get("result"), job.get("error"))
+        """Follow the helper: its journal holds every drill's outcome."""
+        self.env["deployment.operation"]._import_journal()
         return True
 
     def action_record_result(self):
@@ -200,7 +196,7 @@ class DeploymentDrill(models.Model):
         elif not record.helper_id:
             record._helper_sync().write({"helper_id": operation["id"]})
         if record.state == "running" and operation["state"] in ("done", "failed"):
-            record._apply_helper_result(data.get("result"), data.get("error"))
+            record._apply_helper_result(data.get("result"), operation.get("error") or data.get("error"))
         return record
 
     # -- the quarters -----------------------------------------------------------------------------

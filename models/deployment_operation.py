@@ -2,18 +2,31 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Restores, drills and deployments done by the helper, imported from its journal.
 
-The journal lives outside the database, so after a restore replaced the database the next import
-brings back the restore itself and every snapshot taken after the restored one.
+The journal is the one path by which Odoo's records follow the helper: snapshots, verifications,
+restores (with their rollback records), drills and deployments, whether Odoo or the shell started them.
+Every job the API accepts ends up in it, even one that failed before its command began. The journal
+lives outside the database, so after a restore replaced the database the next import brings back the
+restore itself and every snapshot taken after the restored one; Odoo imports it at its start, every
+minute while something waits for the helper, every 5 minutes otherwise, and on the button.
 """
 
 import json
+import logging
 from collections import defaultdict
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from psycopg2 import errors
 
 from .deployment_snapshot import parse_helper_time
+from .helper_client import SECRET_OPTION
+
+_logger = logging.getLogger(__name__)
+# Databases whose cron said once, in this process, that the helper is not configured.
+_told_unconfigured = set()
 
 CURSOR_PARAM = "deployment_rollback.journal_cursor"
+IMPORT_CRON = "deployment_rollback.ir_cron_deployment_snapshot_refresh"
 PAGE = 500
 
 
@@ -107,25 +120,94 @@ class DeploymentOperation(models.Model):
                 [("helper_operation_id", "=", helper_id)], limit=1
             )
 
+    def _register_hook(self):
+        """At Odoo's start, import the journal at once rather than at the cron's next run.
+
+        After a restore Odoo starts on the snapshot's copy of the database, which knows nothing of the
+        rollback or of the snapshots taken since: the records come back as soon as Odoo answers again.
+        """
+        result = super()._register_hook()
+        cron = self.env.ref(IMPORT_CRON, raise_if_not_found=False)
+        if cron and self.env["deployment.rollback.helper"]._configured():
+            cron._trigger()
+        return result
+
     @api.model
     def action_import_journal(self):
         count = self._import_journal()
+        if count is None:
+            message, kind = _("Another import of the helper's journal is running; it brings the same."), "info"
+        else:
+            message, kind = _("%s operations read from the helper's journal.", count), "success"
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
-            "params": {
-                "title": _("Journal imported"),
-                "message": _("%s operations read from the helper's journal.", count),
-                "type": "success",
-                "sticky": False,
-            },
+            "params": {"title": _("Journal imported"), "message": message, "type": kind, "sticky": False},
         }
 
     @api.model
+    def _cron_import_journal(self):
+        """The cron's import: quiet until the helper is configured, one line (no traceback) when the
+        helper does not answer."""
+        if not self.env["deployment.rollback.helper"]._configured():
+            if self.env.cr.dbname not in _told_unconfigured:
+                _told_unconfigured.add(self.env.cr.dbname)
+                _logger.warning(
+                    "the rollback helper is not configured yet (%s in the Odoo configuration file): "
+                    "its journal is imported once it is",
+                    SECRET_OPTION,
+                )
+            return None
+        try:
+            return self._import_journal()
+        except UserError as exc:
+            _logger.warning("the rollback helper's journal was not imported: %s", exc.args[0])
+            return None
+
+    @api.model
+    def _lock_cursor(self):
+        """Lock the journal cursor's row for this transaction and return its value, or None when another
+        transaction imports right now or has just imported (two workers, the cron and a button at once).
+
+        The row lock is the mutex; NOWAIT answers at once instead of waiting; and a row written by an
+        import committed after this transaction's snapshot (Odoo's repeatable read) fails to lock with a
+        serialization error instead of being imported twice from a stale cursor. Neither is an error
+        for Odoo's log: the other import brings the same.
+        """
+        cr = self.env.cr
+        # A cursor set through the ORM in this transaction (tests, a manual reset) must be what is read.
+        self.env["ir.config_parameter"].flush_model()
+        for _attempt in range(2):
+            try:
+                with cr.savepoint(flush=False):
+                    cr.execute(
+                        "SELECT value FROM ir_config_parameter WHERE key = %s FOR UPDATE NOWAIT",
+                        (CURSOR_PARAM,),
+                        log_exceptions=False,
+                    )
+                    row = cr.fetchone()
+            except (errors.LockNotAvailable, errors.SerializationFailure):
+                return None
+            if row:
+                return int(row[0] or 0)
+            # The first import of this database: the row appears once, whoever inserts it.
+            cr.execute(
+                """INSERT INTO ir_config_parameter (key, value, create_uid, write_uid, create_date, write_date)
+                   VALUES (%s, '0', %s, %s, now() at time zone 'UTC', now() at time zone 'UTC')
+                   ON CONFLICT (key) DO NOTHING""",
+                (CURSOR_PARAM, self.env.uid, self.env.uid),
+            )
+            self.env["ir.config_parameter"].clear_caches()
+        return None
+
+    @api.model
     def _import_journal(self):
-        """Import the helper's journal from the stored cursor, idempotently (by helper ids)."""
-        params = self.env["ir.config_parameter"].sudo()
-        cursor = int(params.get_param(CURSOR_PARAM, "0") or 0)
+        """The one path by which records follow the helper: its journal, from the stored cursor (the
+        journal's event sequence), idempotently (by helper ids). Returns the operations read, or None when
+        another transaction is importing."""
+        cursor = self._lock_cursor()
+        if cursor is None:
+            return None
         helper = self.env["deployment.rollback.helper"]
         seen = 0
         while True:
@@ -134,7 +216,7 @@ class DeploymentOperation(models.Model):
             cursor = page["next"]
             if len(page["events"]) < PAGE:
                 break
-        params.set_param(CURSOR_PARAM, str(cursor))
+        self.env["ir.config_parameter"].sudo().set_param(CURSOR_PARAM, str(cursor))
         return seen
 
     @api.model
@@ -149,9 +231,22 @@ class DeploymentOperation(models.Model):
             for op in page["operations"].values()
             if op["kind"] == "deploy" and (op.get("data") or {}).get("rollback_operation")
         }
-        for operation in page["operations"].values():
-            self._import_operation(operation, events[operation["id"]], deploys_by_restore.get(operation["id"]))
+        for journaled in page["operations"].values():
+            ops_events = events[journaled["id"]]
+            operation = dict(journaled, error=self._operation_error(journaled, ops_events))
+            self._import_operation(operation, ops_events, deploys_by_restore.get(operation["id"]))
         return len(page["operations"])
+
+    @api.model
+    def _operation_error(self, operation, events):
+        """Why an operation failed: its data's error, else the message of its final journal line."""
+        if operation.get("state") not in ("failed", "undone"):
+            return False
+        error = (operation.get("data") or {}).get("error")
+        if not error:
+            finals = [e for e in events if e.get("step") == operation["kind"] and e.get("status") == operation["state"]]
+            error = finals[-1].get("message") if finals else False
+        return error or False
 
     @api.model
     def _import_operation(self, operation, events=(), deploy=None):
@@ -166,6 +261,8 @@ class DeploymentOperation(models.Model):
             snapshot._helper_sync().write(
                 {"state": "verified", "verified_at": parse_helper_time(operation["finished_at"])}
             )
+        if kind == "verify" and operation["state"] == "failed":
+            self._fail_pending_snapshot(operation, data)
         if kind not in ("restore", "drill", "deploy"):
             return
         vals = {
@@ -176,6 +273,7 @@ class DeploymentOperation(models.Model):
             "finished_at": parse_helper_time(operation.get("finished_at")),
             "snapshot_id": snapshot.id or False,
             "helper_job_id": data.get("job_id"),
+            "message": (operation.get("error") or "")[:250] or False,
             "data": json.dumps(data, indent=2, sort_keys=True),
         }
         if kind == "deploy":
@@ -215,7 +313,10 @@ class DeploymentOperation(models.Model):
         """The rollback record of a restore that a failed deployment started by itself."""
         data = deploy.get("data") or {}
         failed = [check.get("name") for check in data.get("analysis") or [] if not check.get("ok")]
-        params = self.env["ir.config_parameter"].sudo()
+        try:
+            target, maximum = self.env["deployment.rollback.helper"]._rto()
+        except UserError:
+            target = maximum = 0  # the helper answered the journal a moment ago; its next import fills nothing in
         return {
             "uid": f"deploy-{deploy['id']}",
             "reason": _(
@@ -226,22 +327,40 @@ class DeploymentOperation(models.Model):
             "decision": "rollback",
             "snapshot": data.get("snapshot"),
             "started_at": deploy.get("started_at"),
-            "rto_target_minutes": int(params.get_param("deployment_rollback.rto_target_minutes", 15) or 15),
-            "rto_max_minutes": int(params.get_param("deployment_rollback.rto_max_minutes", 30) or 30),
+            "rto_target_minutes": target,
+            "rto_max_minutes": maximum,
             "triggers": [],
         }
+
+    @api.model
+    def _pending_snapshot(self, data):
+        """The record of a capture (or verification) Odoo asked for, found by the helper's job id."""
+        if not data.get("job_id"):
+            return self.env["deployment.snapshot"]
+        return self.env["deployment.snapshot"].sudo().search([("helper_job_id", "=", data["job_id"])], limit=1)
+
+    @api.model
+    def _fail_pending_snapshot(self, operation, data):
+        pending = self._pending_snapshot(data)
+        if pending and pending.state == "capturing":
+            pending._helper_sync().write(
+                {
+                    "state": "failed",
+                    "job_error": operation.get("error") or _("the helper's job failed"),
+                    "finished_at": parse_helper_time(operation.get("finished_at")),
+                }
+            )
+            pending.message_post(body=_("Snapshot failed: %s", operation.get("error") or ""))
 
     @api.model
     def _import_snapshot(self, operation, data):
         snapshots = self.env["deployment.snapshot"].sudo()
         summary = data.get("summary")
-        pending = snapshots.search(
-            [("helper_job_id", "=", data.get("job_id")), ("helper_job_id", "!=", False)], limit=1
-        )
+        pending = self._pending_snapshot(data)
         if operation["state"] == "done" and summary:
             if pending and not pending.helper_id:
                 pending._helper_sync()._apply_summary(summary)
             else:
                 snapshots._mirror(summary)
-        elif operation["state"] == "failed" and pending and pending.state == "capturing":
-            pending._helper_sync().write({"state": "failed", "job_error": operation.get("data", {}).get("error")})
+        elif operation["state"] == "failed":
+            self._fail_pending_snapshot(operation, data)

@@ -198,21 +198,8 @@ class DeploymentSnapshot(models.Model):
         return snapshot._open_action()
 
     def action_refresh(self):
-        """Pull the helper job's status into the records still capturing."""
-        helper = self.env["deployment.rollback.helper"]
-        for record in self.filtered(lambda r: r.state == "capturing" and r.helper_job_id):
-            job = helper._request("GET", f"/v1/jobs/{record.helper_job_id}")
-            if job["state"] == "done" and job.get("result"):
-                record._helper_sync()._apply_summary(job["result"])
-            elif job["state"] == "failed":
-                record._helper_sync().write(
-                    {
-                        "state": "failed",
-                        "job_error": job.get("error") or _("the helper's job failed"),
-                        "finished_at": fields.Datetime.now(),
-                    }
-                )
-                record.message_post(body=_("Snapshot failed: %s", job.get("error") or ""))
+        """Follow the helper: its journal holds every job's outcome, this capture's included."""
+        self.env["deployment.operation"]._import_journal()
         return True
 
     def action_verify(self):
@@ -299,8 +286,8 @@ class DeploymentSnapshot(models.Model):
 
     @api.model
     def _cron_refresh(self):
-        self.sudo().search([("state", "=", "capturing")]).action_refresh()
-        self.env["deployment.operation"]._import_journal()
+        """Every 5 minutes (the cron's model is kept for existing databases): import the journal."""
+        self.env["deployment.operation"]._cron_import_journal()
 
     @api.model
     def _newest_verified_pre_deploy(self):

@@ -16,11 +16,12 @@ class DeploymentSnapshotCount(models.Model):
 
     @api.model
     def _models_by_table(self):
-        """{table: model name} of the installed models, tracked ones first."""
-        tracked = self.env["res.config.settings"]._tracked_models()
+        """{table: model name} of the installed models; of models sharing a table, the one named after it."""
         mapping = {}
-        for name in tracked + sorted(self.env.registry.models):
-            model = self.env.registry.models.get(name)
-            if model is not None and not model._abstract and model._auto:
-                mapping.setdefault(model._table, name)
+        for name, model in sorted(self.env.registry.models.items()):
+            if not model._abstract and model._auto:
+                if model._table == name.replace(".", "_"):
+                    mapping[model._table] = name
+                else:
+                    mapping.setdefault(model._table, name)
         return mapping

@@ -27,6 +27,8 @@ ADDRESS_PARAM = "deployment_rollback.helper_address"
 DEFAULT_ADDRESS = "unix:/run/odoo-rollback/api.sock"
 SECRET_OPTION = "deployment_rollback_secret_file"  # noqa: S105 - the option naming the file
 TIMEOUT = 30
+# The settings page asks for the helper's configuration: a helper that does not answer must not hang it.
+CONFIG_TIMEOUT = 5
 
 
 def sign(secret, method, path, timestamp, nonce, body):
@@ -50,6 +52,23 @@ class _UnixConnection(http.client.HTTPConnection):
 class DeploymentRollbackHelper(models.AbstractModel):
     _name = "deployment.rollback.helper"
     _description = "Deployment Rollback Helper Client"
+
+    @api.model
+    def _configured(self):
+        """Whether odoo.conf names the helper's secret file: until it does, nothing asks the helper."""
+        return bool(config.get(SECRET_OPTION))
+
+    @api.model
+    def _config(self):
+        """The helper's configuration as ``GET /v1/config`` shows it: the truth for what the helper does
+        (RTO, the tables it counts, how many snapshots it keeps), shown read-only in Odoo's settings."""
+        return self._request("GET", "/v1/config", timeout=CONFIG_TIMEOUT)
+
+    @api.model
+    def _rto(self):
+        """(target, maximum) minutes of the helper's [rto]; the helper measures restores against them."""
+        rto = self._config().get("rto") or {}
+        return int(rto.get("target_minutes") or 0), int(rto.get("max_minutes") or 0)
 
     @api.model
     def _address(self):
@@ -82,12 +101,12 @@ class DeploymentRollbackHelper(models.AbstractModel):
         return secret.encode()
 
     @api.model
-    def _connection(self, address):
+    def _connection(self, address, timeout=TIMEOUT):
         if address.startswith("unix:"):
-            return _UnixConnection(address[len("unix:") :], TIMEOUT)
+            return _UnixConnection(address[len("unix:") :], timeout)
         if address.startswith("http://"):
             host, _sep, port = address[len("http://") :].rstrip("/").partition(":")
-            return http.client.HTTPConnection(host, int(port or 80), timeout=TIMEOUT)
+            return http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
         raise UserError(
             _(
                 "The helper address %s is not valid: use unix:/path/to/socket or http://127.0.0.1:PORT.",
@@ -96,7 +115,7 @@ class DeploymentRollbackHelper(models.AbstractModel):
         )
 
     @api.model
-    def _request(self, method, path, body=None):
+    def _request(self, method, path, body=None, timeout=TIMEOUT):
         """Send a signed request; return the decoded JSON answer of a 2xx reply."""
         address = self._address()
         payload = json.dumps(body).encode() if body is not None else b""
@@ -108,7 +127,7 @@ class DeploymentRollbackHelper(models.AbstractModel):
             "X-Rollback-Nonce": nonce,
             "X-Rollback-Signature": sign(self._secret(), method, path, timestamp, nonce, payload),
         }
-        conn = self._connection(address)
+        conn = self._connection(address, timeout)
         try:
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()

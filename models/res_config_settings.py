@@ -1,12 +1,10 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
-from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS
+from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS, SECRET_OPTION
 
-TRACKED_PARAM = "deployment_rollback.tracked_models"
-DEFAULT_TRACKED = "account.move,res.partner,einvoice.document"
 STAKEHOLDERS_PARAM = "deployment_rollback.stakeholder_ids"
 
 
@@ -19,26 +17,25 @@ class ResConfigSettings(models.TransientModel):
         default=DEFAULT_ADDRESS,
         help="unix:/path/to/api.sock, or http://127.0.0.1:PORT for docker set-ups.",
     )
+    # What the helper does is set in its configuration file, the one source of truth: Odoo shows it,
+    # read-only, as GET /v1/config answers (helper/README.md, "Settings: the helper's file is the truth").
+    deployment_helper_config = fields.Char(
+        string="Helper Configuration", compute="_compute_deployment_helper_config", readonly=True
+    )
     deployment_tracked_models = fields.Char(
-        string="Tracked Models",
-        config_parameter=TRACKED_PARAM,
-        default=DEFAULT_TRACKED,
-        help="Comma-separated models whose record counts are compared; models that are not installed are skipped.",
+        string="Tracked Tables",
+        compute="_compute_deployment_helper_config",
+        readonly=True,
+        help="The tables whose rows the helper counts in every snapshot ([counts] tables).",
     )
     deployment_rto_target_minutes = fields.Integer(
-        string="RTO Target (minutes)",
-        config_parameter="deployment_rollback.rto_target_minutes",
-        default=15,
+        string="RTO Target (minutes)", compute="_compute_deployment_helper_config", readonly=True
     )
     deployment_rto_max_minutes = fields.Integer(
-        string="RTO Maximum (minutes)",
-        config_parameter="deployment_rollback.rto_max_minutes",
-        default=30,
+        string="RTO Maximum (minutes)", compute="_compute_deployment_helper_config", readonly=True
     )
-    deployment_retention = fields.Integer(
-        string="Snapshots Kept per Kind",
-        config_parameter="deployment_rollback.retention",
-        default=5,
+    deployment_retention = fields.Char(
+        string="Snapshots Kept", compute="_compute_deployment_helper_config", readonly=True
     )
     deployment_drill_reminder_days = fields.Integer(
         string="Drill Reminder (days before quarter end)",
@@ -109,12 +106,33 @@ class ResConfigSettings(models.TransientModel):
             if not 0 <= record.deployment_drill_reminder_days <= 92:
                 raise ValidationError(_("The drill reminder comes 0 to 92 days before the end of the quarter."))
 
-    @api.model
-    def _tracked_models(self):
-        """The tracked models that are installed here, in the configured order."""
-        value = self.env["ir.config_parameter"].sudo().get_param(TRACKED_PARAM, DEFAULT_TRACKED) or ""
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        return [name for name in names if name in self.env.registry.models]
+    # The settings form computes on its first onchange only what depends on a field it fills in.
+    @api.depends("company_id")
+    def _compute_deployment_helper_config(self):
+        helper = self.env["deployment.rollback.helper"]
+        view, problem = {}, False
+        if not helper._configured():
+            problem = _("not configured yet: set %s in the Odoo configuration file", SECRET_OPTION)
+        else:
+            try:
+                view = helper._config()
+            except UserError as exc:
+                problem = exc.args[0]
+        rto = view.get("rto") or {}
+        models_by_table = self.env["deployment.snapshot.count"]._models_by_table()
+        tables = (view.get("counts") or {}).get("tables") or []
+        retention = view.get("retention")
+        for record in self:
+            record.deployment_helper_config = problem or view.get("source") or _("the helper's configuration")
+            record.deployment_rto_target_minutes = int(rto.get("target_minutes") or 0)
+            record.deployment_rto_max_minutes = int(rto.get("max_minutes") or 0)
+            record.deployment_tracked_models = ", ".join(models_by_table.get(table, table) for table in tables)
+            if isinstance(retention, dict):
+                record.deployment_retention = retention.get("text") or ", ".join(
+                    f"{key}: {value}" for key, value in sorted(retention.items())
+                )
+            else:
+                record.deployment_retention = False
 
     def _compute_deployment_stakeholder_ids(self):
         partners = self._stakeholders()

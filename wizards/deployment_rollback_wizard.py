@@ -203,41 +203,28 @@ class DeploymentRollbackWizard(models.TransientModel):
         self.preview_total = preview.get("total") or 0
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def _rollback_vals(self, state):
-        settings = self.env["ir.config_parameter"].sudo()
-        return {
+    def _rollback_vals(self, state, rto=(0, 0)):
+        """The rollback record's values, through its payload: the one shape the helper journals."""
+        payload = {
+            "uid": uuid.uuid4().hex,
             "name": self.env["ir.sequence"].next_by_code("deployment.rollback"),
-            "rollback_uid": uuid.uuid4().hex,
-            "database": self.env.cr.dbname,
             "reason": self._reason_text() or _("(no reason given)"),
             "impact": self.impact,
             "next_steps": self.next_steps,
             "decision": self.decision,
-            "decided_by_id": self.decided_by_id.id,
-            "participant_ids": [(6, 0, self.participant_ids.ids)],
-            "requested_by_id": self.env.uid,
-            "snapshot_id": self.snapshot_id.id,
-            "snapshot_helper_id": self.snapshot_id.helper_id,
-            "state": state,
-            "rto_target_minutes": int(settings.get_param("deployment_rollback.rto_target_minutes", 15) or 15),
-            "rto_max_minutes": int(settings.get_param("deployment_rollback.rto_max_minutes", 30) or 30),
-            "trigger_ids": [
-                (
-                    0,
-                    0,
-                    {
-                        "sequence": line.sequence,
-                        "code": line.code,
-                        "name": line.name,
-                        "category": line.category,
-                        "holds": line.holds,
-                        "measured_value": line.measured_value,
-                        "source": line.source,
-                    },
-                )
-                for line in self.line_ids
+            "decided_by": self.decided_by_id.login,
+            "participants": self.participant_ids.mapped("login"),
+            "requested_by": self.env.user.login,
+            "snapshot": self.snapshot_id.helper_id,
+            "started_at": fields.Datetime.to_string(fields.Datetime.now()) if state == "running" else False,
+            "rto_target_minutes": rto[0],
+            "rto_max_minutes": rto[1],
+            "triggers": [
+                {"code": line.code, "holds": line.holds, "measured_value": line.measured_value, "source": line.source}
+                for line in self.line_ids.sorted("sequence")
             ],
         }
+        return self.env["deployment.rollback"]._vals_from_payload(payload, state=state)
 
     def action_record_decision(self):
         """Record a decision not to roll back (fix forward, keep monitoring)."""
@@ -263,8 +250,8 @@ class DeploymentRollbackWizard(models.TransientModel):
             )
         rollback_model = self.env["deployment.rollback"]
         rollback_model._check_none_running()
-        vals = self._rollback_vals("running")
-        vals["started_at"] = fields.Datetime.now()
+        # The helper measures the restore against its own [rto]: the record shows the same numbers.
+        vals = self._rollback_vals("running", self.env["deployment.rollback.helper"]._rto())
         # The record is needed to render the payload and the texts; if the helper refuses, the savepoint
         # takes it back and nothing is left.
         with self.env.cr.savepoint():

@@ -48,6 +48,10 @@ def test_health(served: Served, helper_env: HelperEnv) -> None:
     assert system["cpus"] >= 1
     assert system["cpu_percent"] >= 0
     assert 0 < system["memory_percent"] < 100
+    # One report: the API's is the command line's, check for check.
+    cli = helper_env.run_json("health")
+    assert [(c["name"], c["ok"]) for c in health["checks"]] == [(c["name"], c["ok"]) for c in cli["checks"]]
+    assert health["ok"] is cli["ok"] and health["database_reachable"] is cli["database_reachable"]
 
 
 def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: Served) -> None:

@@ -22,7 +22,7 @@ def test_a_snapshot_downloads_as_an_odoo_zip(served: Served, helper_env: HelperE
     assert served.client.download("/v1/snapshots/20200101T000000Z-manual-abcdef/odoo-zip", missing) == 404
 
 
-def test_health_says_the_retention_and_kept_lists_what_a_restore_kept(
+def test_config_says_the_retention_and_kept_lists_what_a_restore_kept(
     served: Served, helper_env: HelperEnv, snapshot_then_changes: dict[str, object]
 ) -> None:
     status, health = served.client.request("GET", "/v1/health")

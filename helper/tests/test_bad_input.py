@@ -117,3 +117,65 @@ def test_interrupted_snapshot_leaves_nothing_usable(helper_env: HelperEnv) -> No
     assert helper_env.run_json("list") == []
     # The next snapshot completes normally beside the leftover.
     assert helper_env.run_json("snapshot")["counts"]["res_partner"] == 50
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "words"),
+    [
+        ("database", "passwrod", "unknown key database.passwrod in the configuration (did you mean password?)"),
+        ("storage", "job", "unknown key storage.job"),
+        ("api", "secret", "unknown key api.secret"),
+        ("services", "stop_timeot", "unknown key services.stop_timeot"),
+    ],
+)
+def test_unknown_configuration_key_is_named(helper_env: HelperEnv, section: str, key: str, words: str) -> None:
+    helper_env.write(**{section: {key: "x"}})
+    _assert_refused(helper_env, helper_env.run("snapshot"), words)
+
+
+def test_unknown_key_in_a_sub_table_is_named(helper_env: HelperEnv) -> None:
+    helper_env.write(services={"docker": {"projetc": "odoo"}})
+    _assert_refused(helper_env, helper_env.run("snapshot"), "unknown key services.docker.projetc")
+
+
+def test_configuration_not_utf8_or_not_readable_is_one_line(helper_env: HelperEnv, tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(helper_env.config_path.read_bytes() + "# café\n".encode("latin-1"))
+    result = subprocess.run(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(latin1), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    bad_byte = latin1.read_bytes().index(b"\xe9") + 1
+    assert result.stderr.strip().splitlines() == [
+        f"odoo-rollback: error: configuration file {latin1} is not UTF-8 text (byte {bad_byte} is not)"
+    ]
+    # A folder where the file should be: not readable as a file, one line too.
+    result = subprocess.run(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(tmp_path), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot read configuration file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("section", ["database", "smtp"])
+def test_password_file_readable_by_others_is_refused(helper_env: HelperEnv, tmp_path: Path, section: str) -> None:
+    password = tmp_path / f"{section}-password"
+    password.write_text("rollback_helper\n")
+    password.chmod(0o644)
+    helper_env.sections["database"].pop("password")
+    helper_env.write(database={"password_file": str(tmp_path / "database-password")})
+    if section == "smtp":
+        (tmp_path / "database-password").write_text("rollback_helper\n")
+        (tmp_path / "database-password").chmod(0o600)
+        helper_env.write(smtp={"host": "127.0.0.1", "password_file": str(password)})
+    _assert_refused(
+        helper_env, helper_env.run("snapshot"), f"{section}.password_file: {password} is readable by everyone"
+    )
+    password.chmod(0o640)
+    assert helper_env.run("list").returncode == 0

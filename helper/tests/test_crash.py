@@ -3,50 +3,49 @@ finishes or undoes the restore without losing a row."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import odoo_rollback
 import pytest
 from conftest import HelperEnv, database_counts, list_databases
+from odoo_rollback.restore import STEP_NAMES, STEPS, SWAP
+
+CRASH_RUNNER = Path(__file__).with_name("crash_runner.py")
 
 SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
 CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
 
-# (event after which the helper dies, whether the database swap has committed by then)
-KILL_POINTS = [
-    ("preflight:done", False),
-    ("staging:start", False),
-    ("staging:done", False),
-    ("check:done", False),
-    ("stop:done", False),
-    ("lost_rows:done", False),
-    ("swap:start", False),
-    ("swap_database:done", True),
-    ("swap:done", True),
-    ("code:done", True),
-    ("verify_live:done", True),
-    ("start:start", True),
-]
+
+def kill_points() -> list[tuple[str, bool]]:
+    """(journal line after which the helper dies, whether the database swap has committed by then):
+    the start and the end of every step of the restore's table, and the swap's database rename."""
+    after_swap = STEP_NAMES.index(SWAP)
+    points = []
+    for index, name in enumerate(STEP_NAMES):
+        points.append((f"{name}:start", index > after_swap))
+        if name == SWAP:
+            points.append(("swap_database:done", True))
+        points.append((f"{name}:done", index >= after_swap))
+    return points
 
 
 def restore_killed_at(helper_env: HelperEnv, snapshot_id: str, kill_at: str) -> None:
-    """Run a restore that SIGKILLs itself right after the journal event *kill_at*."""
+    """Run a restore that is SIGKILLed right after the journal line *kill_at* (see crash_runner.py)."""
     helper_env.write()
-    env = {**os.environ, "ODOO_ROLLBACK_TEST_KILL_AT": kill_at}
     killed = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "odoo_rollback.cli",
+            str(CRASH_RUNNER),
+            kill_at,
             "--config",
             str(helper_env.config_path),
             "restore",
             snapshot_id,
             "--yes",
         ],
-        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -54,7 +53,21 @@ def restore_killed_at(helper_env: HelperEnv, snapshot_id: str, kill_at: str) -> 
     assert killed.returncode == -9, killed.stderr
 
 
-@pytest.mark.parametrize(("kill_at", "swapped"), KILL_POINTS)
+def test_the_kill_points_cover_the_table() -> None:
+    points = dict(kill_points())
+    assert len(points) == 2 * len(STEPS) + 1
+    assert points["lost_rows:done"] is False and points["swap:start"] is False
+    assert points["swap_database:done"] is True and points["code:start"] is True
+
+
+def test_the_helper_carries_no_test_switch() -> None:
+    # The privileged program reads no test-only environment variable and never kills itself.
+    for path in Path(odoo_rollback.__file__).parent.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "_TEST_" not in text and "os.kill(os.getpid()" not in text, path
+
+
+@pytest.mark.parametrize(("kill_at", "swapped"), kill_points())
 def test_kill_at_every_step_then_resume(
     helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], kill_at: str, swapped: bool
 ) -> None:

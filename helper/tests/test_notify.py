@@ -117,7 +117,7 @@ def test_updates_follow_the_schedule_and_escalate(
     run = RestoreRun(cfg, SnapshotStore(cfg.storage).get(snapshot_then_changes["id"]), journal)
     run.op = journal.begin("restore", cfg.database.name, {"snapshot": run.snapshot.id})
     notify = {"recipients": ["odoo-team@example.com"], "subject": SUBJECT, "body": BODY, "escalation": ESCALATION}
-    notifier = ProgressNotifier(cfg, run, parse_request({"notify": notify}))
+    notifier = ProgressNotifier(cfg, run.progress, journal, parse_request({"notify": notify}))
     minute = 60.0
 
     with run.step("staging"):
@@ -175,7 +175,8 @@ def test_without_an_smtp_host_one_journal_line_says_no_mail_is_sent(
     run = RestoreRun(cfg, SnapshotStore(cfg.storage).get(snapshot_then_changes["id"]), journal)
     run.op = journal.begin("restore", cfg.database.name)
 
-    with ProgressNotifier(cfg, run, parse_request({"notify": {"escalation": ESCALATION}})) as notifier:
+    request = parse_request({"notify": {"escalation": ESCALATION}})
+    with ProgressNotifier(cfg, run.progress, journal, request) as notifier:
         assert notifier._thread is None
 
     events = [e for e in journal.events(operation_id=run.op) if e.step == "notify"]
@@ -208,9 +209,9 @@ def test_updates_log_in_with_the_configured_user(helper_env: HelperEnv, snapshot
         journal = Journal(cfg.storage.journal_path)
         run = RestoreRun(cfg, SnapshotStore(cfg.storage).get(snapshot_then_changes["id"]), journal)
         run.op = journal.begin("restore", cfg.database.name)
-        ProgressNotifier(cfg, run).tick(60)
+        ProgressNotifier(cfg, run.progress, journal).tick(60)
         password_file.write_text("s3cret\n")
-        ProgressNotifier(load_config(helper_env.config_path), run).tick(60)
+        ProgressNotifier(load_config(helper_env.config_path), run.progress, journal).tick(60)
     finally:
         controller.stop()
 

@@ -6,6 +6,7 @@ The file is named by ``--config FILE`` or ``$ODOO_ROLLBACK_CONFIG``. Every probl
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import string
@@ -30,6 +31,24 @@ ENV_VAR = "ODOO_ROLLBACK_CONFIG"
 DBNAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,38}$")
 TABLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SERVICE_BACKENDS = ("none", "docker", "systemd", "command")
+
+
+def read_private_file(path: Path, key: str) -> str:
+    """The stripped text of a secret file that others cannot read; a ConfigError naming *key* otherwise.
+
+    Group read is allowed (Odoo's group reads the API secret); "others" never: like ssh and libpq's
+    ``.pgpass``, a secret that every local account can read is refused rather than used.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
+    if mode & 0o004:
+        raise ConfigError(f"{key}: {path} is readable by everyone: chmod o-r it")
+    return text
 
 
 def check_database_name(name: str, what: str = "database name") -> str:
@@ -172,6 +191,11 @@ class ApiConfig:
     port: int | None = None
     secret_file: Path | None = None
     max_clock_skew: int = 300  # seconds a signed request stays valid
+    # Seconds a client has to send a whole request (headers and body) from the moment it connects:
+    # slow or half-sent requests are closed, so they cannot hold the server's connections.
+    read_timeout: float = 10.0
+    # Connections served at once; beyond that the oldest one still sending its request is closed.
+    max_connections: int = 32
 
 
 @dataclass(frozen=True)
@@ -278,11 +302,33 @@ class _Section:
         self.data = data
         self.name = name
         self.base = base
+        # The keys this program reads: any other key in the file is a typo or an obsolete setting.
+        self.known: set[str] = set()
+        self.children: list[_Section] = []
 
     def _key(self, key: str) -> str:
         return f"{self.name}.{key}"
 
+    def section(self, key: str) -> _Section:
+        """A sub-table, such as [services.docker]."""
+        self.known.add(key)
+        child = _Section(self.data.get(key, {}), self._key(key), self.base)
+        self.children.append(child)
+        return child
+
+    def check_unknown(self) -> None:
+        """Refuse the keys that nothing read, naming the first one (and what was probably meant)."""
+        for child in self.children:
+            child.check_unknown()
+        unknown = sorted(set(self.data) - self.known)
+        if not unknown:
+            return
+        close = difflib.get_close_matches(unknown[0], sorted(self.known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(sorted(self.known))})"
+        raise ConfigError(f"unknown key {self._key(unknown[0])} in the configuration{hint}")
+
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self.known.add(key)
         value = self.data.get(key, default)
         if value is None:
             return None
@@ -306,6 +352,7 @@ class _Section:
         return path if path.is_absolute() else (self.base / path)
 
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        self.known.add(key)
         value = self.data.get(key)
         if value is None:
             return default
@@ -327,14 +374,7 @@ class _Section:
             raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
         if file_path is None:
             return inline
-        try:
-            return file_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{self._key(key + '_file')}: cannot read {file_path}: {exc.strerror}") from exc
-
-
-def _table(data: Mapping[str, Any], name: str, base: Path) -> _Section:
-    return _Section(data.get(name, {}), name, base)
+        return read_private_file(file_path, self._key(key + "_file"))
 
 
 def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
@@ -360,7 +400,14 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     if unknown:
         raise ConfigError(f"unknown section(s) in the configuration: {', '.join(unknown)}")
 
-    db = _table(data, "database", base)
+    sections: list[_Section] = []
+
+    def section_named(name: str) -> _Section:
+        section = _Section(data.get(name, {}), name, base)
+        sections.append(section)
+        return section
+
+    db = section_named("database")
     database = DatabaseConfig(
         name=check_database_name(db.require("name", str), "database.name"),
         host=db.get("host", str),
@@ -369,8 +416,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         password=db.secret("password"),
         maintenance_db=db.get("maintenance_db", str, "postgres"),
     )
-    filestore = FilestoreConfig(path=_table(data, "filestore", base).path("path", required=True))  # type: ignore[arg-type]
-    st = _table(data, "storage", base)
+    filestore = FilestoreConfig(path=section_named("filestore").path("path", required=True))  # type: ignore[arg-type]
+    st = section_named("storage")
     storage = StorageConfig(
         path=st.path("path", required=True),  # type: ignore[arg-type]
         jobs=st.get("jobs", int, 0),
@@ -378,16 +425,16 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     )
     if storage.jobs < 0:
         raise ConfigError("storage.jobs must be 0 (all CPUs) or more")
-    tables = _table(data, "counts", base).strings("tables", CountsConfig().tables)
+    tables = section_named("counts").strings("tables", CountsConfig().tables)
     for table in tables:
         if not TABLE_PATTERN.match(table):
             raise ConfigError(f"counts.tables: {table!r} is not a table name")
 
-    sv = _table(data, "services", base)
+    sv = section_named("services")
     backend = sv.get("backend", str, "none")
     if backend not in SERVICE_BACKENDS:
         raise ConfigError(f"services.backend must be one of {', '.join(SERVICE_BACKENDS)}, not {backend!r}")
-    dk = _Section(sv.data.get("docker", {}), "services.docker", base)
+    dk = sv.section("docker")
     services = ServicesConfig(
         backend=backend,
         stop_timeout=sv.positive("stop_timeout", int, 60),
@@ -409,7 +456,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     if backend == "command" and not (services.stop_command and services.start_command):
         raise ConfigError('services.stop_command and services.start_command are required with backend = "command"')
 
-    hl = _table(data, "health", base)
+    hl = section_named("health")
     health = HealthConfig(
         url=hl.get("url", str),
         timeout=hl.positive("timeout", float, 5.0),
@@ -417,8 +464,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         interval=hl.get("interval", float, 2.0),
         max_response_seconds=hl.positive("max_response_seconds", float, 10.0),
     )
-    smoke = parse_smoke(_table(data, "smoke", base), health)
-    rt = _table(data, "rto", base)
+    smoke = parse_smoke(section_named("smoke"), health)
+    rt = section_named("rto")
     rto = RtoConfig(
         target_minutes=rt.positive("target_minutes", float, 15.0),
         max_minutes=rt.positive("max_minutes", float, 30.0),
@@ -426,15 +473,17 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     if rto.max_minutes < rto.target_minutes:
         raise ConfigError("rto.max_minutes must not be less than rto.target_minutes")
 
-    ap = _table(data, "api", base)
+    ap = section_named("api")
     api = ApiConfig(
         socket=ap.path("socket"),
         host=ap.get("host", str),
         port=ap.get("port", int),
         secret_file=ap.path("secret_file"),
         max_clock_skew=ap.positive("max_clock_skew", int, 300),
+        read_timeout=ap.positive("read_timeout", float, 10.0),
+        max_connections=ap.positive("max_connections", int, 32),
     )
-    sm = _table(data, "smtp", base)
+    sm = section_named("smtp")
     smtp = SmtpConfig(
         host=sm.get("host", str),
         port=sm.positive("port", int, 25),
@@ -445,22 +494,30 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         recipients=sm.strings("recipients"),
         update_minutes=sm.positive("update_minutes", float, 15.0),
     )
+    code = CodeConfig(path=section_named("code").path("path"))
+    deploy = parse_deploy(section_named("deploy"))
+    retention = parse_retention(section_named("retention"))
+    remotes = parse_remotes(section_named("remotes"))
+    neutralize = parse_neutralize(section_named("neutralize"))
+    # Last, once every key was read: a typo must never be silently ignored.
+    for section in sections:
+        section.check_unknown()
     return Config(
         database=database,
         filestore=filestore,
         storage=storage,
         counts=CountsConfig(tables=tables),
-        code=CodeConfig(path=_table(data, "code", base).path("path")),
+        code=code,
         services=services,
         health=health,
         smoke=smoke,
         rto=rto,
         api=api,
         smtp=smtp,
-        deploy=parse_deploy(_table(data, "deploy", base)),
-        retention=parse_retention(_table(data, "retention", base)),
-        remotes=parse_remotes(_table(data, "remotes", base)),
-        neutralize=parse_neutralize(_table(data, "neutralize", base)),
+        deploy=deploy,
+        retention=retention,
+        remotes=remotes,
+        neutralize=neutralize,
         source=source,
     )
 
@@ -556,10 +613,7 @@ def parse_rule(section: _Section, default: RetentionRule) -> RetentionRule:
 
 
 def parse_retention(section: _Section) -> RetentionConfig:
-    unknown = sorted(set(section.data) - {"keep_last", "max_days", "kept"})
-    if unknown:
-        raise ConfigError(f"retention: unknown key(s) {', '.join(unknown)}")
-    kept = _Section(section.data.get("kept", {}), "retention.kept", section.base)
+    kept = section.section("kept")
     return RetentionConfig(
         snapshots=parse_rule(section, RetentionRule()), kept=parse_rule(kept, RetentionConfig().kept)
     )
@@ -581,10 +635,10 @@ REMOTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 def parse_remotes(section: _Section) -> tuple[RemoteConfig, ...]:
     remotes = []
-    for name, data in section.data.items():
+    for name in section.data:
         if not REMOTE_NAME.match(name):
             raise ConfigError(f"remotes.{name}: a remote's name is lowercase letters, digits, '_' and '-'")
-        sub = _Section(data, f"remotes.{name}", section.base)
+        sub = section.section(name)
         target = sub.require("target", str)
         if ":" not in target or target.startswith(("-", ":")):
             raise ConfigError(f"remotes.{name}.target must be an rclone 'remote:path', not {target!r}")
@@ -607,12 +661,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"no configuration: give --config FILE or set ${ENV_VAR}")
     file = Path(name)
     try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
+        text = file.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file {file} does not exist") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {file} is not UTF-8 text (byte {exc.start + 1} is not)") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {file} is not valid TOML: {exc}") from exc
     return parse_config(data, file.resolve().parent, source=file)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StorageError
+from .events import DONE as STEP_DONE
+from .events import SKIPPED, RunProgress, StepEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -47,12 +48,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_operation ON events(operation_id, seq);
 CREATE INDEX IF NOT EXISTS operations_kind ON operations(kind, started_at);
+-- The API finds the operation of one of its jobs by the job's id (kept in the operation's data).
+CREATE INDEX IF NOT EXISTS operations_job ON operations(json_extract(data, '$.job_id'));
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
-# For the crash tests only: "<step>:<status>" makes the process SIGKILL itself right after writing
-# that event, so that every step's interruption can be tested deterministically.
-KILL_AT_ENV_VAR = "ODOO_ROLLBACK_TEST_KILL_AT"
 
 RUNNING = "running"
 DONE = "done"
@@ -171,11 +171,7 @@ class Journal:
                 "INSERT INTO events (operation_id, at, step, status, message, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (operation_id, utcnow(), step, status, message, json.dumps(data or {}, sort_keys=True, default=str)),
             )
-            seq = int(cur.lastrowid or 0)
-        if os.environ.get(KILL_AT_ENV_VAR) == f"{step}:{status}":
-            # Test hook: die here, as a kill -9 would, right after this line reached the disk.
-            os.kill(os.getpid(), signal.SIGKILL)
-        return seq
+            return int(cur.lastrowid or 0)
 
     def update(self, operation_id: str, data: dict[str, Any]) -> None:
         """Merge *data* into the operation's data (e.g. the staging database's name)."""
@@ -219,6 +215,13 @@ class Journal:
             row = conn.execute("SELECT * FROM operations WHERE id = ?", (operation_id,)).fetchone()
         return _operation(row) if row else None
 
+    def operation_of_job(self, job_id: str) -> Operation | None:
+        """The operation a job of the API journaled (its newest, should a job ever journal two)."""
+        query = "SELECT * FROM operations WHERE json_extract(data, '$.job_id') = ? ORDER BY started_at DESC LIMIT 1"
+        with self._connect() as conn:
+            row = conn.execute(query, (job_id,)).fetchone()
+        return _operation(row) if row else None
+
     def operations(self, kind: str | None = None, state: str | None = None, limit: int = 100) -> list[Operation]:
         """Operations, newest first."""
         query = "SELECT * FROM operations WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR state = ?)"
@@ -248,6 +251,25 @@ class Journal:
     def unfinished(self, kind: str | None = None) -> list[Operation]:
         """Operations a crash left running, oldest first."""
         return list(reversed(self.operations(kind=kind, state=RUNNING, limit=1000)))
+
+
+class JournalWriter:
+    """Writes the step events a run publishes as lines of its operation, before the run goes on.
+
+    Subscribe it to the run's :class:`~odoo_rollback.events.RunProgress` first, so that its line is on
+    disk before any other listener hears of the event. A done or skipped step is also added to the
+    operation's ``completed`` list, which is where ``resume`` starts again from.
+    """
+
+    def __init__(self, journal: Journal, progress: RunProgress) -> None:
+        self.journal = journal
+        self.progress = progress
+
+    def __call__(self, event: StepEvent) -> None:
+        operation = self.progress.operation
+        self.journal.event(operation, event.step, event.status, event.message, event.data)
+        if event.is_step and event.status in (STEP_DONE, SKIPPED):
+            self.journal.update(operation, {"completed": list(self.progress.view().completed)})
 
 
 def _operation(row: sqlite3.Row) -> Operation:

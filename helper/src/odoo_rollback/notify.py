@@ -25,14 +25,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from string import Template
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import Config, SmtpConfig
+from .events import ProgressView, RunProgress
 from .journal import Journal
 from .request import EscalationContact, NotifyRequest, RestoreRequest
-
-if TYPE_CHECKING:
-    from .restore import RestoreRun
 
 STEP = "notify"
 SMTP_TIMEOUT = 10.0  # seconds per SMTP socket operation: a dead server costs the notifier, never the restore
@@ -47,19 +45,6 @@ PLACEHOLDERS = (
     "issues",
     "escalation_level",
 )
-
-STEP_TEXT = {
-    "": "starting",
-    "preflight": "preflight (checking the snapshot, the server and the services)",
-    "staging": "staging (restoring the snapshot into a staging database)",
-    "check": "check (comparing the staging database with the snapshot)",
-    "stop": "stop (stopping the services)",
-    "lost_rows": "lost_rows (exporting the rows the restore replaces)",
-    "swap": "swap (putting the restored database in place)",
-    "code": "code (checking out the snapshot's code revision)",
-    "verify_live": "verify_live (checking the restored live database)",
-    "start": "start (starting the services and checking their health)",
-}
 
 DEFAULT_SUBJECT = "Restore of $database: $status after $elapsed_minutes min"
 DEFAULT_BODY = """\
@@ -133,6 +118,8 @@ def _text(reply: bytes | str) -> str:
 class ProgressNotifier:
     """Mails the progress of one restore on a schedule; a context manager around the restore's steps.
 
+    It knows the restore only through the events the run publishes on *progress*, and reads their
+    state from its own thread through :meth:`RunProgress.view` (a copy taken under a lock).
     :meth:`tick` decides and sends, given the time elapsed since the start; the thread only calls it,
     so a test drives the schedule by calling ``tick`` with chosen times (``now`` is injectable too).
     """
@@ -140,13 +127,15 @@ class ProgressNotifier:
     def __init__(
         self,
         cfg: Config,
-        run: RestoreRun,
+        progress: RunProgress,
+        journal: Journal,
         request: RestoreRequest | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.smtp = cfg.smtp
         self.rto_target_minutes = cfg.rto.target_minutes
-        self.run = run
+        self.progress = progress
+        self.journal = journal
         self.notify: NotifyRequest = request.notify if request else NotifyRequest()
         self.now = now
         self.interval = cfg.smtp.update_minutes * 60
@@ -162,10 +151,6 @@ class ProgressNotifier:
 
     # -- what to send ------------------------------------------------------------------------------
     @property
-    def journal(self) -> Journal:
-        return self.run.journal
-
-    @property
     def anyone(self) -> list[str]:
         return unique_addresses([*self.base_recipients, *(c.email for c in self.notify.escalation)])
 
@@ -175,21 +160,23 @@ class ProgressNotifier:
     def contacts_at(self, minutes: float) -> list[EscalationContact]:
         return [c for c in self.notify.escalation if c.minutes <= minutes]
 
-    def issues(self, error: str | None = None) -> str:
-        failed = [s.name for s in self.run.result.steps if not s.ok]
+    @staticmethod
+    def issues(state: ProgressView, error: str | None = None) -> str:
         if error:
-            return f"{', '.join(failed) or self.run.current_step or 'restore'}: {error}"
-        return ", ".join(failed) or "none"
+            return f"{', '.join(state.failed) or state.step or 'restore'}: {error}"
+        return ", ".join(state.failed) or "none"
 
-    def values(self, elapsed_minutes: float, status: str, level: int, error: str | None = None) -> dict[str, str]:
+    def values(
+        self, state: ProgressView, elapsed_minutes: float, status: str, level: int, error: str | None = None
+    ) -> dict[str, str]:
         return {
-            "database": self.run.cfg.database.name,
-            "snapshot": self.run.snapshot.id,
-            "step": STEP_TEXT.get(self.run.current_step, self.run.current_step),
+            "database": state.database,
+            "snapshot": state.snapshot,
+            "step": state.text or "starting",
             "status": status,
             "elapsed_minutes": format_minutes(elapsed_minutes),
             "eta_minutes": format_minutes(max(0.0, self.rto_target_minutes - elapsed_minutes)),
-            "issues": self.issues(error),
+            "issues": self.issues(state, error),
             "escalation_level": str(level),
         }
 
@@ -216,7 +203,7 @@ class ProgressNotifier:
         while self.next_due <= elapsed_seconds:  # a late tick sends one update, not the missed ones
             self.next_due += self.interval
         # After a failure the restore is being undone; the final mail follows once it is.
-        self._send(elapsed_seconds / 60, "undoing" if self.run.result.error else "running", "progress")
+        self._send(elapsed_seconds / 60, "undoing" if self.progress.view().error else "running", "progress")
         return True
 
     def final(self, status: str, message: str) -> None:
@@ -226,19 +213,21 @@ class ProgressNotifier:
             return
         # Called while the restore's own error propagates: nothing here may replace that error.
         with contextlib.suppress(Exception):
-            self._send((self.now() - self.started_at) / 60, status, "final", error=self.run.result.error, lead=message)
+            minutes = (self.now() - self.started_at) / 60
+            self._send(minutes, status, "final", error=self.progress.view().error, lead=message)
 
     def _send(self, minutes: float, status: str, kind: str, error: str | None = None, lead: str = "") -> None:
         level = self.level_at(minutes)
         new_contacts = [c for c in self.notify.escalation if c.minutes in self.thresholds[self.level : level]]
-        values = self.values(minutes, status, level, error)
+        state = self.progress.view()
+        values = self.values(state, minutes, status, level, error)
         recipients = unique_addresses([*self.base_recipients, *(c.email for c in self.contacts_at(minutes))])
         if not recipients:
             return
         if new_contacts:
             self.level = level
             self.journal.event(
-                self.run.op,
+                state.operation,
                 STEP,
                 "escalated",
                 f"escalation level {level} reached after {values['elapsed_minutes']} min: "
@@ -254,7 +243,7 @@ class ProgressNotifier:
             "kind": kind,
             "recipients": recipients,
             "subject": subject,
-            "step": self.run.current_step,
+            "step": state.step,
             "elapsed_minutes": round(minutes, 2),
             "escalation_level": level,
         }
@@ -263,14 +252,14 @@ class ProgressNotifier:
         except Exception as exc:  # whatever the mail server does, the restore goes on
             reason = mail_error(exc, self.smtp)
             self.journal.event(
-                self.run.op,
+                state.operation,
                 STEP,
                 "failed",
                 f"{kind} mail to {', '.join(recipients)} failed: {reason}",
                 data={**data, "error": reason},
             )
             return
-        self.journal.event(self.run.op, STEP, "done", f"{kind} mail sent to {', '.join(recipients)}", data=data)
+        self.journal.event(state.operation, STEP, "done", f"{kind} mail sent to {', '.join(recipients)}", data=data)
 
     # -- the thread ----------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -286,7 +275,7 @@ class ProgressNotifier:
             return
         if not self.smtp.host:
             self.journal.event(
-                self.run.op,
+                self.progress.operation,
                 STEP,
                 "info",
                 f"no SMTP host configured ([smtp] host): no progress mails to {', '.join(self.anyone)}",

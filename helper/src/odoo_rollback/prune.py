@@ -91,8 +91,16 @@ def describe_rule(rule: RetentionRule, per_kind: bool = True) -> str:
 
 
 def retention_settings(cfg: Config) -> dict[str, Any]:
-    """What Odoo shows (read-only) of the retention and the off-host copies."""
+    """What Odoo shows (read-only) of the retention and the off-host copies; *text* says it in one line."""
+    remotes = "; ".join(
+        f"off-host {r.name} ({', '.join(r.kinds) or 'every kind'}): {describe_rule(r.retention)}" for r in cfg.remotes
+    )
+    text = (
+        f"snapshots: {describe_rule(cfg.retention.snapshots)}; "
+        f"kept databases: {describe_rule(cfg.retention.kept, per_kind=False)}" + (f"; {remotes}" if remotes else "")
+    )
     return {
+        "text": text,
         "snapshots": {**cfg.retention.snapshots.as_dict(), "text": describe_rule(cfg.retention.snapshots)},
         "kept": {**cfg.retention.kept.as_dict(), "text": describe_rule(cfg.retention.kept, per_kind=False)},
         "remotes": [

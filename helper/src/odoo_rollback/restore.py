@@ -1,6 +1,9 @@
 """The restore engine: the live database is never destroyed before its replacement is proven good.
 
-Steps (each journaled before and after; see ``STEPS``):
+The steps are one ordered table, :data:`STEPS` (name, method, text shown to people); each is journaled
+before and after, run forward by :func:`restore_snapshot` and, after a crash once the swap committed, by
+:func:`resume` from the journal's last completed step. The plan lists them, the progress mails show
+their texts and the tests read their names from the same table:
 
 1. ``preflight``   snapshot checksums and dump readable, right database, free disk, server and
                    service backend reachable, code folder revertable. Any failure: nothing changed.
@@ -15,9 +18,10 @@ Steps (each journaled before and after; see ``STEPS``):
 7. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
 8. ``verify_live`` exact counts of the live database equal the manifest's (before anyone writes).
 9. ``start``       services started, health check.
-On a failure after the swap, everything is swapped back and the services started (``undo``).
+On a failure after the swap, everything is swapped back and the services started (:func:`undo`).
 
-A crash at any point is finished or undone by :func:`resume`, from the journal's record.
+A crash before the swap committed is undone by :func:`resume`; after it, the remaining steps are run
+(each is safe to run again), and undone if one fails.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,14 +45,17 @@ from .counts import exact_counts
 from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
+from .events import DONE as STEP_DONE
+from .events import FAILED as STEP_FAILED
+from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
-from .journal import DONE, FAILED, RUNNING, UNDONE, Journal
+from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalWriter, Operation
 from .lost_rows import count_changed_rows, export_changed_rows
 from .modules import installed_modules
 from .notify import ProgressNotifier
 from .request import RestoreRequest
-from .services import backend_for
+from .services import ServiceBackend, backend_for
 from .storage import Snapshot, SnapshotStore
 from .verify import check_integrity, compare_counts
 
@@ -72,9 +79,13 @@ class StepTiming:
     name: str
     seconds: float
     ok: bool
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok}
+        doc: dict[str, Any] = {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok}
+        if self.skipped:
+            doc["skipped"] = True
+        return doc
 
 
 @dataclass
@@ -135,7 +146,7 @@ def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
         "lost_rows_total": sum(lost.values()),
         "services": cfg.services.backend,
         "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
-        "steps": ["preflight", "staging", "check", "stop", "lost_rows", "swap", "code", "verify_live", "start"],
+        "steps": list(STEP_NAMES),
     }
 
 
@@ -180,9 +191,21 @@ def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) ->
 
 
 class RestoreRun:
-    """One restore, with its journal operation and step timings."""
+    """One restore, with its journal operation and step timings.
 
-    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False) -> None:
+    Its steps are published as events on :attr:`progress`; the journal writer is its first listener
+    (a line is on disk before the step goes on), the progress mailer another.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        snapshot: Snapshot,
+        journal: Journal,
+        show_progress: bool = False,
+        *,
+        completed: Sequence[str] = (),
+    ) -> None:
         self.cfg = cfg
         self.snapshot = snapshot
         self.journal = journal
@@ -190,25 +213,82 @@ class RestoreRun:
         self.backend = backend_for(cfg.services)
         self.names = _names(cfg)
         self.result = RestoreResult(ok=False, database=cfg.database.name, snapshot=snapshot.id)
-        self.op = ""
+        self.progress = RunProgress(cfg.database.name, snapshot.id, completed=completed)
+        self.progress.subscribe(JournalWriter(journal, self.progress))
         self.stopped_at: float | None = None
-        self.current_step = ""  # read by the progress mails
+        self.code_previous: str | None = None
+        self.started: list[str] = []  # steps begun, in order
+
+    @property
+    def op(self) -> str:
+        """The journal operation's id."""
+        return self.progress.operation
+
+    @op.setter
+    def op(self, value: str) -> None:
+        self.progress.operation = value
+
+    @property
+    def completed(self) -> tuple[str, ...]:
+        return self.progress.view().completed
 
     @contextmanager
     def step(self, name: str, **data: Any) -> Iterator[None]:
-        self.current_step = name
-        self.journal.event(self.op, name, "start", data=data)
+        text = STEP_TEXT.get(name, name)
+        self.started.append(name)
+        self.progress.publish(StepEvent(name, START, data=data, text=text))
         started = time.monotonic()
         try:
             yield
         except BaseException as exc:
             self.result.steps.append(StepTiming(name, time.monotonic() - started, False))
-            self.journal.event(self.op, name, "failed", str(exc))
+            self.progress.publish(StepEvent(name, STEP_FAILED, str(exc), text=text))
             raise
         self.result.steps.append(StepTiming(name, time.monotonic() - started, True))
-        self.journal.event(self.op, name, "done")
-        self.journal.update(self.op, {"completed": [s.name for s in self.result.steps if s.ok]})
+        self.progress.publish(StepEvent(name, STEP_DONE, text=text))
 
+    def run_steps(self, steps: Sequence[Step]) -> None:
+        """Run *steps* forward, in the table's order; a step that declares itself skipped is journaled so."""
+        for row in steps:
+            reason = row.skipped(self)
+            if reason:
+                self.result.steps.append(StepTiming(row.name, 0.0, True, skipped=True))
+                self.progress.publish(StepEvent(row.name, SKIPPED, reason, text=STEP_TEXT[row.name]))
+                continue
+            with self.step(row.name, **row.journal_data(self)):
+                row.method(self)
+
+    @classmethod
+    def resumed(cls, cfg: Config, journal: Journal, op: Operation) -> RestoreRun:
+        """The run a crash interrupted, as its journal operation records it."""
+        snapshot = SnapshotStore(cfg.storage).get(op.data["snapshot"])
+        run = cls(cfg, snapshot, journal, completed=op.data.get("completed", []))
+        run.op = op.id
+        run.names = dict(op.data["names"])
+        run.code_previous = op.data.get("code_previous")
+        if op.data.get("services_stopped"):
+            run.stopped_at = time.monotonic()
+        return run
+
+    def undo(self, swapped: bool) -> None:
+        undo(
+            self.cfg,
+            self.progress,
+            self.names,
+            self.backend,
+            swapped=swapped,
+            services_stopped=self.stopped_at is not None,
+            code_previous=self.code_previous,
+        )
+        self.result.undone = swapped
+
+    def swapped(self) -> bool:
+        """Whether the live name now holds the restored database (the swap's transaction committed)."""
+        if SWAP in self.completed:
+            return True
+        return SWAP in self.started and database_swapped(self.cfg, self.names)
+
+    # -- the steps, in the order of STEPS --------------------------------------------------------------
     def preflight(self) -> None:
         cfg, manifest = self.cfg, self.snapshot.manifest
         check_snapshot_database(cfg, self.snapshot)
@@ -232,7 +312,8 @@ class RestoreRun:
         self.backend.check()
         if cfg.code.path and manifest.code_revision:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
-            self.journal.update(self.op, {"code_previous": code_tree.head(cfg.code.path)})
+            self.code_previous = code_tree.head(cfg.code.path)
+            self.journal.update(self.op, {"code_previous": self.code_previous})
 
     def build_staging(self) -> None:
         owner = database_owner(self.cfg.database, self.cfg.database.name)
@@ -273,9 +354,11 @@ class RestoreRun:
         self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
 
     def swap(self) -> None:
+        """Idempotent, so that resume runs it again after a crash anywhere inside it."""
         n = self.names
-        rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
-        self.journal.event(self.op, "swap_database", "done", data={"kept_as": n["failed"]})
+        if not database_swapped(self.cfg, n):
+            rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
+            self.progress.note("swap_database", STEP_DONE, data={"kept_as": n["failed"]})
         swap_filestore(n)
         self.result.kept_as = n["failed"]
 
@@ -300,6 +383,57 @@ class RestoreRun:
             raise OperationFailed(
                 f"health check of {health.url} failed after {health.attempts} attempts: {health.error}"
             )
+
+
+def _no_data(run: RestoreRun) -> dict[str, Any]:
+    return {}
+
+
+def _never_skipped(run: RestoreRun) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of the restore: what it is called, what it does, and what people are told it does.
+
+    ``skipped`` returns why the step is not needed in this run (journaled as ``skipped``), or None;
+    ``journal_data`` is what the step's ``start`` line records.
+    """
+
+    name: str
+    method: Callable[[RestoreRun], None]
+    text: str
+    journal_data: Callable[[RestoreRun], dict[str, Any]] = _no_data
+    skipped: Callable[[RestoreRun], str | None] = _never_skipped
+
+
+SWAP = "swap"  # the point of no return: before it resume undoes, after it resume finishes
+
+STEPS: tuple[Step, ...] = (
+    Step("preflight", RestoreRun.preflight, "checking the snapshot, the server and the services"),
+    Step(
+        "staging",
+        RestoreRun.build_staging,
+        "restoring the snapshot into a staging database",
+        journal_data=lambda run: {"database": run.names["staging"]},
+    ),
+    Step("check", RestoreRun.check_staging, "comparing the staging database with the snapshot"),
+    Step(
+        "stop",
+        RestoreRun.stop_services,
+        "stopping the services",
+        journal_data=lambda run: {"backend": run.backend.name},
+    ),
+    Step("lost_rows", RestoreRun.export_lost_rows, "exporting the rows the restore replaces"),
+    Step(SWAP, RestoreRun.swap, "putting the restored database in place", journal_data=lambda run: dict(run.names)),
+    Step("code", RestoreRun.revert_code, "checking out the snapshot's code revision"),
+    Step("verify_live", RestoreRun.verify_live, "checking the restored live database"),
+    Step("start", RestoreRun.start_services, "starting the services and checking their health"),
+)
+STEP_NAMES: tuple[str, ...] = tuple(row.name for row in STEPS)
+# What the progress mails say of each step: "staging (restoring the snapshot into a staging database)".
+STEP_TEXT: dict[str, str] = {"": "starting", **{row.name: f"{row.name} ({row.text})" for row in STEPS}}
 
 
 def swap_filestore(names: dict[str, str]) -> None:
@@ -381,34 +515,17 @@ def restore_snapshot(
         {"snapshot": snapshot.id, "names": run.names, **request_journal_data(request)},
     )
     result = run.result
-    swapped = False
-    with ProgressNotifier(cfg, run, request) as notifier:
+    with ProgressNotifier(cfg, run.progress, journal, request) as notifier:
         try:
-            with run.step("preflight"):
-                run.preflight()
-            with run.step("staging", database=run.names["staging"]):
-                run.build_staging()
-            with run.step("check"):
-                run.check_staging()
-            with run.step("stop", backend=run.backend.name):
-                run.stop_services()
-            with run.step("lost_rows"):
-                run.export_lost_rows()
-            with run.step("swap", **run.names):
-                run.swap()
-                swapped = True
-            with run.step("code"):
-                run.revert_code()
-            with run.step("verify_live"):
-                run.verify_live()
-            with run.step("start"):
-                run.start_services()
+            run.run_steps(STEPS)
         except BaseException as exc:
             result.error = str(exc) or exc.__class__.__name__
             result.total_seconds = time.monotonic() - started
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise  # the journal says where it stopped; resume finishes or undoes it
-            undo(cfg, run, journal, swapped)
+            run.progress.fail(result.error)
+            swapped = _swapped_or_unknown(run)
+            run.undo(swapped)
             state = UNDONE if swapped else FAILED
             journal.finish(run.op, state, result.error, {"result": result.as_dict()})
             # Odoo may still be down: the helper tells the recipients itself. Whatever the mail or the
@@ -432,71 +549,68 @@ def restore_snapshot(
     return result
 
 
+def _swapped_or_unknown(run: RestoreRun) -> bool:
+    try:
+        return run.swapped()
+    except RollbackError:
+        # The server cannot say: assume the swap happened; swap_back looks again before renaming.
+        return SWAP in run.started
+
+
 def _failure_message(result: RestoreResult, swapped: bool) -> str:
     if swapped:
         return f"restore failed after the swap and was undone: the previous database is live again ({result.error})"
     return f"restore failed; the live database was not touched ({result.error})"
 
 
-def undo(cfg: Config, run: RestoreRun, journal: Journal, swapped: bool) -> None:
-    """Put things back as they were; every action is journaled."""
-    op = run.op
-    code_previous = (journal.operation(op).data if journal.operation(op) else {}).get("code_previous")
+def undo(
+    cfg: Config,
+    progress: RunProgress,
+    names: dict[str, str],
+    backend: ServiceBackend,
+    *,
+    swapped: bool,
+    services_stopped: bool,
+    code_previous: str | None,
+) -> None:
+    """Put things back as they were; every action is published (and so journaled)."""
     if swapped:
-        journal.event(op, "undo", "start", "swapping back")
+        progress.note("undo", START, "swapping back")
         # The services may have been started on the restored database: stop them first, so that
         # nothing reconnects while the databases are renamed back.
         with contextlib.suppress(RollbackError):
-            run.backend.stop()
-        swap_back(cfg, run.names, code_previous)
-        run.result.undone = True
-        journal.event(op, "undo", "done", "the previous database and filestore are live again")
-    try:
-        discard_staging(cfg, run.names)
-    except RollbackError as exc:
-        journal.event(op, "cleanup", "failed", str(exc))
-    if run.stopped_at is not None:
-        journal.event(op, "restart", "start")
-        try:
-            run.backend.start()
-            journal.event(op, "restart", "done")
-        except RollbackError as exc:
-            journal.event(op, "restart", "failed", f"services could not be started again: {exc}")
-
-
-def _finish_after_swap(
-    cfg: Config, journal: Journal, op_id: str, names: dict[str, str], completed: set[str], data: dict[str, Any]
-) -> dict[str, Any]:
-    """The database swap had committed: finish the restore forward, with the same checks as an
-    uninterrupted one, and swap back if they fail."""
-    backend = backend_for(cfg.services)
-    snapshot = SnapshotStore(cfg.storage).get(data["snapshot"])
-    journal.event(op_id, "resume", "start", "finishing the restore after the swap")
-    swap_filestore(names)
-    if cfg.code.path and snapshot.manifest.code_revision and "code" not in completed:
-        code_tree.checkout(cfg.code.path, snapshot.manifest.code_revision)
-    with connect(cfg.database) as conn:
-        problems = compare_counts(snapshot.manifest.counts, exact_counts(conn, list(snapshot.manifest.counts)))
-    health = None
-    if not problems:
-        backend.start()
-        health = http_check(cfg.health)
-        if not health.ok:
-            problems.append(f"health check of {health.url} failed: {health.error}")
-    if problems:
-        journal.event(op_id, "resume", "failed", "; ".join(problems))
-        journal.event(op_id, "undo", "start", "swapping back")
-        with contextlib.suppress(RollbackError):
             backend.stop()
-        swap_back(cfg, names, data.get("code_previous"))
-        discard_staging(cfg, names)  # the restored copy: the snapshot still holds it
-        backend.start()
-        journal.event(op_id, "undo", "done", "the previous database and filestore are live again")
-        journal.finish(op_id, UNDONE, "; ".join(problems))
-        return {"id": op_id, "outcome": "undone", "problems": problems}
-    journal.event(op_id, "resume", "done", data={"health": health.as_dict() if health else None})
-    journal.finish(op_id, DONE, "finished after an interruption", {"kept_as": names["failed"]})
-    return {"id": op_id, "outcome": "finished", "kept_as": names["failed"]}
+        swap_back(cfg, names, code_previous)
+        progress.note("undo", STEP_DONE, "the previous database and filestore are live again")
+    try:
+        discard_staging(cfg, names)  # after a swap back, the restored copy: the snapshot still holds it
+    except RollbackError as exc:
+        progress.note("cleanup", STEP_FAILED, str(exc))
+    if services_stopped:
+        progress.note("restart", START)
+        try:
+            backend.start()
+            progress.note("restart", STEP_DONE)
+        except RollbackError as exc:
+            progress.note("restart", STEP_FAILED, f"services could not be started again: {exc}")
+
+
+def _finish_after_swap(cfg: Config, journal: Journal, op: Operation) -> dict[str, Any]:
+    """The database swap had committed: run the remaining steps of :data:`STEPS` forward, with the same
+    checks as an uninterrupted restore, and swap back if one fails."""
+    run = RestoreRun.resumed(cfg, journal, op)
+    run.progress.note("resume", START, "finishing the restore after the swap")
+    try:
+        run.run_steps([row for row in STEPS if row.name not in run.completed])
+    except Exception as exc:  # an interruption (Ctrl-C) is left for the next resume
+        error = str(exc) or exc.__class__.__name__
+        run.progress.note("resume", STEP_FAILED, error)
+        run.undo(swapped=True)
+        journal.finish(op.id, UNDONE, error)
+        return {"id": op.id, "outcome": "undone", "problems": [error]}
+    run.progress.note("resume", STEP_DONE)
+    journal.finish(op.id, DONE, "finished after an interruption", {"kept_as": run.names["failed"]})
+    return {"id": op.id, "outcome": "finished", "kept_as": run.names["failed"]}
 
 
 def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
@@ -504,23 +618,33 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     outcomes = []
     for op in journal.unfinished("restore"):
         names = op.data.get("names") or {}
-        completed = set(op.data.get("completed", []))
-        backend = backend_for(cfg.services)
         events = journal.events(operation_id=op.id)
-        swap_started = any(e.step == "swap" and e.status == "start" for e in events)
+        swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):
-            outcomes.append(_finish_after_swap(cfg, journal, op.id, names, completed, op.data))
+            outcomes.append(_finish_after_swap(cfg, journal, op))
             continue
-        journal.event(op.id, "resume", "start", "undoing the restore: the live database was not replaced")
+        progress = RunProgress(cfg.database.name, str(op.data.get("snapshot", "")), operation=op.id)
+        progress.subscribe(JournalWriter(journal, progress))
+        progress.note("resume", START, "undoing the restore: the live database was not replaced")
+        backend = backend_for(cfg.services)
+        services_stopped = bool(op.data.get("services_stopped"))
         if names:
             unswap_filestore(names)
-            discard_staging(cfg, names)
-        if op.data.get("services_stopped"):
+            undo(
+                cfg,
+                progress,
+                names,
+                backend,
+                swapped=False,
+                services_stopped=services_stopped,
+                code_previous=op.data.get("code_previous"),
+            )
+        elif services_stopped:
             backend.start()
-        journal.event(op.id, "resume", "done")
+        progress.note("resume", STEP_DONE)
         journal.finish(op.id, FAILED, "interrupted before the swap; undone, the live database is unchanged")
         outcomes.append({"id": op.id, "outcome": "undone"})
     return outcomes
 
 
-__all__ = ["RUNNING", "RestoreResult", "plan_restore", "restore_snapshot", "resume", "rto_assessment"]
+__all__ = ["RUNNING", "STEPS", "RestoreResult", "Step", "plan_restore", "restore_snapshot", "resume", "rto_assessment"]

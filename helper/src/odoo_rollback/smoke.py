@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg2
 
-from .config import Config, SmokeConfig
+from .config import Config, SmokeConfig, read_private_file
 from .counts import exact_counts
 from .db import connect, explain_connect_error
 from .errors import ConfigError, RollbackError
@@ -39,13 +39,7 @@ def read_credentials(cfg: SmokeConfig) -> str:
     path = cfg.credentials_file
     if path is None:
         raise ConfigError("smoke.credentials_file is not configured")
-    try:
-        mode = path.stat().st_mode
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"smoke.credentials_file {path}: {exc.strerror}") from exc
-    if mode & 0o004:
-        raise ConfigError(f"smoke.credentials_file {path} is readable by everyone: chmod o-r it")
+    secret = read_private_file(path, "smoke.credentials_file")
     if not secret:
         raise ConfigError(f"smoke.credentials_file {path} is empty")
     return secret

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from ..journal import JOB_ENV_VAR, Journal, utcnow
+from ..journal import FAILED, JOB_ENV_VAR, Journal, utcnow
 from ..process import last_line
 from ..request import RestoreRequest, write_request
 
@@ -42,7 +43,7 @@ class Job:
     process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
     def as_dict(self, journal: Journal) -> dict[str, Any]:
-        operation = next((op for op in journal.operations(limit=200) if op.data.get("job_id") == self.id), None)
+        operation = journal.operation_of_job(self.id)
         steps = (
             [
                 {"step": e.step, "status": e.status, "at": e.at, "message": e.message}
@@ -114,17 +115,29 @@ class JobRunner:
             job.result = json.loads(stdout) if stdout.strip() else None
         except ValueError:
             job.result = None
-        if code == 0:
-            job.state = "done"
-        else:
-            job.state = "failed"
+        if code != 0:
             problems = job.result.get("problems") if isinstance(job.result, dict) else None
             job.error = (
                 last_line(stderr).removeprefix("odoo-rollback: error: ")
                 or "; ".join(problems or [])
                 or f"exit status {code}"
             )
+            # Before the job says it ended: whoever sees it ended finds it in the journal.
+            self._journal_failure(job)
         job.finished_at = utcnow()
+        job.state = "done" if code == 0 else "failed"
+
+    def _journal_failure(self, job: Job) -> None:
+        """Journal a job that failed before its command journaled anything (bad configuration, a check
+        refused it): the journal is Odoo's one source, so every job the API accepted ends up in it."""
+        if self.journal.operation_of_job(job.id) is not None:
+            return
+        try:
+            op = self.journal.begin(job.kind, None, {"job_id": job.id})
+            self.journal.finish(op, FAILED, job.error or "failed", {"error": job.error})
+        except (StorageError, sqlite3.Error):
+            # The journal itself is what failed; the job's error still answers GET /v1/jobs.
+            return
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
 import os
 import re
-import shutil
 import socket
 import socketserver
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
-from ..config import Config
+from ..config import Config, read_private_file
 from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
-from ..health import http_check
+from ..health import health_report
 from ..journal import Journal
 from ..kept import list_kept
 from ..logs import log_source, parse_since, service_log_errors
@@ -31,11 +30,9 @@ from ..manifest import SNAPSHOT_KINDS
 from ..odoo_zip import write_odoo_zip
 from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
-from ..services import backend_for
 from ..storage import SnapshotStore
-from ..system import system_load
 from .jobs import JobConflict, JobRunner
-from .signing import SignatureError, Verifier, read_secret
+from .signing import SignatureError, Verifier
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
@@ -66,6 +63,8 @@ class Api:
         path, query = url.path, parse_qs(url.query)
         if method == "GET" and path == "/v1/health":
             return HTTPStatus.OK, self.health()
+        if method == "GET" and path == "/v1/config":
+            return HTTPStatus.OK, self.config_view()
         if method == "GET" and path == "/v1/snapshots":
             return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
         if method == "POST" and path == "/v1/snapshots":
@@ -138,30 +137,25 @@ class Api:
         return HTTPStatus.ACCEPTED, {"job": job.as_dict(self.journal)}
 
     def health(self) -> dict[str, Any]:
-        database_ok = True
-        try:
-            with connect(self.cfg.database):
-                pass
-        except RollbackError:
-            database_ok = False
-        try:
-            services = backend_for(self.cfg.services).status()
-        except RollbackError as exc:
-            services = {"error": str(exc)}
-        http = http_check(self.cfg.health, attempts=1).as_dict() if self.cfg.health.url else None
+        """The one health report (as ``odoo-rollback health --json`` prints it), with the API's version
+        and running job."""
         running = self.jobs.running()
         return {
-            "ok": database_ok and (http is None or http["ok"]),
+            **health_report(self.cfg).as_dict(),
             "version": __version__,
-            "database": self.cfg.database.name,
-            "database_reachable": database_ok,
-            "services": services,
-            "http": http,
-            "storage_free_bytes": shutil.disk_usage(self.cfg.storage.path).free,
-            "system": system_load(),
             "running_job": running.as_dict(self.journal) if running else None,
-            "retention": retention_settings(self.cfg),
         }
+
+    def config_view(self) -> dict[str, Any]:
+        """The settings Odoo shows read-only: for what the helper does, its configuration is the truth."""
+        view: dict[str, Any] = {
+            "source": str(self.cfg.source) if self.cfg.source else None,
+            "database": self.cfg.database.name,
+            "rto": dataclasses.asdict(self.cfg.rto),
+            "counts": {"tables": list(self.cfg.counts.tables)},
+        }
+        view["retention"] = retention_settings(self.cfg)
+        return view
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Errors and tracebacks in Odoo's service log since a time (e.g. a restore's end)."""
@@ -194,7 +188,7 @@ class Api:
         }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StreamReply:
     """A reply written as it is produced (chunked), for what is too big to hold: a snapshot as a zip."""
 
@@ -372,15 +366,9 @@ def make_server(
     secret_file = cfg.api.secret_file
     if secret_file is None:
         raise ConfigError("api.secret_file is required to serve the API")
-    try:
-        mode = secret_file.stat().st_mode
-        secret = read_secret(secret_file)
-    except OSError as exc:
-        raise ConfigError(f"api.secret_file {secret_file}: {exc.strerror}") from exc
+    secret = read_private_file(secret_file, "api.secret_file").encode()
     if not secret:
         raise ConfigError(f"api.secret_file {secret_file} is empty")
-    if mode & 0o004:
-        raise ConfigError(f"api.secret_file {secret_file} is readable by everyone: chmod o-r it")
     api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
     server: UnixApiServer | TcpApiServer
     inherited = inherited_socket()

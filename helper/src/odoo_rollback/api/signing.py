@@ -14,7 +14,6 @@ import re
 import secrets
 import threading
 import time
-from pathlib import Path
 
 TIMESTAMP_HEADER = "X-Rollback-Timestamp"
 NONCE_HEADER = "X-Rollback-Nonce"
@@ -42,10 +41,6 @@ def signed_headers(secret: bytes, method: str, path: str, body: bytes, now: floa
         NONCE_HEADER: nonce,
         SIGNATURE_HEADER: sign(secret, method, path, timestamp, nonce, body),
     }
-
-
-def read_secret(path: Path) -> bytes:
-    return path.read_text(encoding="utf-8").strip().encode()
 
 
 class NonceCache:
