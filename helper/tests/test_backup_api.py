@@ -25,14 +25,11 @@ def test_a_snapshot_downloads_as_an_odoo_zip(served: Served, helper_env: HelperE
 def test_config_says_the_retention_and_kept_lists_what_a_restore_kept(
     served: Served, helper_env: HelperEnv, snapshot_then_changes: dict[str, object]
 ) -> None:
-    status, health = served.client.request("GET", "/v1/health")
+    status, config = served.client.request("GET", "/v1/config")
     assert status == 200
-    assert health["retention"]["kept"] == {
-        "keep_last": 2,
-        "max_days": 7.0,
-        "text": "keep the last 2 and at most 7 days",
-    }
-    assert health["retention"]["snapshots"]["text"] == "keep everything"
+    retention = config["retention"]
+    assert retention["kept"] == {"keep_last": 2, "max_days": 7.0, "text": "keep the last 2 and at most 7 days"}
+    assert retention["text"] == "snapshots: keep everything; kept databases: keep the last 2 and at most 7 days"
 
     restored = helper_env.run_json("restore", str(snapshot_then_changes["id"]), "--yes")
     status, kept = served.client.request("GET", "/v1/kept")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -58,9 +57,17 @@ def test_a_snapshot_a_running_operation_uses_is_never_pruned(helper_env: HelperE
     used = helper_env.run_json("snapshot", "--kind", "manual")
     helper_env.run_json("snapshot", "--kind", "manual")
     # A drill killed in the middle of its restore: its operation stays unfinished, naming the snapshot.
+    crash_runner = Path(__file__).parent / "crash_runner.py"
     drill = subprocess.run(
-        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), "drill", used["id"]],
-        env={**os.environ, "ODOO_ROLLBACK_TEST_KILL_AT": "restore:start"},
+        [
+            sys.executable,
+            str(crash_runner),
+            "restore:start",
+            "--config",
+            str(helper_env.config_path),
+            "drill",
+            used["id"],
+        ],
         capture_output=True,
         check=False,
     )
