@@ -4,11 +4,19 @@ from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import str2bool
 
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
 HELPER_SYNC = "_deployment_rollback_helper_sync"
 _HELPER_SYNC_TOKEN = object()
+
+# Scheduled snapshots (Settings): on/off, the hour (UTC) and the days they are taken on.
+SCHEDULE_ENABLED_PARAM = "deployment_rollback.schedule_enabled"
+SCHEDULE_HOUR_PARAM = "deployment_rollback.schedule_hour"
+SCHEDULE_DAYS_PARAM = "deployment_rollback.schedule_days"
+SCHEDULE_LAST_PARAM = "deployment_rollback.schedule_last_date"
+SCHEDULE_DAYS = {"daily": range(7), "weekdays": range(5), "weekly": (6,)}
 
 
 def parse_helper_time(value):
@@ -19,6 +27,17 @@ def parse_helper_time(value):
     if moment.tzinfo:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment.replace(microsecond=0)
+
+
+def human_size(size):
+    """Bytes for people: 1.5 GiB."""
+    size = float(size or 0)
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:.1f} {unit}"
 
 
 class HelperMirrorMixin(models.AbstractModel):
@@ -91,7 +110,13 @@ class DeploymentSnapshot(models.Model):
 
     helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
     kind = fields.Selection(
-        [("pre_deploy", "Pre-deploy"), ("manual", "Manual"), ("drill", "Drill")],
+        [
+            ("pre_deploy", "Pre-deploy"),
+            ("manual", "Manual"),
+            ("drill", "Drill"),
+            ("scheduled", "Scheduled"),
+            ("imported", "Imported"),
+        ],
         required=True,
         default="pre_deploy",
         readonly=True,
@@ -140,13 +165,7 @@ class DeploymentSnapshot(models.Model):
     @api.depends("size")
     def _compute_size_human(self):
         for record in self:
-            size = float(record.size or 0)
-            unit = "B"
-            for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-                if size < 1024 or unit == "TiB":
-                    break
-                size /= 1024
-            record.size_human = f"{size:.1f} {unit}" if record.size else ""
+            record.size_human = human_size(record.size) if record.size else ""
 
     @api.depends("taken_at")
     def _compute_age(self):
@@ -196,6 +215,44 @@ class DeploymentSnapshot(models.Model):
             }
         )
         return snapshot._open_action()
+
+    def action_download_odoo_zip(self):
+        """The snapshot as Odoo's backup zip (dump.sql, filestore/, manifest.json), streamed by the helper."""
+        self.ensure_one()
+        self._check_manager()
+        if not self.helper_id:
+            raise UserError(_("This snapshot is not complete yet."))
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/deployment_rollback/snapshot/{self.id}/odoo-zip",
+            "target": "self",
+        }
+
+    @api.model
+    def _schedule_due(self):
+        """The day (a date string) a scheduled snapshot is due for, or False: Settings' days and hour, once a day."""
+        params = self.env["ir.config_parameter"].sudo()
+        if not str2bool(params.get_param(SCHEDULE_ENABLED_PARAM, "False")):
+            return False
+        now = fields.Datetime.now()
+        hour = int(params.get_param(SCHEDULE_HOUR_PARAM, 2) or 0)
+        days = SCHEDULE_DAYS.get(params.get_param(SCHEDULE_DAYS_PARAM) or "daily", SCHEDULE_DAYS["daily"])
+        today = fields.Date.to_string(now.date())
+        if now.hour < hour or now.weekday() not in days or params.get_param(SCHEDULE_LAST_PARAM) == today:
+            return False
+        return today
+
+    @api.model
+    def _cron_scheduled_snapshot(self):
+        """Hourly: ask the helper for the scheduled snapshot when it is due."""
+        today = self._schedule_due()
+        if not today:
+            return False
+        # Recorded before asking: a helper that is down is not asked again every hour of the same day;
+        # the failure is in the cron's log.
+        self.env["ir.config_parameter"].sudo().set_param(SCHEDULE_LAST_PARAM, today)
+        self.action_capture(kind="scheduled", label=_("Scheduled snapshot of %s", today))
+        return True
 
     def action_refresh(self):
         """Follow the helper: its journal holds every job's outcome, this capture's included."""
