@@ -7,10 +7,9 @@ so a snapshot of any size goes to the browser without being held in Odoo's memor
 disk.
 """
 
-from werkzeug.exceptions import NotFound
-
 from odoo import http
 from odoo.http import content_disposition, request
+from werkzeug.exceptions import NotFound
 
 CHUNK = 1 << 16
 

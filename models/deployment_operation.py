@@ -12,6 +12,7 @@ minute while something waits for the helper, every 5 minutes otherwise, and on t
 
 import json
 import logging
+import threading
 from collections import defaultdict
 
 from odoo import _, api, fields, models
@@ -28,6 +29,7 @@ _told_unconfigured = set()
 CURSOR_PARAM = "deployment_rollback.journal_cursor"
 IMPORT_CRON = "deployment_rollback.ir_cron_deployment_snapshot_refresh"
 PAGE = 500
+RENOTIFY_SECONDS = 5
 
 
 class DeploymentOperation(models.Model):
@@ -130,6 +132,12 @@ class DeploymentOperation(models.Model):
         cron = self.env.ref(IMPORT_CRON, raise_if_not_found=False)
         if cron and self.env["deployment.rollback.helper"]._configured():
             cron._trigger()
+            # At Odoo's start the registries load before the cron workers listen for triggers: this
+            # trigger's notification reaches none of them, and they would find it only at their next
+            # poll, a minute later. Tell them again once they listen.
+            renotify = threading.Timer(RENOTIFY_SECONDS, cron._notifydb)
+            renotify.daemon = True
+            renotify.start()
         return result
 
     @api.model
@@ -314,9 +322,11 @@ class DeploymentOperation(models.Model):
         data = deploy.get("data") or {}
         failed = [check.get("name") for check in data.get("analysis") or [] if not check.get("ok")]
         try:
+            # The RTO the helper measured this restore against: its [rto], not a copy kept in Odoo.
             target, maximum = self.env["deployment.rollback.helper"]._rto()
         except UserError:
-            target = maximum = 0  # the helper answered the journal a moment ago; its next import fills nothing in
+            # Unknown rather than guessed: the record shows no RTO when the helper cannot say it.
+            target = maximum = 0
         return {
             "uid": f"deploy-{deploy['id']}",
             "reason": _(

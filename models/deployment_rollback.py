@@ -161,6 +161,11 @@ class DeploymentRollback(models.Model):
     def _compute_timing(self):
         for record in self:
             record.elapsed_minutes = record._elapsed_minutes()
+            if not record.rto_target_minutes:
+                # No RTO known (the helper could not say it): nothing to measure against.
+                record.eta = False
+                record.rto_status = False
+                continue
             record.eta = record.started_at and record.started_at + timedelta(minutes=record.rto_target_minutes)
             if record.elapsed_minutes > record.rto_max_minutes:
                 record.rto_status = "over_max"

@@ -147,12 +147,27 @@ class ResConfigSettings(models.TransientModel):
             record.deployment_rto_target_minutes = int(rto.get("target_minutes") or 0)
             record.deployment_rto_max_minutes = int(rto.get("max_minutes") or 0)
             record.deployment_tracked_models = ", ".join(models_by_table.get(table, table) for table in tables)
-            if isinstance(retention, dict):
-                record.deployment_retention = retention.get("text") or ", ".join(
-                    f"{key}: {value}" for key, value in sorted(retention.items())
-                )
-            else:
-                record.deployment_retention = False
+            record.deployment_retention = self._retention_text(retention) if isinstance(retention, dict) else False
+
+    @api.model
+    def _retention_text(self, retention):
+        """The helper's [retention] in one line: each rule's own text when the helper gives one."""
+        labels = {"snapshots": _("Snapshots"), "kept": _("Databases kept aside")}
+        parts = []
+        for key in ("snapshots", "kept"):
+            rule = retention.get(key)
+            if not isinstance(rule, dict):
+                continue
+            text = rule.get("text")
+            if not text:
+                limits = []
+                if rule.get("keep_last"):
+                    limits.append(_("the last %s", rule["keep_last"]))
+                if rule.get("max_days"):
+                    limits.append(_("at most %s days old", rule["max_days"]))
+                text = _("keep %s", ", ".join(limits)) if limits else _("all kept")
+            parts.append(f"{labels[key]}: {text}")
+        return "; ".join(parts) or False
 
     def _compute_deployment_stakeholder_ids(self):
         partners = self._stakeholders()

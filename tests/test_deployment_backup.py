@@ -9,10 +9,9 @@ from datetime import datetime, timezone
 
 import psycopg2
 from freezegun import freeze_time
-from psycopg2 import sql
-
 from odoo.exceptions import ValidationError
 from odoo.tests import Form, HttpCase, tagged
+from psycopg2 import sql
 
 from .common import RealHelperMixin
 

@@ -5,12 +5,13 @@
 import json
 import logging
 import os
+import select
 import tempfile
 import time
 from pathlib import Path
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, api
+from odoo import SUPERUSER_ID, api, sql_db
 from odoo.addons.deployment_rollback.models import deployment_operation
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM, IMPORT_CRON
 from odoo.addons.deployment_rollback.models.helper_client import ADDRESS_PARAM, SECRET_OPTION
@@ -66,13 +67,39 @@ class TestJournalSync(TransactionCase):
         self.assertIn("not configured", warnings[0].getMessage())
         self.assertIsNone(warnings[0].exc_info)
 
+    def test_the_helpers_retention_in_one_line(self):
+        settings = self.env["res.config.settings"]
+        retention = {
+            "snapshots": {"keep_last": 5, "max_days": 0},
+            "kept": {"keep_last": 2, "max_days": 7.0, "text": "the 2 newest, none older than 7 days"},
+            "remotes": [],
+        }
+        self.assertEqual(
+            settings._retention_text(retention),
+            "Snapshots: keep the last 5; Databases kept aside: the 2 newest, none older than 7 days",
+        )
+        self.assertFalse(settings._retention_text({}))
+
     def test_odoo_start_imports_the_journal_at_once(self):
         cron = self.env.ref(IMPORT_CRON)
         triggers = self.env["ir.cron.trigger"].sudo()
         before = triggers.search_count([("cron_id", "=", cron.id)])
-        with patch.dict(config.options, {SECRET_OPTION: "/etc/odoo/rollback-secret"}):
-            self.env["deployment.operation"]._register_hook()
-        self.assertEqual(triggers.search_count([("cron_id", "=", cron.id)]), before + 1)
+        # Where Odoo's cron workers listen for triggers (ir.cron._notifydb).
+        with sql_db.db_connect("postgres").cursor() as listener:
+            listener.execute("LISTEN cron_trigger")
+            listener.commit()
+            with patch.dict(config.options, {SECRET_OPTION: "/etc/odoo/rollback-secret"}):
+                self.env["deployment.operation"]._register_hook()
+            self.assertEqual(triggers.search_count([("cron_id", "=", cron.id)]), before + 1)
+            # At Odoo's start the workers listen only after the registries loaded: they are told again.
+            connection, told = listener._cnx, []
+            deadline = time.monotonic() + 30
+            while self.env.cr.dbname not in told and time.monotonic() < deadline:
+                select.select([connection], [], [], 1)
+                connection.poll()
+                told += [notify.payload for notify in connection.notifies]
+                connection.notifies.clear()
+            self.assertIn(self.env.cr.dbname, told)
 
     def test_imported_rollback_moves_the_numbering_past_it(self):
         sequence = self.env["ir.sequence"].search([("code", "=", "deployment.rollback")])
@@ -86,6 +113,14 @@ class TestJournalSync(TransactionCase):
 
         self.assertNotEqual(following.name, name)
         self.assertEqual(self.env["deployment.rollback"].search_count([("name", "=", name)]), 1)
+
+    def test_a_rollback_without_a_known_rto_is_not_over_it(self):
+        # Imported while the helper could not tell its [rto]: no figure is invented.
+        self.env["deployment.operation"]._import_page(_restore_page("RB/imported/1"))
+        rollback = self.env["deployment.rollback"].search([("rollback_uid", "=", "uid-imported")])
+        self.assertEqual((rollback.rto_target_minutes, rollback.rto_max_minutes), (0, 0))
+        self.assertFalse(rollback.rto_status)
+        self.assertFalse(rollback.eta)
 
     def test_a_failing_read_fails_its_check_not_the_transaction(self):
         rollback = (
@@ -119,7 +154,8 @@ class TestConcurrentImports(TransactionCase):
     def _committed(self, work):
         with self.registry.cursor() as cr:
             result = work(api.Environment(cr, SUPERUSER_ID, {}))
-            cr.commit()
+            # Two workers only meet through committed rows; what is committed here is removed at the end.
+            cr.commit()  # pylint: disable=invalid-commit
         return result
 
     def test_two_imports_at_once_import_once(self):
@@ -141,9 +177,13 @@ class TestConcurrentImports(TransactionCase):
             first = api.Environment(first_cr, SUPERUSER_ID, {})
             second = api.Environment(second_cr, SUPERUSER_ID, {})
             self.assertGreater(first["deployment.operation"]._import_journal(), 0)
-            # The first has not committed: the second steps aside at once, without waiting.
+            # The first has not committed: the second steps aside at once, without waiting, and a
+            # person pressing the button is told why.
             self.assertIsNone(second["deployment.operation"]._import_journal())
-            first_cr.commit()
+            notice = second["deployment.operation"].action_import_journal()["params"]
+            self.assertEqual(notice["type"], "info")
+            self.assertIn("Another import", notice["message"])
+            first_cr.commit()  # pylint: disable=invalid-commit
             # Committed after the second's transaction began: its cursor would be stale.
             self.assertIsNone(second["deployment.operation"]._import_journal())
             second_cr.rollback()
@@ -182,6 +222,21 @@ class TestSyncWithTheHelper(RealHelperMixin, TransactionCase):
         self.assertEqual((settings.deployment_rto_target_minutes, settings.deployment_rto_max_minutes), (7, 12))
         # The helper counts res_partner and account_move; the latter's model is not installed here.
         self.assertEqual(settings.deployment_tracked_models, "res.partner, account_move")
+
+    def test_the_minute_cron_follows_a_capture_once_the_helpers_job_ends(self):
+        action = self.env["deployment.snapshot"].with_user(self.manager).action_capture("manual", "before v2.3")
+        snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
+        helper = self.env["deployment.rollback.helper"]
+        deadline = time.monotonic() + 120
+        while helper._request("GET", f"/v1/jobs/{snapshot.helper_job_id}")["state"] in ("queued", "running"):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.3)
+
+        self.env["deployment.rollback"]._cron_progress()
+
+        # The capture verifies what it took, in the same job.
+        self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+        self.assertEqual(snapshot.label, "before v2.3")
 
     def test_log_check_reads_the_helpers_log(self):
         rollback = self.env["deployment.rollback"]._helper_sync().create({"reason": "r", "decision": "rollback"})

@@ -53,28 +53,24 @@ def test_prune_without_arguments_drops_what_is_older_than_max_days(helper_env: H
     assert ids(helper_env) == {young["id"]}
 
 
-def test_a_snapshot_a_running_operation_uses_is_never_pruned(helper_env: HelperEnv) -> None:
+def test_the_snapshot_of_an_interrupted_restore_is_never_pruned(helper_env: HelperEnv) -> None:
     used = helper_env.run_json("snapshot", "--kind", "manual")
     helper_env.run_json("snapshot", "--kind", "manual")
-    # A drill killed in the middle of its restore: its operation stays unfinished, naming the snapshot.
+    # A restore killed in the middle: 'resume' needs its snapshot (running operations hold the lock,
+    # so prune waits for them; an interrupted restore holds nothing but its journal line).
     crash_runner = Path(__file__).parent / "crash_runner.py"
-    drill = subprocess.run(
-        [
-            sys.executable,
-            str(crash_runner),
-            "restore:start",
-            "--config",
-            str(helper_env.config_path),
-            "drill",
-            used["id"],
-        ],
+    config = str(helper_env.config_path)
+    killed = subprocess.run(
+        [sys.executable, str(crash_runner), "staging:start", "--config", config, "restore", used["id"], "--yes"],
         capture_output=True,
         check=False,
     )
-    assert drill.returncode == -9
+    assert killed.returncode == -9
 
     assert helper_env.run_json("prune", "--keep", "1")["removed"] == []
     assert used["id"] in ids(helper_env)
+    helper_env.run_json("resume")
+    assert helper_env.run_json("prune", "--keep", "1")["removed"] == [used["id"]]
 
 
 def test_a_bad_retention_is_one_line_and_changes_nothing(helper_env: HelperEnv) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import stat
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 CHUNK = 1 << 20
@@ -40,8 +42,14 @@ def check_files(root: Path, expected: dict[str, dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     for name, entry in sorted(expected.items()):
         path = root / name
-        if not path.is_file():
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
             problems.append(f"{name}: missing")
+            continue
+        if not stat.S_ISREG(mode):
+            # A link could point at anything, and change between the check and the read.
+            problems.append(f"{name}: not a regular file (a link or a special file)")
             continue
         size = path.stat().st_size
         if size != entry["size"]:
@@ -50,3 +58,42 @@ def check_files(root: Path, expected: dict[str, dict[str, Any]]) -> list[str]:
         if sha256_file(path) != entry["sha256"]:
             problems.append(f"{name}: checksum differs (file altered)")
     return problems
+
+
+def unlisted_entries(root: Path, listed: Iterable[str]) -> list[str]:
+    """Problems for everything below *root* that *listed* does not name: files, links, special files,
+    folders holding no listed file. pg_restore reads a directory-format dump by file names and prefers a
+    plain ``NNNN.dat`` over the checksummed ``NNNN.dat.gz``: nothing unlisted may sit in a snapshot."""
+    names = set(listed)
+    folders = {str(parent) for name in names for parent in PurePosixPath(name).parents if str(parent) != "."}
+    problems = []
+    for folder, subfolders, files in os.walk(root):  # links to folders are listed, never followed
+        for name in sorted([*subfolders, *files]):
+            path = Path(folder, name)
+            relative = path.relative_to(root).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                if relative not in folders:
+                    problems.append(f"{relative}/: a folder the manifest does not list")
+                    subfolders.remove(name)
+            elif relative not in names:
+                problems.append(f"{relative}: not in the manifest (pg_restore or tar could read it)")
+    return problems
+
+
+def copy_verified(src: Path, dst: Path, entry: dict[str, Any]) -> str | None:
+    """Copy *src* to the new file *dst*, hashing the bytes as they are copied; the problem, or None when
+    the copy holds exactly the bytes the manifest describes."""
+    digest = hashlib.sha256()
+    size = 0
+    # O_NOFOLLOW: a link put in place of a checked file since is refused, not followed.
+    with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW), "rb") as source, dst.open("xb") as target:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            target.write(chunk)
+            size += len(chunk)
+    if size != entry["size"]:
+        return f"size {size} differs from {entry['size']} (truncated or altered)"
+    if digest.hexdigest() != entry["sha256"]:
+        return "checksum differs (file altered)"
+    return None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .config import ENV_VAR, Config, load_config
-from .errors import EXIT_FAILED, RollbackError
+from .errors import EXIT_FAILED, RollbackError, os_failure
 from .manifest import SNAPSHOT_KINDS
 from .output import Output
 
@@ -82,12 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
-    p = command("push", "snapshots:push", "copy a verified snapshot to the remotes of [remotes] and check the copy")
-    p.add_argument("id", help="snapshot id")
-    p.add_argument("--remote", metavar="NAME", help="only this remote")
-
-    command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
-
     request_help = "JSON file of Odoo's rollback record and whom to mail the progress to (see README)"
     p = command("restore", "restore:restore", "restore a snapshot in place of the live database")
     p.add_argument("id", help="snapshot id")
@@ -98,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do it; without --yes only the plan is printed")
     p.add_argument("--request", metavar="FILE", help=request_help)
 
-    command("resume", "restore:resume", "finish or undo a restore that was interrupted")
+    p = command("resume", "restore:resume", "finish or undo a restore that was interrupted")
+    p.add_argument(
+        "--wait", action="store_true", help="while another operation runs, wait for it to end instead of refusing"
+    )
 
     p = command("journal", "restore:journal", "show the journal of snapshots, restores and drills")
     p.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this sequence number")
@@ -149,7 +146,13 @@ def _deploy_commands(command: Callable[[str, str, str], argparse.ArgumentParser]
 
 
 def _backup_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    """export, import, copy: snapshots to and from the rest of the Odoo world."""
+    """export, import, copy, push, kept: snapshots to and from the rest of the Odoo world."""
+    p = command("push", "snapshots:push", "copy a verified snapshot to the remotes of [remotes] and check the copy")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--remote", metavar="NAME", help="only this remote")
+
+    command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
+
     p = command("export", "interop:export", "write a snapshot as an Odoo backup zip (dump.sql, filestore/)")
     p.add_argument("id", help="snapshot id")
     p.add_argument("--format", choices=["odoo-zip"], default="odoo-zip")
@@ -177,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RollbackError as exc:
         sys.stderr.write(f"odoo-rollback: error: {exc}\n")
         return exc.exit_code
+    except OSError as exc:
+        # The checks before each step leave few of these (a disk filling up meanwhile): one line still.
+        sys.stderr.write(f"odoo-rollback: error: {os_failure(exc, args.command)}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("odoo-rollback: interrupted; see 'odoo-rollback journal' for the state left\n")
         return EXIT_FAILED

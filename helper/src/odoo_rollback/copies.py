@@ -10,6 +10,7 @@ is removed.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 from .config import Config, check_database_name
@@ -18,6 +19,7 @@ from .dump import database_owner, drop_database, restore_dump
 from .errors import PreconditionError, UsageError
 from .filestore import extract_filestore
 from .journal import DONE, FAILED, Journal
+from .lock import operation_lock
 from .neutralize import neutralize_database, require_addons_path
 from .storage import Snapshot
 from .verify import check_integrity
@@ -35,10 +37,16 @@ def copy_snapshot(cfg: Config, snapshot: Snapshot, name: str, neutralize: bool, 
             raise PreconditionError(f"database {name} already exists; refusing to overwrite it")
     if filestore.exists():
         raise PreconditionError(f"filestore {filestore} already exists; refusing to overwrite it")
-    problems = check_integrity(snapshot)
-    if problems:
-        raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+    with operation_lock(cfg.storage.path, journal, "copy"):
+        problems = check_integrity(snapshot)
+        if problems:
+            raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+        return _copy(cfg, snapshot, name, filestore, neutralize, journal)
 
+
+def _copy(
+    cfg: Config, snapshot: Snapshot, name: str, filestore: Path, neutralize: bool, journal: Journal
+) -> dict[str, Any]:
     op = journal.begin("copy", cfg.database.name, {"snapshot": snapshot.id, "target": name, "neutralize": neutralize})
     made_database = False
     try:

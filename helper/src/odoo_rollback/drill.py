@@ -7,6 +7,7 @@ It never touches the live database, its filestore or the services. The scratch d
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, suppress
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,12 +16,13 @@ from .counts import exact_counts
 from .db import connect
 from .dump import drop_database, restore_dump
 from .errors import RollbackError
-from .journal import DONE, FAILED, Journal
+from .journal import DONE, FAILED, Journal, JournalError
+from .lock import operation_lock
 from .modules import installed_modules
 from .neutralize import neutralize_database
 from .restore import check_snapshot_database, rto_assessment
-from .storage import Snapshot
-from .verify import check_integrity, compare_counts, scratch_name
+from .storage import Snapshot, SnapshotStore
+from .verify import compare_counts, scratch_name, staged_dump
 
 
 def sql_smoke_checks(conn: Any) -> list[str]:
@@ -44,32 +46,55 @@ def sql_smoke_checks(conn: Any) -> list[str]:
     return problems
 
 
+def neutralize_scratch(cfg: Config, scratch: str, journal: Journal, op: str) -> None:
+    """No mails, no crons, no calls to a tax authority from a drill's copy (when Odoo's addons are known)."""
+    if cfg.neutralize.addons_path:
+        modules = neutralize_database(cfg, scratch)
+        journal.event(op, "neutralize", "done", data={"modules": modules})
+
+
 def run_drill(
     cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False, neutralize: bool = True
 ) -> dict[str, Any]:
     check_snapshot_database(cfg, snapshot)
+    with operation_lock(cfg.storage.path, journal, "drill"):
+        return _run_drill(cfg, snapshot, journal, show_progress, neutralize)
+
+
+def _run_drill(
+    cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool, neutralize: bool
+) -> dict[str, Any]:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     scratch = scratch_name(cfg.database.name, "drill")
     op = journal.begin("drill", cfg.database.name, {"snapshot": snapshot.id, "scratch": scratch})
     started = time.monotonic()
     problems: list[str] = []
     try:
+        # As a restore reads it: a checked copy of exactly the listed files (one read, hashed as copied).
         journal.event(op, "checksums", "start")
-        problems += check_integrity(snapshot)
-        journal.event(op, "checksums", "failed" if problems else "done", data={"problems": problems})
-        if not problems:
-            journal.event(op, "restore", "start", data={"database": scratch})
-            created = False  # only ever drop a database this run made (another may hold the name)
+        with ExitStack() as staged:
             try:
-                restore_dump(
-                    cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
+                dump = staged.enter_context(
+                    staged_dump(snapshot, SnapshotStore(cfg.storage).root, cfg.storage.free_space_margin)
                 )
-                created = True
-                journal.event(op, "restore", "done")
-                if neutralize and cfg.neutralize.addons_path:
-                    # No mails, no crons, no calls to a tax authority from a drill's copy.
-                    modules = neutralize_database(cfg, scratch)
-                    journal.event(op, "neutralize", "done", data={"modules": modules})
+            except RollbackError as exc:
+                problems.append(str(exc))
+            journal.event(op, "checksums", "failed" if problems else "done", data={"problems": problems})
+            created = False  # only ever drop a database this run made (another may hold the name)
+            if not problems:
+                journal.event(op, "restore", "start", data={"database": scratch})
+                try:
+                    restore_dump(cfg.database, dump, scratch, cfg.storage.effective_jobs, show_progress=show_progress)
+                    created = True
+                except RollbackError as exc:
+                    problems.append(str(exc))
+                    journal.event(op, "restore", "failed", str(exc))
+                else:
+                    journal.event(op, "restore", "done")
+        if created:
+            try:
+                if neutralize:
+                    neutralize_scratch(cfg, scratch, journal, op)
                 journal.event(op, "checks", "start")
                 with connect(cfg.database, scratch) as conn:
                     problems += compare_counts(
@@ -81,13 +106,13 @@ def run_drill(
                 journal.event(op, "checks", "failed" if problems else "done", data={"problems": problems})
             except RollbackError as exc:
                 problems.append(str(exc))
-                journal.event(op, "restore", "failed", str(exc))
+                journal.event(op, "checks", "failed", str(exc))
             finally:
-                if created:
-                    drop_database(cfg.database, scratch)
-                    journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
+                drop_database(cfg.database, scratch)
+                journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
     except BaseException as exc:
-        journal.finish(op, FAILED, str(exc))
+        with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
+            journal.finish(op, FAILED, str(exc))
         raise
     seconds = time.monotonic() - started
     rto = rto_assessment(cfg, seconds)

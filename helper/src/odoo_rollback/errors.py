@@ -65,3 +65,9 @@ class ServiceError(RollbackError):
 
 class OperationFailed(RollbackError):
     """A step of a multi-step operation failed after something was changed."""
+
+
+def os_failure(exc: OSError, what: str) -> OperationFailed:
+    """One line for a file-system error met while doing *what* (a full disk above all)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OperationFailed(f"{what} failed: {exc.strerror or exc}{where}")

@@ -17,6 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -28,10 +29,11 @@ from .db import connect
 from .dump import create_database, database_owner, drop_database, dump_database
 from .errors import OperationFailed, PreconditionError, UsageError
 from .journal import DONE, FAILED, Journal
+from .lock import operation_lock
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import installed_modules, server_version
 from .process import error_line, run
-from .storage import Snapshot, SnapshotStore, fsync_dir, write_atomically
+from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 from .verify import scratch_name, verify_snapshot
 
 CHUNK = 1 << 20
@@ -156,53 +158,31 @@ def import_backup(cfg: Config, path: Path, label: str, journal: Journal) -> tupl
     kind = detect_format(path)
     store = SnapshotStore(cfg.storage)
     store.ensure_writable()
+    with operation_lock(cfg.storage.path, journal, "import"):
+        return _import(cfg, store, path, kind, label, journal)
+
+
+def _import(
+    cfg: Config, store: SnapshotStore, path: Path, kind: str, label: str, journal: Journal
+) -> tuple[Snapshot, list[str]]:
     owner = database_owner(cfg.database, cfg.database.name)
     snapshot_id = store.new_id("imported")
     scratch = scratch_name(cfg.database.name, "import")
-    label = label or f"imported from {path.name}"
+    source = ImportSource(path, kind, label or f"imported from {path.name}")
     op = journal.begin(
         "import", cfg.database.name, {"snapshot": snapshot_id, "file": str(path), "format": kind, "scratch": scratch}
     )
     partial = store.partial_path(snapshot_id)
     created = False
-    notes: list[str] = []
     try:
         partial.mkdir()
-        journal.event(op, "load", "start", data={"database": scratch})
-        create_database(cfg.database, scratch, owner)
-        created = True
-        load_into(cfg, path, kind, scratch, owner)
-        journal.event(op, "load", "done")
-        modules, version, counts = read_scratch(cfg, scratch, path.name)
-        declared = zip_manifest(path, kind).get("modules")
-        if isinstance(declared, dict) and declared != modules:
-            differing = sorted(set(declared.items()) ^ set(modules.items()))
-            notes.append(f"the zip's manifest.json lists other module versions: {differing[:5]}")
-        journal.event(op, "dump", "start")
-        dump_database(cfg.database, scratch, partial / DUMP_NAME, cfg.storage.effective_jobs)
-        filestore_tar(path, kind, partial / FILESTORE_NAME)
-        files: dict[str, dict[str, Any]] = {
-            FILESTORE_NAME: {
-                "size": (partial / FILESTORE_NAME).stat().st_size,
-                "sha256": sha256_file(partial / FILESTORE_NAME),
-            }
-        }
-        files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
-        journal.event(op, "dump", "done")
-        manifest = Manifest(
-            id=snapshot_id,
-            kind="imported",
-            label=label,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-            database=cfg.database.name,
-            server_version=version,
-            modules=modules,
-            code_revision=None,
-            counts=counts,
-            files=files,
-        )
-        write_atomically(partial / MANIFEST_NAME, manifest.to_json())
-        fsync_dir(partial)
+        with partial_in_use(partial):
+            journal.event(op, "load", "start", data={"database": scratch})
+            create_database(cfg.database, scratch, owner)
+            created = True
+            load_into(cfg, path, kind, scratch, owner)
+            journal.event(op, "load", "done")
+            manifest, notes = _write(cfg, source, scratch, snapshot_id, partial, journal, op)
         final = store.commit(snapshot_id)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
@@ -211,11 +191,55 @@ def import_backup(cfg: Config, path: Path, label: str, journal: Journal) -> tupl
     finally:
         if created:
             drop_database(cfg.database, scratch)
-    snapshot = Snapshot(snapshot_id, final, manifest)
-    result = verify_snapshot(cfg, snapshot, deep=False, journal=journal)
+    result = verify_snapshot(cfg, Snapshot(snapshot_id, final, manifest), deep=False, journal=journal)
     if not result.ok:
         journal.finish(op, FAILED, "; ".join(result.problems))
         raise OperationFailed(f"imported snapshot {snapshot_id} failed its verification: {'; '.join(result.problems)}")
     snapshot = store.get(snapshot_id)
     journal.finish(op, DONE, f"{path.name} imported as {snapshot_id}", {"summary": snapshot.summary(), "notes": notes})
     return snapshot, notes
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    path: Path
+    kind: str
+    label: str
+
+
+def _write(
+    cfg: Config, source: ImportSource, scratch: str, snapshot_id: str, partial: Path, journal: Journal, op: str
+) -> tuple[Manifest, list[str]]:
+    """The snapshot's files, from the loaded scratch database and the zip's filestore; the manifest last."""
+    notes: list[str] = []
+    modules, version, counts = read_scratch(cfg, scratch, source.path.name)
+    declared = zip_manifest(source.path, source.kind).get("modules")
+    if isinstance(declared, dict) and declared != modules:
+        differing = sorted(set(declared.items()) ^ set(modules.items()))
+        notes.append(f"the zip's manifest.json lists other module versions: {differing[:5]}")
+    journal.event(op, "dump", "start")
+    dump_database(cfg.database, scratch, partial / DUMP_NAME, cfg.storage.effective_jobs)
+    filestore_tar(source.path, source.kind, partial / FILESTORE_NAME)
+    files: dict[str, dict[str, Any]] = {
+        FILESTORE_NAME: {
+            "size": (partial / FILESTORE_NAME).stat().st_size,
+            "sha256": sha256_file(partial / FILESTORE_NAME),
+        }
+    }
+    files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
+    journal.event(op, "dump", "done")
+    manifest = Manifest(
+        id=snapshot_id,
+        kind="imported",
+        label=source.label,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        database=cfg.database.name,
+        server_version=version,
+        modules=modules,
+        code_revision=None,
+        counts=counts,
+        files=files,
+    )
+    write_atomically(partial / MANIFEST_NAME, manifest.to_json())
+    fsync_dir(partial)
+    return manifest, notes

@@ -26,6 +26,7 @@ from typing import Any
 from .errors import StorageError
 from .events import DONE as STEP_DONE
 from .events import SKIPPED, RunProgress, StepEvent
+from .owner import Owner
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -53,6 +54,11 @@ CREATE INDEX IF NOT EXISTS operations_job ON operations(json_extract(data, '$.jo
 """
 
 JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
+
+
+class JournalError(StorageError):
+    """The journal cannot be written (its disk is full, or it is read-only)."""
+
 
 RUNNING = "running"
 DONE = "done"
@@ -118,21 +124,29 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
                 conn.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        except OSError as exc:
+            raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.strerror}") from exc
+        except JournalError as exc:
+            reason = str(exc.__cause__) if not isinstance(exc.__cause__, OSError) else exc.__cause__.strerror
             raise StorageError(f"storage {path.parent} cannot hold the journal: {reason}") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # A full disk or a read-only journal is one clear line, never a traceback: the operation
+        # that was writing fails (or, for a step already done, is closed by the next run).
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.row_factory = sqlite3.Row
+                yield conn
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise JournalError(f"the journal {self.path} cannot be written: {reason}") from exc
 
     # -- writing --------------------------------------------------------------------------------
     def begin(
@@ -141,9 +155,10 @@ class Journal:
         """Record the start of an operation and return its id.
 
         When the helper runs a command as a job of its API, ``$ODOO_ROLLBACK_JOB_ID`` names the job; it
-        is kept in the operation's data so that the API can find the operation of a job.
+        is kept in the operation's data so that the API can find the operation of a job. The owner
+        (this process's PID and start time) tells a later run whether the operation is still alive.
         """
-        data = dict(data or {})
+        data = {**(data or {}), "owner": Owner.me().as_dict()}
         job_id = os.environ.get(JOB_ENV_VAR)
         if job_id:
             data.setdefault("job_id", job_id)
@@ -235,22 +250,29 @@ class Journal:
         query = "SELECT * FROM events WHERE seq > ? AND (? IS NULL OR operation_id = ?) ORDER BY seq LIMIT ?"
         with self._connect() as conn:
             rows = conn.execute(query, (since, operation_id, operation_id, limit)).fetchall()
-        return [
-            Event(
-                row["seq"],
-                row["operation_id"],
-                row["at"],
-                row["step"],
-                row["status"],
-                row["message"],
-                json.loads(row["data"]),
-            )
-            for row in rows
-        ]
+        return [_event(row) for row in rows]
 
     def unfinished(self, kind: str | None = None) -> list[Operation]:
-        """Operations a crash left running, oldest first."""
+        """Operations recorded as running, oldest first: alive, or left so by a crash (see ``owner``)."""
         return list(reversed(self.operations(kind=kind, state=RUNNING, limit=1000)))
+
+    def last_event(self, operation_id: str) -> Event | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM events WHERE operation_id = ? ORDER BY seq DESC LIMIT 1", (operation_id,)
+            ).fetchone()
+        return _event(row) if row else None
+
+
+def owner_of(operation: Operation) -> Owner | None:
+    """The process that runs (or ran) *operation*; None when it was recorded without one."""
+    return Owner.from_data(operation.data.get("owner"))
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        row["seq"], row["operation_id"], row["at"], row["step"], row["status"], row["message"], json.loads(row["data"])
+    )
 
 
 class JournalWriter:

@@ -24,6 +24,7 @@ from .db import maintenance
 from .dump import drop_database
 from .filestore import folder_size
 from .journal import DONE, FAILED, Journal
+from .leftovers import is_dead
 
 PURPOSES = ("failed", "restore", "drill", "verify", "import")
 SUFFIX = re.compile(r"^__(?P<purpose>" + "|".join(PURPOSES) + r")_(?P<stamp>[0-9]{14})$")
@@ -66,9 +67,11 @@ def _parse(suffix: str) -> tuple[str, datetime] | None:
 
 
 def in_use(journal: Journal) -> set[str]:
-    """Database and filestore names that an unfinished operation refers to."""
+    """Database and filestore names that a running operation, or an interrupted restore, refers to."""
     names: set[str] = set()
     for op in journal.unfinished():
+        if op.kind not in ("restore", "deploy") and is_dead(op):
+            continue  # the next snapshot, prune or resume cleans a dead drill's scratch database
         names.update(str(v) for v in (op.data.get("names") or {}).values())
         if op.data.get("scratch"):
             names.add(str(op.data["scratch"]))

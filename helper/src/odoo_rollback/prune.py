@@ -9,11 +9,16 @@ a running operation names (a restore, a drill, a verify, a deployment).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .config import Config, RetentionRule
-from .journal import DONE, FAILED, Journal
+from .errors import os_failure
+from .journal import DONE, FAILED, Journal, JournalError
+from .kept import KeptItem, apply_kept_retention
+from .leftovers import clean_dead_runs, is_dead
+from .lock import operation_lock
 from .storage import Snapshot, SnapshotStore
 
 
@@ -23,8 +28,13 @@ def parse_time(text: str) -> datetime:
 
 
 def snapshots_in_use(journal: Journal) -> set[str]:
-    """Snapshots named by an operation that has not finished (running, or interrupted and not resumed)."""
-    return {str(op.data["snapshot"]) for op in journal.unfinished() if op.data.get("snapshot")}
+    """Snapshots named by a running operation, or by an interrupted restore or deployment (``resume``
+    and the next deployment need them)."""
+    return {
+        str(op.data["snapshot"])
+        for op in journal.unfinished()
+        if op.data.get("snapshot") and (op.kind in ("restore", "deploy") or not is_dead(op))
+    }
 
 
 def newest_verified_pre_deploy(snapshots: Iterable[Snapshot]) -> str | None:
@@ -63,7 +73,11 @@ def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: s
     try:
         SnapshotStore(cfg.storage).remove(snapshot)
     except BaseException as exc:
-        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        error = os_failure(exc, "delete") if isinstance(exc, OSError) else exc
+        with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
+            journal.finish(op, FAILED, str(error) or exc.__class__.__name__)
+        if error is not exc:
+            raise error from exc
         raise
     journal.finish(op, DONE, f"snapshot {snapshot.id} deleted: {reason}")
 
@@ -71,14 +85,29 @@ def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: s
 def apply_retention(
     cfg: Config, journal: Journal, rule: RetentionRule | None = None, dry_run: bool = False
 ) -> list[Snapshot]:
-    """Delete what the retention rule (default: the configured one) drops; return those snapshots."""
+    """Delete what the retention rule (default: the configured one) drops; return those snapshots.
+    The caller holds the operation lock (a snapshot, or :func:`prune`)."""
     rule = rule or cfg.retention.snapshots
     store = SnapshotStore(cfg.storage)
     doomed = select_prunable(store.list(), rule, snapshots_in_use(journal))
     if not dry_run:
         for snapshot in doomed:
-            delete_snapshot(cfg, snapshot, journal, f"retention {describe_rule(rule)}")
+            delete_snapshot(cfg, snapshot, journal, f"retention: {describe_rule(rule)}")
     return doomed
+
+
+def prune(
+    cfg: Config, journal: Journal, rule: RetentionRule | None = None, dry_run: bool = False
+) -> tuple[list[Snapshot], list[KeptItem], dict[str, Any]]:
+    """The retention of snapshots and of kept databases, and what dead runs left (see leftovers), under
+    the operation lock: a restore never loses its snapshot half-way."""
+    if dry_run:
+        return apply_retention(cfg, journal, rule, dry_run=True), apply_kept_retention(cfg, journal, dry_run=True), {}
+    with operation_lock(cfg.storage.path, journal, "prune"):
+        cleaned = clean_dead_runs(cfg, journal, "a prune")
+        removed = apply_retention(cfg, journal, rule)
+        dropped = apply_kept_retention(cfg, journal)
+    return removed, dropped, cleaned
 
 
 def describe_rule(rule: RetentionRule, per_kind: bool = True) -> str:

@@ -26,6 +26,7 @@ from .checksums import check_files
 from .config import Config, RemoteConfig
 from .errors import ConfigError, OperationFailed, SnapshotNotFound
 from .journal import DONE, FAILED, Journal
+from .lock import operation_lock
 from .manifest import MANIFEST_NAME, Manifest
 from .process import run
 from .prune import select_prunable
@@ -191,20 +192,29 @@ def ensure_local(cfg: Config, snapshot_id: str, journal: Journal) -> Snapshot:
         if snapshot_id not in remote_store.ids():
             continue
         store.ensure_writable()
-        op = journal.begin("fetch", cfg.database.name, {"snapshot": snapshot_id, "remote": remote.name})
-        partial = store.partial_path(snapshot_id)
-        try:
-            remote_store.fetch(snapshot_id, partial)
-            fsync_dir(partial)
-            manifest = Manifest.from_json((partial / MANIFEST_NAME).read_text(encoding="utf-8"))
-            problems = check_files(partial, {n: e for n, e in manifest.files.items() if n != MANIFEST_NAME})
-            if problems:
-                raise OperationFailed(f"the copy of {snapshot_id} on {remote.name} is damaged: {'; '.join(problems)}")
-            store.commit(snapshot_id)
-        except BaseException as exc:
-            shutil.rmtree(partial, ignore_errors=True)
-            journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
-            raise
-        journal.finish(op, DONE, f"snapshot {snapshot_id} fetched from {remote.name} and checked")
-        return store.get(snapshot_id)
+        # Under the operation lock: the partial folder is this run's, never a dead run's to clean.
+        with operation_lock(cfg.storage.path, journal, "fetch"):
+            return _fetch(cfg, store, remote_store, snapshot_id, journal)
     raise SnapshotNotFound(f"no snapshot {snapshot_id} here nor on any remote (see 'odoo-rollback list')")
+
+
+def _fetch(
+    cfg: Config, store: SnapshotStore, remote_store: RemoteStore, snapshot_id: str, journal: Journal
+) -> Snapshot:
+    remote = remote_store.remote
+    op = journal.begin("fetch", cfg.database.name, {"snapshot": snapshot_id, "remote": remote.name})
+    partial = store.partial_path(snapshot_id)
+    try:
+        remote_store.fetch(snapshot_id, partial)
+        fsync_dir(partial)
+        manifest = Manifest.from_json((partial / MANIFEST_NAME).read_text(encoding="utf-8"))
+        problems = check_files(partial, {n: e for n, e in manifest.files.items() if n != MANIFEST_NAME})
+        if problems:
+            raise OperationFailed(f"the copy of {snapshot_id} on {remote.name} is damaged: {'; '.join(problems)}")
+        store.commit(snapshot_id)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        raise
+    journal.finish(op, DONE, f"snapshot {snapshot_id} fetched from {remote.name} and checked")
+    return store.get(snapshot_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,15 +14,17 @@ from .config import Config
 from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
-from .errors import RollbackError, StorageError
+from .errors import RollbackError, StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
-from .journal import DONE, FAILED, Journal
+from .journal import DONE, FAILED, Journal, JournalError
 from .kept import apply_kept_retention
+from .leftovers import clean_dead_runs
+from .lock import operation_lock
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
 from .prune import apply_retention
-from .storage import Snapshot, SnapshotStore, fsync_dir, write_atomically
+from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
 
 def code_revision(path: Path | None) -> str | None:
@@ -52,7 +55,14 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     """Capture a complete snapshot; on any failure nothing usable is left behind."""
     store = SnapshotStore(cfg.storage)
     store.ensure_writable()
-    store.remove_stale_partials()
+    with operation_lock(cfg.storage.path, journal, "snapshot"):
+        clean_dead_runs(cfg, journal, "a snapshot")
+        return _take_snapshot(cfg, store, kind, label, journal, show_progress)
+
+
+def _take_snapshot(
+    cfg: Config, store: SnapshotStore, kind: str, label: str, journal: Journal, show_progress: bool
+) -> Snapshot:
     check_filestore(cfg.filestore.path)
     with connect(cfg.database) as conn:
         db_size = database_size(conn, cfg.database.name)
@@ -65,59 +75,17 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     partial = store.partial_path(snapshot_id)
     try:
         partial.mkdir()
-        journal.event(op, "dump", "start")
-        with connect(cfg.database, autocommit=False) as conn, ThreadPoolExecutor(max_workers=2) as pool:
-            # One exported snapshot for everything: pg_dump sees exactly what this transaction
-            # sees, so the counts and module versions recorded here describe the dump, even while
-            # Odoo keeps writing. They are read while pg_dump and tar run.
-            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_export_snapshot()")
-                exported = cur.fetchone()[0]
-            # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
-            # tar on the disk.
-            tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
-            dump_future = pool.submit(
-                dump_database,
-                cfg.database,
-                cfg.database.name,
-                partial / DUMP_NAME,
-                cfg.storage.effective_jobs,
-                exported,
-            )
-            journal.event(op, "metadata", "start")
-            modules = installed_modules(conn)
-            version = server_version(conn)
-            counts = counts_in_transaction(conn, cfg.counts.tables)
-            journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
-            with watch_bytes(show_progress, "dump", partial, expected):
-                dump_future.result()
-            files = {FILESTORE_NAME: tar_future.result()}
-            conn.rollback()
-        journal.event(op, "dump", "done")
-
-        journal.event(op, "checksums", "start")
-        files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
-        journal.event(op, "checksums", "done", data={"files": len(files)})
-        manifest = Manifest(
-            id=snapshot_id,
-            kind=kind,
-            label=label,
-            created_at=created_at,
-            database=cfg.database.name,
-            server_version=version,
-            modules=modules,
-            code_revision=code_revision(cfg.code.path),
-            counts=counts,
-            files=files,
-        )
-        write_atomically(partial / MANIFEST_NAME, manifest.to_json())
-        fsync_dir(partial)
+        with partial_in_use(partial):
+            manifest = _write_snapshot(cfg, journal, op, partial, snapshot_id, kind, label, expected, show_progress)
         final = store.commit(snapshot_id)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        error = os_failure(exc, "snapshot") if isinstance(exc, OSError) else exc
+        # A journal on a full disk must not hide the error; the next run closes the operation.
+        with suppress(JournalError):
+            journal.finish(op, FAILED, str(error) or exc.__class__.__name__)
+        if error is not exc:
+            raise error from exc
         raise
     snapshot = Snapshot(snapshot_id, final, manifest)
     apply_retention_after(cfg, journal, op)
@@ -135,3 +103,67 @@ def apply_retention_after(cfg: Config, journal: Journal, op: str) -> None:
         journal.event(op, "retention", "failed", f"retention not applied: {exc}")
         return
     journal.event(op, "retention", "done", data={"removed": removed, "dropped": dropped})
+
+
+def _write_snapshot(
+    cfg: Config,
+    journal: Journal,
+    op: str,
+    partial: Path,
+    snapshot_id: str,
+    kind: str,
+    label: str,
+    expected: int,
+    show_progress: bool,
+) -> Manifest:
+    """Dump, archive, count and describe into *partial*; the manifest last."""
+    journal.event(op, "dump", "start")
+    with connect(cfg.database, autocommit=False) as conn, ThreadPoolExecutor(max_workers=2) as pool:
+        # One exported snapshot for everything: pg_dump sees exactly what this transaction
+        # sees, so the counts and module versions recorded here describe the dump, even while
+        # Odoo keeps writing. They are read while pg_dump and tar run.
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_export_snapshot()")
+            exported = cur.fetchone()[0]
+        # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
+        # tar on the disk.
+        tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
+        dump_future = pool.submit(
+            dump_database,
+            cfg.database,
+            cfg.database.name,
+            partial / DUMP_NAME,
+            cfg.storage.effective_jobs,
+            exported,
+        )
+        journal.event(op, "metadata", "start")
+        modules = installed_modules(conn)
+        version = server_version(conn)
+        counts = counts_in_transaction(conn, cfg.counts.tables)
+        journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
+        with watch_bytes(show_progress, "dump", partial, expected):
+            dump_future.result()
+        files = {FILESTORE_NAME: tar_future.result()}
+        conn.rollback()
+    journal.event(op, "dump", "done")
+
+    journal.event(op, "checksums", "start")
+    files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
+    journal.event(op, "checksums", "done", data={"files": len(files)})
+    manifest = Manifest(
+        id=snapshot_id,
+        kind=kind,
+        label=label,
+        created_at=created_at,
+        database=cfg.database.name,
+        server_version=version,
+        modules=modules,
+        code_revision=code_revision(cfg.code.path),
+        counts=counts,
+        files=files,
+    )
+    write_atomically(partial / MANIFEST_NAME, manifest.to_json())
+    fsync_dir(partial)
+    return manifest

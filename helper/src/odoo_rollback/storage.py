@@ -2,7 +2,8 @@
 
 A snapshot is built in ``snapshots/.partial-<id>`` and renamed to ``snapshots/<id>`` once every file and
 the manifest are written and synced: the rename is the commit point, so a crash leaves only a partial
-folder, which ``list`` never shows and the next snapshot removes.
+folder, which ``list`` never shows and the next snapshot, prune or resume removes (see
+:mod:`odoo_rollback.leftovers`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +24,22 @@ from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z_]+-[0-9a-f]{6}$")
 PARTIAL_PREFIX = ".partial-"
-# A partial folder older than this is a leftover of a crash (a snapshot of ~1 GB takes a minute).
-STALE_PARTIAL_SECONDS = 6 * 3600
+
+# The partial folders this process is working in: every other one is a dead run's (runs that make
+# them hold the operation lock).
+_in_use: set[Path] = set()
+_in_use_guard = threading.Lock()
+
+
+@contextmanager
+def partial_in_use(path: Path) -> Iterator[Path]:
+    with _in_use_guard:
+        _in_use.add(path)
+    try:
+        yield path
+    finally:
+        with _in_use_guard:
+            _in_use.discard(path)
 
 
 @dataclass(frozen=True)
@@ -93,20 +110,31 @@ class SnapshotStore:
         fsync_dir(self.root)
         return final
 
-    def remove_stale_partials(self) -> list[str]:
+    def remove_partials(self) -> list[str]:
+        """Remove the partial folders dead runs left; call it holding the operation lock."""
+        if not self.root.is_dir():
+            return []
         removed = []
-        now = time.time()
-        for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
-            if now - path.stat().st_mtime > STALE_PARTIAL_SECONDS:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
+        for path in sorted(self.root.glob(f"{PARTIAL_PREFIX}*")):
+            with _in_use_guard:
+                if path in _in_use:
+                    continue
+            try:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            except OSError as exc:
+                raise StorageError(f"cannot remove {path}, left by an interrupted run: {exc.strerror}") from exc
+            removed.append(path.name)
+        if removed:
+            fsync_dir(self.root)
         return removed
 
     def remove(self, snapshot: Snapshot) -> None:
         # Rename first, so a crash in the middle of rmtree leaves no half snapshot that looks complete.
         doomed = self.root / f"{PARTIAL_PREFIX}deleting-{snapshot.id}"
-        os.rename(snapshot.path, doomed)
-        shutil.rmtree(doomed)
+        with partial_in_use(doomed):
+            os.rename(snapshot.path, doomed)
+            fsync_dir(self.root)
+            shutil.rmtree(doomed)
 
     def mark_verified(self, snapshot_id: str, deep: bool) -> Snapshot:
         snapshot = self.get(snapshot_id)

@@ -1,21 +1,39 @@
-"""Verifying a snapshot: checksums, a readable dump, and (deep) a real restore with matching counts."""
+"""Verifying a snapshot: checksums, a readable dump, and (deep) a real restore with matching counts.
+
+Integrity is of the whole folder, not only of the files the manifest lists: anything else in it is a
+problem (pg_restore would read a plain ``NNNN.dat`` put beside the checksummed ``NNNN.dat.gz``).
+
+What is restored (by ``restore``, ``drill`` and ``verify --deep``) is never read from the snapshot
+folder itself: :func:`staged_dump` copies the files the manifest lists, and only those, into a private
+folder, hashing each as it is copied, and pg_restore reads that copy. Its bytes are the bytes that were
+checked, whatever happens to the snapshot folder meanwhile.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from .checksums import check_files
+from .checksums import check_files, copy_verified, unlisted_entries
 from .config import Config
 from .counts import exact_counts
 from .db import connect
 from .dump import drop_database, list_dump, restore_dump
-from .errors import OperationFailed, RollbackError
-from .journal import DONE, FAILED, Journal
-from .manifest import MANIFEST_NAME
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, os_failure
+from .journal import DONE, FAILED, Journal, JournalError
+from .lock import operation_lock
+from .manifest import DUMP_NAME, MANIFEST_NAME
 from .remote import push_in_background
-from .storage import Snapshot, SnapshotStore
+from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
+
+# The manifest's own replacement while ``mark_verified`` writes it (see storage.write_atomically).
+MANIFEST_TMP = f".{MANIFEST_NAME}.tmp"
 
 
 @dataclass
@@ -29,16 +47,77 @@ class VerifyResult:
         return {"id": self.id, "ok": self.ok, "problems": self.problems, "deep": self.deep}
 
 
+def check_listing(snapshot: Snapshot) -> list[str]:
+    """Every entry of the snapshot folder is listed in the manifest (or is the manifest)."""
+    return unlisted_entries(snapshot.path, [*snapshot.manifest.files, MANIFEST_NAME, MANIFEST_TMP])
+
+
 def check_integrity(snapshot: Snapshot) -> list[str]:
-    """Checksums of every file, and pg_restore --list on the dump."""
+    """Nothing unlisted, checksums of every listed file, and pg_restore --list on the dump."""
     expected = {name: entry for name, entry in snapshot.manifest.files.items() if name != MANIFEST_NAME}
-    problems = check_files(snapshot.path, expected)
+    problems = check_listing(snapshot) + check_files(snapshot.path, expected)
     if not problems:
         try:
             list_dump(snapshot.dump_path)
         except OperationFailed as exc:
             problems.append(f"dump unreadable: {exc}")
     return problems
+
+
+def _copy_listed(snapshot: Snapshot, folder: Path, free_space_margin: float) -> list[str]:
+    dump_files = {name: entry for name, entry in snapshot.manifest.files.items() if name.startswith(f"{DUMP_NAME}/")}
+    needed = int(sum(int(entry["size"]) for entry in dump_files.values()) * (1 + free_space_margin))
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise StorageError(
+            f"not enough free disk in {folder.parent} for a checked copy of the dump: "
+            f"{free // 2**20} MiB free, {needed // 2**20} MiB needed"
+        )
+    problems = []
+    (folder / DUMP_NAME).mkdir(mode=0o700)
+    for name, entry in sorted(dump_files.items()):
+        target = folder / name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            problem = copy_verified(snapshot.path / name, target, entry)
+        except FileNotFoundError:
+            problem = "missing"
+        except OSError as exc:
+            if exc.filename and Path(exc.filename) == target:
+                raise os_failure(exc, "the checked copy of the dump") from exc
+            problem = f"unreadable ({exc.strerror})"
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+@contextmanager
+def staged_dump(snapshot: Snapshot, root: Path, free_space_margin: float = 0.2) -> Iterator[Path]:
+    """The snapshot's dump as pg_restore must read it: a private copy of exactly the listed files, each
+    hashed as it was copied, and readable by pg_restore --list. Refused (PreconditionError, nothing
+    changed) when the snapshot folder holds anything unlisted or a listed file differs. The copy is
+    removed on leaving; a run killed meanwhile leaves a ``.partial-read-*`` folder that the next locked
+    run removes."""
+    problems = check_listing(snapshot)
+    if problems:
+        raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+    folder = root / f"{PARTIAL_PREFIX}read-{snapshot.id}-{os.urandom(3).hex()}"
+    with partial_in_use(folder):
+        try:
+            folder.mkdir(mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot make a folder in {root} for the checked copy: {exc.strerror}") from exc
+        try:
+            problems = _copy_listed(snapshot, folder, free_space_margin)
+            if problems:
+                raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+            try:
+                list_dump(folder / DUMP_NAME)
+            except OperationFailed as exc:
+                raise PreconditionError(f"snapshot {snapshot.id} failed its checks: dump unreadable: {exc}") from exc
+            yield folder / DUMP_NAME
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def scratch_name(database: str, purpose: str) -> str:
@@ -56,6 +135,14 @@ def compare_counts(expected: dict[str, int | None], actual: dict[str, int | None
 def verify_snapshot(
     cfg: Config, snapshot: Snapshot, deep: bool = False, journal: Journal | None = None, show_progress: bool = False
 ) -> VerifyResult:
+    """Verify *snapshot*; a deep verify makes a scratch database, so it holds the operation lock."""
+    if not deep:
+        return _verify(cfg, snapshot, False, journal, show_progress)
+    with operation_lock(cfg.storage.path, journal or Journal(cfg.storage.journal_path), "verify"):
+        return _verify(cfg, snapshot, True, journal, show_progress)
+
+
+def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None, show_progress: bool) -> VerifyResult:
     op = (
         journal.begin("verify", snapshot.manifest.database, {"snapshot": snapshot.id, "deep": deep})
         if journal
@@ -63,27 +150,27 @@ def verify_snapshot(
     )
     result = VerifyResult(snapshot.id, ok=False, deep=deep)
     try:
-        if op:
-            journal.event(op, "checksums", "start")  # type: ignore[union-attr]
+        if op and journal:
+            journal.event(op, "checksums", "start")
         result.problems = check_integrity(snapshot)
-        if op:
+        if op and journal:
             journal.event(
                 op,
                 "checksums",
-                "failed" if result.problems else "done",  # type: ignore[union-attr]
+                "failed" if result.problems else "done",
                 data={"problems": result.problems},
             )
         if deep and not result.problems:
             scratch = scratch_name(snapshot.manifest.database, "verify")
-            if op:
+            if op and journal:
                 # In the operation's data too: retention leaves an unfinished operation's scratch alone.
-                journal.update(op, {"scratch": scratch})  # type: ignore[union-attr]
-                journal.event(op, "scratch_restore", "start", data={"database": scratch})  # type: ignore[union-attr]
+                journal.update(op, {"scratch": scratch})
+                journal.event(op, "scratch_restore", "start", data={"database": scratch})
             created = False  # only ever drop a database this run made (another may hold the name)
             try:
-                restore_dump(
-                    cfg.database, snapshot.dump_path, scratch, cfg.storage.effective_jobs, show_progress=show_progress
-                )
+                margin = cfg.storage.free_space_margin
+                with staged_dump(snapshot, SnapshotStore(cfg.storage).root, margin) as dump:
+                    restore_dump(cfg.database, dump, scratch, cfg.storage.effective_jobs, show_progress=show_progress)
                 created = True
                 with connect(cfg.database, scratch) as conn:
                     restored = exact_counts(conn, list(snapshot.manifest.counts))
@@ -93,11 +180,11 @@ def verify_snapshot(
             finally:
                 if created:
                     drop_database(cfg.database, scratch)
-            if op:
+            if op and journal:
                 journal.event(
                     op,
                     "scratch_restore",
-                    "failed" if result.problems else "done",  # type: ignore[union-attr]
+                    "failed" if result.problems else "done",
                     data={"database": scratch, "dropped": created},
                 )
         result.ok = not result.problems
@@ -106,13 +193,14 @@ def verify_snapshot(
             # Off-host copies start once a snapshot is known good, without making anyone wait for them.
             push_in_background(cfg, verified)
     except BaseException as exc:
-        if op:
-            journal.finish(op, FAILED, str(exc))  # type: ignore[union-attr]
+        if op and journal:
+            with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
+                journal.finish(op, FAILED, str(exc))
         raise
-    if op:
+    if op and journal:
         journal.finish(
             op,
-            DONE if result.ok else FAILED,  # type: ignore[union-attr]
+            DONE if result.ok else FAILED,
             "verified" if result.ok else "; ".join(result.problems),
             {"result": result.as_dict()},
         )

@@ -19,14 +19,16 @@ from typing import Any
 
 from ..errors import StorageError
 from ..journal import FAILED, JOB_ENV_VAR, Journal, utcnow
+from ..lock import moment, running_elsewhere
 from ..process import last_line
 from ..request import RestoreRequest, write_request
 
-DESTRUCTIVE = {"restore"}
+# Jobs whose command holds the operation lock (see odoo_rollback.lock); a verify only with --deep.
+LOCKED = {"snapshot", "restore", "drill"}
 
 
 class JobConflict(Exception):
-    """A destructive job is already running."""
+    """Another operation holds the lock: the job is refused as the command line would refuse it."""
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Job:
     id: str
     kind: str
     argv: list[str]
+    locks: bool = False  # its command holds the operation lock
     created_at: str = field(default_factory=utcnow)
     state: str = "queued"
     started_at: str | None = None
@@ -81,10 +84,8 @@ class JobRunner:
     def start(self, kind: str, args: list[str], request: RestoreRequest | None = None) -> Job:
         """Run the command *args* as a job; *request* is handed to it as ``--request <file>``."""
         with self._lock:
-            if kind in DESTRUCTIVE and any(
-                j.kind in DESTRUCTIVE and j.state in ("queued", "running") for j in self.jobs.values()
-            ):
-                raise JobConflict("a restore is already running")
+            if kind in LOCKED or "--deep" in args:
+                self._refuse_while_locked()
             job_id = f"job-{uuid.uuid4().hex[:12]}"
             if request is not None:
                 try:
@@ -95,11 +96,27 @@ class JobRunner:
             job = Job(
                 id=job_id,
                 kind=kind,
+                locks=kind in LOCKED or "--deep" in args,
                 argv=[sys.executable, "-m", "odoo_rollback.cli", "--config", str(self.config_path), *args, "--json"],
             )
             self.jobs[job.id] = job
         threading.Thread(target=self._run, args=(job,), daemon=True, name=job.id).start()
         return job
+
+    def _refuse_while_locked(self) -> None:
+        """The refusal the job's own command would give, before it costs a process: "a restore is
+        running (pid N, step S, started T)", whether that restore runs as a job or from a shell."""
+        storage = self.journal.path.parent
+        holder = running_elsewhere(storage, self.journal)
+        if holder is None:
+            # A job of this server that has not taken the lock yet: its process will, so wait for it.
+            pending = next((j for j in self.jobs.values() if j.locks and j.state in ("queued", "running")), None)
+            if pending is None:
+                return
+            pid = pending.process.pid if pending.process else "starting"
+            started = moment(pending.started_at or pending.created_at)
+            holder = f"a {pending.kind} is running (pid {pid}, step starting, started {started})"
+        raise JobConflict(f"{holder}; try again once it has finished")
 
     def _run(self, job: Job) -> None:
         env = {**os.environ, JOB_ENV_VAR: job.id}

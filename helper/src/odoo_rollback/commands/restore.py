@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..config import Config
 from ..drill import run_drill
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, PreconditionError
 from ..journal import Journal
+from ..leftovers import clean_dead_runs
+from ..lock import OperationRunning, operation_lock
 from ..output import Output, table
 from ..remote import ensure_local
 from ..request import RestoreRequest, load_request
@@ -83,7 +86,17 @@ def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def resume(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    outcomes = resume_restores(cfg, Journal(cfg.storage.journal_path))
+    journal = Journal(cfg.storage.journal_path)
+    try:
+        with operation_lock(cfg.storage.path, journal, "resume"):
+            outcomes = _resume_dead_runs(cfg, journal)
+    except OperationRunning as exc:
+        # A live run is never resumed: its owner finishes it. --wait lets it, then looks again.
+        if not getattr(args, "wait", False):
+            raise OperationRunning(f"{exc}; resume acts only on operations whose process has ended") from exc
+        sys.stderr.write(f"odoo-rollback: waiting: {exc}\n")
+        with operation_lock(cfg.storage.path, journal, "resume", wait=True):
+            outcomes = _resume_dead_runs(cfg, journal)
 
     def human(rows: list[dict[str, Any]]) -> str:
         if not rows:
@@ -92,6 +105,12 @@ def resume(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
     out.emit(outcomes, human)
     return EXIT_OK
+
+
+def _resume_dead_runs(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
+    """Holding the lock, every operation still running in the journal is a dead run's."""
+    clean_dead_runs(cfg, journal, "resume")
+    return resume_restores(cfg, journal)
 
 
 def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:

@@ -10,9 +10,10 @@ from ..counts import exact_counts
 from ..db import connect
 from ..errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, UsageError
 from ..journal import Journal
-from ..kept import apply_kept_retention, list_kept
+from ..kept import list_kept
 from ..output import Output, human_size, table
-from ..prune import apply_retention, describe_rule
+from ..prune import describe_rule
+from ..prune import prune as prune_snapshots
 from ..remote import apply_remote_retention, ensure_local, locations, push_snapshot
 from ..snapshot import take_snapshot
 from ..storage import SnapshotStore
@@ -129,8 +130,7 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--keep must be at least 1")
     rule = RetentionRule(keep_last=args.keep) if args.keep is not None else cfg.retention.snapshots
     journal = Journal(cfg.storage.journal_path)
-    removed = apply_retention(cfg, journal, rule, dry_run=args.dry_run)
-    dropped = apply_kept_retention(cfg, journal, dry_run=args.dry_run)
+    removed, dropped, cleaned = prune_snapshots(cfg, journal, rule, dry_run=args.dry_run)
     remote_removed = {} if args.dry_run else {r.name: apply_remote_retention(cfg, r, journal) for r in cfg.remotes}
     doc = {
         "removed": [s.id for s in removed],
@@ -139,6 +139,7 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         "dry_run": args.dry_run,
         "rule": describe_rule(rule),
         "kept_rule": describe_rule(cfg.retention.kept, per_kind=False),
+        **cleaned,
     }
 
     def human(d: dict[str, Any]) -> str:

@@ -1,0 +1,238 @@
+"""One operation at a time: a live run is never fought, a dead one leaves nothing behind.
+
+Runs are held still from outside, as an operator's world would: a table lock that pg_dump must wait
+for, a services stop command that takes its time. Kills are real ``kill -9`` of the helper, driven by
+the test while it watches the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HelperEnv, pg_connect
+
+
+def start(helper_env: HelperEnv, *args: str) -> subprocess.Popen[str]:
+    helper_env.write()
+    return subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def journal_rows(storage: Path, query: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    path = storage / "journal.sqlite3"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(query, params).fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+    finally:
+        conn.close()
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_event(storage: Path, kind: str, step: str, status: str = "start") -> None:
+    wait_until(
+        f"{kind} {step} {status} in the journal",
+        lambda: journal_rows(
+            storage,
+            "SELECT 1 FROM events e JOIN operations o ON o.id = e.operation_id "
+            "WHERE o.kind = ? AND e.step = ? AND e.status = ?",
+            (kind, step, status),
+        ),
+    )
+
+
+def operations(storage: Path, kind: str) -> list[sqlite3.Row]:
+    return journal_rows(storage, "SELECT * FROM operations WHERE kind = ? ORDER BY started_at", (kind,))
+
+
+def children(pid: int, name: str) -> list[int]:
+    """Processes called *name* whose parent is *pid*."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == pid and comm == name:
+            found.append(int(entry.name))
+    return found
+
+
+@contextmanager
+def table_locked(dbname: str, table: str) -> Iterator[None]:
+    """An open transaction holding *table* exclusively: pg_dump (and any reader) waits for it."""
+    conn = pg_connect(dbname)
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def pg_dump_backends(dbname: str) -> list[int]:
+    """The server processes of a pg_dump waiting for a table lock (its first step)."""
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                "AND query LIKE 'LOCK TABLE %%IN ACCESS SHARE MODE'",
+                (dbname,),
+            )
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def backends_alive(pids: list[int]) -> bool:
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+            return bool(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def running(pid: int) -> bool:
+    """Whether process *pid* runs (a zombie, dead but not reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def kill_9(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+
+
+def test_a_running_snapshot_is_never_fought_and_a_killed_one_leaves_nothing(helper_env: HelperEnv) -> None:
+    storage = helper_env.storage
+    earlier = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    with table_locked(helper_env.db.name, "res_partner"):
+        snapshot = start(helper_env, "snapshot")
+        try:
+            wait_for_event(storage, "snapshot", "metadata")
+            backends = wait_until("pg_dump waiting for the table", lambda: pg_dump_backends(helper_env.db.name))
+            pg_dumps = children(snapshot.pid, "pg_dump")
+            assert pg_dumps
+
+            # While it lives, every other operation that changes something is refused, saying who runs.
+            for args in (["snapshot"], ["drill", earlier["id"]], ["prune", "--keep", "1"], ["resume"]):
+                refused = helper_env.run(*args, timeout=30)
+                assert refused.returncode == 3, (args, refused.stderr)
+                assert f"a snapshot is running (pid {snapshot.pid}, step metadata, started " in refused.stderr
+                assert len(refused.stderr.strip().splitlines()) == 1
+            assert [op["state"] for op in operations(storage, "snapshot")] == ["done", "running"]
+
+            kill_9(snapshot)
+        finally:
+            if snapshot.poll() is None:
+                kill_9(snapshot)
+        # Its pg_dump died with it: no orphan keeps dumping into a folder nobody will commit.
+        wait_until("pg_dump to end with the helper", lambda: not any(map(running, pg_dumps)), 10)
+        wait_until("pg_dump's session to end", lambda: not backends_alive(backends), 10)
+
+    partials = list((storage / "snapshots").glob(".partial-*"))
+    assert partials, "the kill left no partial folder: the test did not kill the snapshot mid-way"
+
+    taken = helper_env.run_json("snapshot")
+
+    assert not list((storage / "snapshots").glob(".partial-*"))
+    assert [s["id"] for s in helper_env.run_json("list")] == [taken["id"], earlier["id"]]
+    _, killed, new = operations(storage, "snapshot")
+    assert killed["state"] == "failed" and new["state"] == "done"
+    closing = journal_rows(
+        storage, "SELECT message FROM events WHERE operation_id = ? ORDER BY seq DESC LIMIT 1", (killed["id"],)
+    )[0]["message"]
+    assert f"process {snapshot.pid} ended during step metadata" in closing
+
+
+def test_prune_removes_what_an_interrupted_removal_left(helper_env: HelperEnv) -> None:
+    old = helper_env.run_json("snapshot", "--kind", "manual")
+    kept = helper_env.run_json("snapshot", "--kind", "manual")
+    # What a prune killed between its rename and the end of its rmtree leaves: a folder no list shows.
+    half_removed = helper_env.storage / "snapshots" / f".partial-deleting-{old['id']}"
+    os.rename(old["path"], half_removed)
+    (half_removed / "db.dump").rename(half_removed / "db.dump.half")
+
+    helper_env.run_json("prune", "--keep", "1")
+
+    assert sorted(p.name for p in (helper_env.storage / "snapshots").iterdir()) == [kept["id"]]
+    prune = operations(helper_env.storage, "prune")
+    assert [op["state"] for op in prune] == ["done"]
+
+
+@pytest.mark.parametrize("command", [["verify", "--deep"], ["drill"]])
+def test_a_deep_verify_or_drill_killed_mid_restore_leaves_no_scratch_database(
+    helper_env: HelperEnv, command: list[str]
+) -> None:
+    # Enough rows that pg_restore takes a while: the kill lands while the scratch database is filled.
+    helper_env.db.execute("CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 400000) g")
+    helper_env.db.execute("CREATE INDEX filler_h ON filler (h)")
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    storage = helper_env.storage
+    kind = command[0]
+    step = "scratch_restore" if kind == "verify" else "restore"
+    process = start(helper_env, kind, snap["id"], *command[1:])
+    try:
+        wait_for_event(storage, kind, step)
+        wait_until("the scratch database", lambda: scratch_databases(helper_env.db.name))
+        kill_9(process)
+    finally:
+        if process.poll() is None:
+            kill_9(process)
+    killed = operations(storage, kind)[-1]
+    assert killed["state"] == "running", "the run ended before the kill: nothing was tested"
+
+    helper_env.run_json("resume")
+
+    wait_until("no scratch database", lambda: not scratch_databases(helper_env.db.name), 10)
+    assert operations(storage, kind)[-1]["state"] == "failed"
+    assert not list((storage / "snapshots").glob(".partial-*"))
+
+
+def scratch_databases(dbname: str) -> list[str]:
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{dbname}\\_\\_%",))
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
