@@ -105,8 +105,16 @@ def prune(
         return apply_retention(cfg, journal, rule, dry_run=True), apply_kept_retention(cfg, journal, dry_run=True), {}
     with operation_lock(cfg.storage.path, journal, "prune"):
         cleaned = clean_dead_runs(cfg, journal, "a prune")
-        removed = apply_retention(cfg, journal, rule)
-        dropped = apply_kept_retention(cfg, journal)
+        op = journal.begin("prune", cfg.database.name, {"rule": describe_rule(rule or cfg.retention.snapshots)})
+        try:
+            removed = apply_retention(cfg, journal, rule)
+            dropped = apply_kept_retention(cfg, journal)
+        except BaseException as exc:
+            with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
+                journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+            raise
+        result: dict[str, Any] = {"removed": [s.id for s in removed], "dropped": [i.name for i in dropped], **cleaned}
+        journal.finish(op, DONE, f"removed {len(removed)} snapshot(s), dropped {len(dropped)} kept", result)
     return removed, dropped, cleaned
 
 
