@@ -261,7 +261,7 @@ class DeploymentOperation(models.Model):
         data = operation.get("data") or {}
         kind = operation["kind"]
         snapshots = self.env["deployment.snapshot"].sudo()
-        if kind == "snapshot":
+        if kind in ("snapshot", "import"):  # an imported Odoo zip or pg_dump file is a snapshot too
             self._import_snapshot(operation, data)
             return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)

@@ -52,6 +52,15 @@ class TestDeploymentBackup(RealHelperMixin, HttpCase):
         self.assertEqual(manifest["db_name"], self.env.cr.dbname)
         self.assertIn("deployment_rollback", manifest["modules"])
 
+    def test_an_imported_odoo_zip_is_a_verified_snapshot_in_odoo(self):
+        taken = self.helper.cli("snapshot", "--kind", "manual")
+        backup = self.helper.dir / "backup.zip"
+        self.helper.cli("export", taken["id"], str(backup))
+        imported = self.helper.cli("import", str(backup), "--label", "from the old server")
+        snapshot = self._imported(imported["id"])
+        self.assertEqual((snapshot.kind, snapshot.state), ("imported", "verified"))
+        self.assertEqual(snapshot.label, "from the old server")
+
     def test_kept_databases_are_listed_from_the_helper(self):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
         name = f"{self.env.cr.dbname}__failed_{stamp}"
