@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import html2plaintext
 
 from .deployment_snapshot import parse_helper_time
@@ -60,6 +60,20 @@ PLACEHOLDERS = "deployment_rollback_placeholders"
 PROGRESS_PARAM = "deployment_rollback.progress_minutes"
 MANAGER_GROUP = "deployment_rollback.group_deployment_rollback_manager"
 SEQUENCE_CODE = "deployment.rollback"
+# The record of the decision: once the rollback leaves draft, nobody changes these (not the helper's path,
+# not sudo); a correction is a message in the chatter, where it is dated and signed.
+EVIDENCE_FIELDS = (
+    "reason",
+    "decision",
+    "decided_by_id",
+    "participant_ids",
+    "requested_by_id",
+    "trigger_ids",
+    "snapshot_id",
+    "snapshot_helper_id",
+    "rto_target_minutes",
+    "rto_max_minutes",
+)
 
 
 class DeploymentRollback(models.Model):
@@ -88,7 +102,8 @@ class DeploymentRollback(models.Model):
     name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
     rollback_uid = fields.Char(string="Rollback UID", readonly=True, copy=False, index=True)
     database = fields.Char(readonly=True)
-    reason = fields.Text(required=True, tracking=True)
+    # Editable in draft only: afterwards it is evidence (see write()).
+    reason = fields.Text(required=True, tracking=True, readonly=True, states={"draft": [("readonly", False)]})
     impact = fields.Text(help="Who and what is affected; sent with the notifications.")
     root_cause = fields.Text(help="When known; sent with the completion notice.")
     next_steps = fields.Text(help="Sent with the progress updates and the completion notice.")
@@ -104,9 +119,9 @@ class DeploymentRollback(models.Model):
         string="Taken Part",
         readonly=True,
     )
-    requested_by_id = fields.Many2one("res.users", readonly=True)
-    snapshot_id = fields.Many2one("deployment.snapshot", readonly=True, ondelete="set null")
-    snapshot_helper_id = fields.Char(string="Snapshot ID", readonly=True)
+    requested_by_id = fields.Many2one("res.users", readonly=True, tracking=True)
+    snapshot_id = fields.Many2one("deployment.snapshot", readonly=True, ondelete="set null", tracking=True)
+    snapshot_helper_id = fields.Char(string="Snapshot ID", readonly=True, tracking=True)
     state = fields.Selection(STATES, default="draft", required=True, readonly=True, tracking=True)
     started_at = fields.Datetime(readonly=True)
     finished_at = fields.Datetime(readonly=True)
@@ -118,8 +133,8 @@ class DeploymentRollback(models.Model):
         "deployment.rollback.integrity", "rollback_id", string="Data Integrity", readonly=True
     )
     integrity_ok = fields.Boolean(compute="_compute_integrity_ok")
-    rto_target_minutes = fields.Integer(string="RTO Target (minutes)", readonly=True)
-    rto_max_minutes = fields.Integer(string="RTO Maximum (minutes)", readonly=True)
+    rto_target_minutes = fields.Integer(string="RTO Target (minutes)", readonly=True, tracking=True)
+    rto_max_minutes = fields.Integer(string="RTO Maximum (minutes)", readonly=True, tracking=True)
     elapsed_minutes = fields.Float(compute="_compute_timing", digits=(16, 1))
     rto_status = fields.Selection(
         [("within", "Within target"), ("over_target", "Over target"), ("over_max", "Over maximum")],
@@ -226,6 +241,34 @@ class DeploymentRollback(models.Model):
         ]
         if numbers and max(numbers) >= sequence.number_next_actual:
             sequence.write({"number_next": max(numbers) + 1})
+
+    def write(self, vals):
+        touched = sorted(set(vals) & set(EVIDENCE_FIELDS))
+        if touched:
+            decided = self.filtered(lambda r: r.state != "draft")
+            if decided:
+                labels = ", ".join(self._fields[name].get_description(self.env)["string"] for name in touched)
+                raise UserError(
+                    _(
+                        "%(name)s is no longer a draft: its decision record (%(fields)s) cannot be changed. "
+                        "Post a correction in its chatter instead.",
+                        name=", ".join(decided.mapped("name")),
+                        fields=labels,
+                    )
+                )
+        # Mail tracking leaves out many2many fields in Odoo 16: who took part is tracked here.
+        before = {record: record.participant_ids for record in self} if "participant_ids" in vals else {}
+        result = super().write(vals)
+        for record, old in before.items():
+            if record.participant_ids != old:
+                record.message_post(
+                    body=_(
+                        "Taken part: %(old)s → %(new)s",
+                        old=", ".join(old.mapped("name")) or "-",
+                        new=", ".join(record.participant_ids.mapped("name")) or "-",
+                    )
+                )
+        return result
 
     # -- helpers -------------------------------------------------------------------------------------
     def _now(self):
@@ -694,6 +737,8 @@ class DeploymentRollback(models.Model):
 
     # -- actions -------------------------------------------------------------------------------------
     def action_cancel(self):
+        if not self.env.user.has_group(MANAGER_GROUP):
+            raise AccessError(_("Only Deployment Rollback managers can cancel a rollback."))
         for record in self:
             if record.state != "draft":
                 raise UserError(_("Only a draft rollback can be cancelled; %s is not a draft.", record.name))

@@ -18,7 +18,7 @@ import socket
 import time
 
 from odoo import _, api, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import config
 
 _logger = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ SECRET_OPTION = "deployment_rollback_secret_file"  # noqa: S105 - the option nam
 TIMEOUT = 30
 # The settings page asks for the helper's configuration: a helper that does not answer must not hang it.
 CONFIG_TIMEOUT = 5
+# Reading from the helper (health, jobs, journal, previews, logs) is for Deployment Rollback users; making
+# it act (snapshot, verify, restore, drill: every POST) is for managers.
+READ_GROUP = "deployment_rollback.group_deployment_rollback_user"
+ACT_GROUP = "deployment_rollback.group_deployment_rollback_manager"
 
 
 def sign(secret, method, path, timestamp, nonce, body):
@@ -115,8 +119,26 @@ class DeploymentRollbackHelper(models.AbstractModel):
         )
 
     @api.model
+    def _check_caller(self, method, path):
+        """Refuse the request unless the user behind it has the group it needs.
+
+        ``env.user`` is the real user under ``sudo()`` too, so a public method that reaches the helper
+        from a sudo'ed record cannot lend its privilege to a portal or plain internal user's RPC call.
+        Crons run as OdooBot, a manager.
+        """
+        group = READ_GROUP if method.upper() == "GET" else ACT_GROUP
+        if not self.env.user.has_group(group):
+            _logger.warning("refused %s %s to user %s: not in %s", method, path, self.env.uid, group)
+            raise AccessError(
+                _("Only Deployment Rollback managers can make the rollback helper act.")
+                if group == ACT_GROUP
+                else _("Only Deployment Rollback users can read from the rollback helper.")
+            )
+
+    @api.model
     def _request(self, method, path, body=None, timeout=TIMEOUT):
         """Send a signed request; return the decoded JSON answer of a 2xx reply."""
+        self._check_caller(method, path)
         address = self._address()
         payload = json.dumps(body).encode() if body is not None else b""
         timestamp = str(int(time.time()))

@@ -1,4 +1,5 @@
 from . import (
+    test_access_rpc,
     test_deployment_drill,
     test_deployment_import,
     test_deployment_overview,

@@ -7,6 +7,7 @@ the test while it watches the journal.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, pg_connect
+from conftest import HelperEnv, Served, pg_connect
 
 
 def start(helper_env: HelperEnv, *args: str) -> subprocess.Popen[str]:
@@ -236,3 +237,98 @@ def scratch_databases(dbname: str) -> list[str]:
             return [row[0] for row in cur.fetchall()]
     finally:
         conn.close()
+
+
+# -- restores: a stop command that takes its time holds a restore in its "stop" step ----------------
+def slow_stop(helper_env: HelperEnv, tmp_path: Path, seconds: int = 30) -> Path:
+    """Services whose stop takes *seconds*; the returned file appears when they are started."""
+    started = tmp_path / "services-started"
+    helper_env.write(
+        services={
+            "backend": "command",
+            "stop_command": ["sleep", str(seconds)],
+            "start_command": ["touch", str(started)],
+        }
+    )
+    return started
+
+
+def live_partner_count(helper_env: HelperEnv) -> int:
+    return int(helper_env.db.execute("SELECT count(*) FROM res_partner")[0][0])
+
+
+def test_a_live_restore_is_refused_with_who_runs_and_resume_leaves_it_alone(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], tmp_path: Path
+) -> None:
+    services_started = slow_stop(helper_env, tmp_path)
+    storage = helper_env.storage
+    first = start(helper_env, "restore", snapshot_then_changes["id"], "--yes")
+    try:
+        wait_for_event(storage, "restore", "stop")
+
+        second = helper_env.run("rollback", "--yes", timeout=60)
+        resumed = helper_env.run("resume", timeout=60)
+
+        assert second.returncode == 3
+        assert f"a restore is running (pid {first.pid}, step stop, started " in second.stderr
+        assert "resume" not in second.stderr
+        assert resumed.returncode == 3 and f"a restore is running (pid {first.pid}, step stop" in resumed.stderr
+        # The live run was not touched: still running, nothing undone under it.
+        assert first.poll() is None
+        assert [op["state"] for op in operations(storage, "restore")] == ["running"]
+        assert not services_started.exists()
+
+        # Once its owner is dead (kill -9), resume acts: the restore is undone.
+        kill_9(first)
+    finally:
+        if first.poll() is None:
+            kill_9(first)
+    outcome = helper_env.run_json("resume")
+    assert [o["outcome"] for o in outcome] == ["undone"]
+    assert services_started.exists()
+    assert live_partner_count(helper_env) == 57
+
+
+def test_resume_wait_waits_for_the_live_run_then_acts_on_what_it_left(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], tmp_path: Path
+) -> None:
+    services_started = slow_stop(helper_env, tmp_path)
+    storage = helper_env.storage
+    first = start(helper_env, "restore", snapshot_then_changes["id"], "--yes")
+    waiting = None
+    try:
+        wait_for_event(storage, "restore", "stop")
+        waiting = start(helper_env, "resume", "--wait", "--json")
+        time.sleep(2)  # long enough for a resume that does not wait to have refused or acted
+        assert waiting.poll() is None, waiting.communicate()
+        assert [op["state"] for op in operations(storage, "restore")] == ["running"]
+
+        kill_9(first)
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        for process in (first, waiting):
+            if process is not None and process.poll() is None:
+                kill_9(process)
+
+    assert waiting.returncode == 0, err
+    assert f"waiting: a restore is running (pid {first.pid}, step stop" in err
+    assert [o["outcome"] for o in json.loads(out)] == ["undone"]
+    assert services_started.exists() and live_partner_count(helper_env) == 57
+
+
+def test_the_api_refuses_a_restore_while_one_runs_from_the_shell(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], served: Served, tmp_path: Path
+) -> None:
+    slow_stop(helper_env, tmp_path)
+    first = start(helper_env, "restore", snapshot_then_changes["id"], "--yes")
+    try:
+        wait_for_event(helper_env.storage, "restore", "stop")
+        body = {"snapshot": snapshot_then_changes["id"], "confirm_database": helper_env.db.name}
+        status, reply = served.client.request("POST", "/v1/restores", body)
+        drill_status, drill = served.client.request("POST", "/v1/drills", {"snapshot": snapshot_then_changes["id"]})
+    finally:
+        kill_9(first)
+    assert status == 409
+    assert f"a restore is running (pid {first.pid}, step stop, started " in reply["error"]
+    assert "resume" not in reply["error"]
+    assert drill_status == 409 and "a restore is running" in drill["error"]

@@ -40,6 +40,7 @@ from .db import connect
 from .errors import ConfigError, OperationFailed, PreconditionError, RollbackError, UsageError
 from .health import health_report, http_check
 from .journal import DONE, FAILED, UNDONE, Journal
+from .lock import operation_lock
 from .logs import LogScan, log_source, scan_text, service_log_errors
 from .modules import installed_modules
 from .restore import StepTiming, check_no_unfinished, restore_snapshot
@@ -676,8 +677,21 @@ def deploy(
     """Deploy *request*; the result's outcome is deployed, rolled_back, paused or failed.
 
     Raises when a precondition fails (nothing changed) and when the deployment or its rollback fails
-    in a way that leaves things for the operator (the journal says in what state).
+    in a way that leaves things for the operator (the journal says in what state). Holds the operation
+    lock throughout: its snapshot and its rollback run under it.
     """
+    with operation_lock(cfg.storage.path, journal, "deploy"):
+        return _deploy(cfg, request, journal, clock, ask, show_progress)
+
+
+def _deploy(
+    cfg: Config,
+    request: DeployRequest,
+    journal: Journal,
+    clock: Clock | None,
+    ask: Callable[[str], bool] | None,
+    show_progress: bool,
+) -> DeployResult:
     run = DeployRun(cfg, request, journal, clock, ask, show_progress)
     result = run.result
     started = time.monotonic()

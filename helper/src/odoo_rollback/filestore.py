@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import tempfile
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
-from .errors import PreconditionError
-from .process import run
+from .checksums import CHUNK
+from .errors import OperationFailed, PreconditionError
+from .process import error_line, popen, run, stop
 
 
 def folder_size(path: Path) -> int:
@@ -22,6 +29,47 @@ def archive_filestore(src: Path, target_tar: Path) -> None:
     run(["tar", "--create", f"--file={target_tar}", f"--directory={src}", "."], what="tar of the filestore")
 
 
-def extract_filestore(tar_path: Path, target_dir: Path) -> None:
+def extract_filestore(tar_path: Path, target_dir: Path, expected: dict[str, Any]) -> None:
+    """Extract the archive into the new folder *target_dir*, hashing its bytes as tar reads them.
+
+    The helper reads the archive and hands tar exactly the bytes it hashes (on tar's standard input),
+    so what lands in *target_dir* is what was checked, even if the file changes meanwhile. When the
+    size or the sha256 differs from *expected* (the manifest's entry), OperationFailed is raised after
+    tar ends: the caller discards *target_dir*, which never became live.
+    """
     target_dir.mkdir(parents=True, exist_ok=False)
-    run(["tar", "--extract", f"--file={tar_path}", f"--directory={target_dir}"], what="tar extract of the filestore")
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.TemporaryFile() as errors, open(os.open(tar_path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as archive:
+        process = popen(
+            ["tar", "--extract", "--file=-", f"--directory={target_dir}"], stdin=subprocess.PIPE, stderr=errors
+        )
+        reader = process.stdin
+        try:
+            while chunk := archive.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if reader is not None:
+                    try:
+                        reader.write(chunk)
+                    except BrokenPipeError:
+                        # tar stopped reading: at the archive's end marker, or on an error (a full disk)
+                        # that it reports below. The rest is still hashed: the whole file must match.
+                        reader = None
+        except BaseException:
+            stop(process)
+            raise
+        finally:
+            with suppress(BrokenPipeError):
+                if process.stdin is not None:
+                    process.stdin.close()
+        process.wait()
+        errors.seek(0)
+        detail = errors.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise OperationFailed(f"tar extract of the filestore failed: {error_line(detail) or process.returncode}")
+    if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
+        raise OperationFailed(
+            f"{tar_path.name} differs from its checksum in the manifest (altered since it was checked): "
+            "the extracted filestore was discarded"
+        )

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError
+from .errors import EXIT_FAILED, StorageError
 from .events import DONE as STEP_DONE
 from .events import SKIPPED, RunProgress, StepEvent
 from .owner import Owner
@@ -58,6 +58,8 @@ JOB_ENV_VAR = "ODOO_ROLLBACK_JOB_ID"
 
 class JournalError(StorageError):
     """The journal cannot be written (its disk is full, or it is read-only)."""
+
+    exit_code = EXIT_FAILED  # met during an operation, which it stops
 
 
 RUNNING = "running"
@@ -289,9 +291,16 @@ class JournalWriter:
 
     def __call__(self, event: StepEvent) -> None:
         operation = self.progress.operation
-        self.journal.event(operation, event.step, event.status, event.message, event.data)
-        if event.is_step and event.status in (STEP_DONE, SKIPPED):
-            self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        try:
+            self.journal.event(operation, event.step, event.status, event.message, event.data)
+            if event.is_step and event.status in (STEP_DONE, SKIPPED):
+                self.journal.update(operation, {"completed": list(self.progress.view().completed)})
+        except JournalError:
+            # A line that cannot be written stops a run before its step acts. Once the run has failed,
+            # though, putting things back matters more than the record of it: the undo goes on, and
+            # resume later closes the operation from what it finds.
+            if self.progress.view().error is None:
+                raise
 
 
 def _operation(row: sqlite3.Row) -> Operation:

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import PreconditionError, StorageError
-from .journal import Journal, owner_of, utcnow
+from .journal import Journal, Operation, owner_of, utcnow
 from .owner import Owner
 
 LOCK_NAME = "operation.lock"
@@ -86,6 +86,15 @@ def moment(iso: str | None) -> str:
         return "at an unknown time"
 
 
+def describe_operation(journal: Journal, op: Operation) -> str:
+    """What runs, for the refusals of others: "a restore is running (pid N, step S, started T)"."""
+    owner = owner_of(op)
+    last = journal.last_event(op.id)
+    step = last.step if last else "starting"
+    pid = owner.pid if owner else "unknown"
+    return f"a {op.kind} is running (pid {pid}, step {step}, started {moment(op.started_at)})"
+
+
 def describe_holder(storage: Path, journal: Journal) -> str:
     """The operation that holds the lock: "a restore is running (pid N, step S, started T)"."""
     holder = _read_holder(lock_path(storage))
@@ -93,10 +102,7 @@ def describe_holder(storage: Path, journal: Journal) -> str:
     # The newest operation of the holding process: a deployment's restore rather than the deployment.
     running = [op for op in journal.unfinished() if (owner := owner_of(op)) is not None and owner.pid == pid]
     if running:
-        op = running[-1]
-        last = journal.last_event(op.id)
-        step = last.step if last else "starting"
-        return f"a {op.kind} is running (pid {pid}, step {step}, started {moment(op.started_at)})"
+        return describe_operation(journal, running[-1])
     kind = holder.get("kind") or "mutating operation"
     return f"a {kind} is running (pid {pid or 'unknown'}, step starting, started {moment(holder.get('since'))})"  # type: ignore[arg-type]
 

@@ -33,9 +33,10 @@ def die_with_parent() -> Callable[[], None] | None:
 
     def arm() -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        # The parent may have died between fork and prctl: then no signal would ever come.
+        # The parent may have died between fork and prctl: then no signal would ever come, so the
+        # child ends here, before it execs.
         if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(1)
 
     return arm
 

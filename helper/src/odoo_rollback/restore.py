@@ -5,10 +5,13 @@ before and after, run forward by :func:`restore_snapshot` and, after a crash onc
 :func:`resume` from the journal's last completed step. The plan lists them, the progress mails show
 their texts and the tests read their names from the same table:
 
-1. ``preflight``   snapshot checksums and dump readable, right database, free disk, server and
-                   service backend reachable, code folder revertable. Any failure: nothing changed.
-2. ``staging``     parallel pg_restore into ``<db>__restore_<time>`` and the filestore extracted next to
-                   the live one, while the services keep running (the downtime excludes this).
+1. ``preflight``   nothing unlisted in the snapshot, right database, free disk, server and service
+                   backend reachable, code folder revertable; then the dump's listed files copied to a
+                   private folder, hashed as they are copied, and the copy readable by pg_restore.
+                   Any failure: nothing changed.
+2. ``staging``     parallel pg_restore of that checked copy into ``<db>__restore_<time>``, and the
+                   filestore archive hashed as tar extracts it next to the live one, while the services
+                   keep running (the downtime excludes this).
 3. ``check``       the staging database's exact counts and module versions equal the manifest's.
 4. ``stop``        services stopped, remaining sessions on the live database ended.
 5. ``lost_rows``   rows created or changed after the snapshot, counted and exported (after the stop, so
@@ -31,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,20 +47,22 @@ from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
-from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError, os_failure
 from .events import DONE as STEP_DONE
 from .events import FAILED as STEP_FAILED
 from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
-from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalWriter, Operation
+from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
+from .lock import OperationRunning, describe_operation, operation_lock
 from .lost_rows import count_changed_rows, export_changed_rows
+from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .services import ServiceBackend, backend_for
 from .storage import Snapshot, SnapshotStore
-from .verify import check_integrity, compare_counts
+from .verify import check_listing, compare_counts, staged_dump
 
 
 def _names(cfg: Config) -> dict[str, str]:
@@ -218,6 +223,10 @@ class RestoreRun:
         self.stopped_at: float | None = None
         self.code_previous: str | None = None
         self.started: list[str] = []  # steps begun, in order
+        # The checked copy of the dump that pg_restore reads (see verify.staged_dump), from the
+        # preflight to the end of the staging step.
+        self.staged = ExitStack()
+        self.dump: Path | None = None
 
     @property
     def op(self) -> str:
@@ -292,7 +301,14 @@ class RestoreRun:
     def preflight(self) -> None:
         cfg, manifest = self.cfg, self.snapshot.manifest
         check_snapshot_database(cfg, self.snapshot)
-        problems = check_integrity(self.snapshot)
+        # Cheap checks first; the hashes are taken below, as the dump is copied, and as tar reads the
+        # filestore archive in the staging step.
+        problems = check_listing(self.snapshot)
+        archive, entry = self.snapshot.filestore_archive, manifest.files.get(FILESTORE_NAME)
+        if entry is None:
+            problems.append(f"{FILESTORE_NAME}: not in the manifest")
+        elif not archive.is_file() or archive.stat().st_size != entry["size"]:
+            problems.append(f"{FILESTORE_NAME}: missing, or its size differs from the manifest's")
         if problems:
             raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
         with connect(cfg.database) as conn, conn.cursor() as cur:
@@ -314,18 +330,27 @@ class RestoreRun:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
             self.code_previous = code_tree.head(cfg.code.path)
             self.journal.update(self.op, {"code_previous": self.code_previous})
+        root = SnapshotStore(cfg.storage).root
+        self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, cfg.storage.free_space_margin))
 
     def build_staging(self) -> None:
+        if self.dump is None:
+            raise OperationFailed("the checked copy of the dump is gone: run the restore again")
         owner = database_owner(self.cfg.database, self.cfg.database.name)
-        restore_dump(
-            self.cfg.database,
-            self.snapshot.dump_path,
-            self.names["staging"],
-            self.cfg.storage.effective_jobs,
-            owner=owner,
-            show_progress=self.show_progress,
+        with self.staged:  # the copy is removed once pg_restore has read it
+            restore_dump(
+                self.cfg.database,
+                self.dump,
+                self.names["staging"],
+                self.cfg.storage.effective_jobs,
+                owner=owner,
+                show_progress=self.show_progress,
+            )
+        self.dump = None
+        manifest = self.snapshot.manifest
+        extract_filestore(
+            self.snapshot.filestore_archive, Path(self.names["filestore_staging"]), manifest.files[FILESTORE_NAME]
         )
-        extract_filestore(self.snapshot.filestore_archive, Path(self.names["filestore_staging"]))
 
     def check_staging(self) -> None:
         manifest = self.snapshot.manifest
@@ -346,10 +371,13 @@ class RestoreRun:
 
     def export_lost_rows(self) -> None:
         target = self.cfg.storage.path / "restores" / self.op / "lost_rows.jsonl"
-        with connect(self.cfg.database) as conn:
-            self.result.lost_rows = export_changed_rows(
-                conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
-            )
+        try:
+            with connect(self.cfg.database) as conn:
+                self.result.lost_rows = export_changed_rows(
+                    conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
+                )
+        except OSError as exc:  # the storage's disk filled up: the restore stops before the swap
+            raise os_failure(exc, f"exporting the rows the restore replaces to {target}") from exc
         self.result.lost_rows_file = str(target)
         self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
 
@@ -479,6 +507,12 @@ def swap_back(cfg: Config, names: dict[str, str], code_previous: str | None) -> 
 
 
 def check_no_unfinished(journal: Journal) -> None:
+    """Refuse while a restore is unfinished: running (its owner lives: wait for it), or interrupted
+    (its owner died: resume finishes or undoes it)."""
+    for pending in journal.unfinished("restore"):
+        owner = owner_of(pending)
+        if owner is not None and owner.alive():
+            raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
     pending = journal.unfinished("restore")
     if pending:
         raise PreconditionError(
@@ -506,8 +540,17 @@ def restore_snapshot(
     *,
     request: RestoreRequest | None = None,
 ) -> RestoreResult:
-    check_no_unfinished(journal)
-    run = RestoreRun(cfg, snapshot, journal, show_progress)
+    """Restore *snapshot* in place of the live database, holding the operation lock throughout."""
+    with operation_lock(cfg.storage.path, journal, "restore"):
+        check_no_unfinished(journal)
+        run = RestoreRun(cfg, snapshot, journal, show_progress)
+        with run.staged:  # the checked copy of the dump goes, however the run ends
+            return _restore(cfg, snapshot, journal, run, request)
+
+
+def _restore(
+    cfg: Config, snapshot: Snapshot, journal: Journal, run: RestoreRun, request: RestoreRequest | None
+) -> RestoreResult:
     started = time.monotonic()
     run.op = journal.begin(
         "restore",
@@ -523,11 +566,13 @@ def restore_snapshot(
             result.total_seconds = time.monotonic() - started
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise  # the journal says where it stopped; resume finishes or undoes it
-            run.progress.fail(result.error)
+            run.progress.fail(result.error)  # from here, journal lines are best effort: the undo goes on
             swapped = _swapped_or_unknown(run)
             run.undo(swapped)
             state = UNDONE if swapped else FAILED
-            journal.finish(run.op, state, result.error, {"result": result.as_dict()})
+            # A journal on a full disk must not hide the error; resume closes the operation later.
+            with contextlib.suppress(JournalError):
+                journal.finish(run.op, state, result.error, {"result": result.as_dict()})
             # Odoo may still be down: the helper tells the recipients itself. Whatever the mail or the
             # journal does then, the restore's own error is the one raised.
             with contextlib.suppress(Exception):
@@ -540,12 +585,18 @@ def restore_snapshot(
     if run.stopped_at is not None:
         result.downtime_seconds = time.monotonic() - run.stopped_at
     result.rto = rto_assessment(cfg, result.total_seconds)
-    journal.finish(
-        run.op,
-        DONE,
-        f"restored {snapshot.id}; the old database is kept as {result.kept_as}",
-        {"result": result.as_dict()},
-    )
+    try:
+        journal.finish(
+            run.op,
+            DONE,
+            f"restored {snapshot.id}; the old database is kept as {result.kept_as}",
+            {"result": result.as_dict()},
+        )
+    except JournalError as exc:
+        raise OperationFailed(
+            f"restored {snapshot.id} (the old database is kept as {result.kept_as}), but the journal could not "
+            f"record the end ({exc}); once it has room, 'odoo-rollback resume' records it"
+        ) from exc
     return result
 
 
@@ -604,6 +655,7 @@ def _finish_after_swap(cfg: Config, journal: Journal, op: Operation) -> dict[str
         run.run_steps([row for row in STEPS if row.name not in run.completed])
     except Exception as exc:  # an interruption (Ctrl-C) is left for the next resume
         error = str(exc) or exc.__class__.__name__
+        run.progress.fail(error)  # from here, journal lines are best effort: the undo goes on
         run.progress.note("resume", STEP_FAILED, error)
         run.undo(swapped=True)
         journal.finish(op.id, UNDONE, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import ipaddress
 import json
 import logging
@@ -10,6 +11,7 @@ import os
 import re
 import socket
 import socketserver
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +33,7 @@ from ..odoo_zip import write_odoo_zip
 from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..storage import SnapshotStore
+from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, refuse_busy
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
@@ -41,11 +44,37 @@ JOB_ROUTE = re.compile(r"^/v1/jobs/([^/]+)$")
 RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
 
+# The keys each POST accepts, and their types: anything else is refused, never ignored.
+SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "requested_by": str}
+VERIFY_BODY: dict[str, type] = {"deep": bool}
+DRILL_BODY: dict[str, type] = {"snapshot": str}
+RESTORE_BODY: dict[str, type] = {"snapshot": str, "confirm_database": str}
+MAX_FIELD = 200  # characters of a label, a login, a snapshot id
+
+
 class ApiError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def check_body(body: dict[str, Any], known: dict[str, type], where: str) -> None:
+    """Refuse unknown keys and values of the wrong type (None stands for "not given")."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+        )
+    for key, kind in known.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        if type(value) is not kind:  # exact: True is not a str, 1 is not a bool
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{where}: {key} must be a {kind.__name__}, not {value!r}")
+        if isinstance(value, str) and (len(value) > MAX_FIELD or "\n" in value or "\r" in value):
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{where}: {key} must be one line of at most {MAX_FIELD} characters")
 
 
 class Api:
@@ -58,9 +87,11 @@ class Api:
         self.store = SnapshotStore(cfg.storage)
         self.jobs = JobRunner(config_path, self.journal)
 
-    def handle(self, method: str, target: str, body: dict[str, Any]) -> tuple[HTTPStatus, Any]:  # noqa: PLR0911, PLR0912 - a router: one branch per route
+    def handle(self, method: str, target: str, body: dict[str, Any]) -> tuple[HTTPStatus, Any]:  # noqa: PLR0911, PLR0912, PLR0915 - a router: one branch per route
         url = urlsplit(target)
         path, query = url.path, parse_qs(url.query)
+        if method == "GET" and body:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"GET {path} takes no body")
         if method == "GET" and path == "/v1/health":
             return HTTPStatus.OK, self.health()
         if method == "GET" and path == "/v1/config":
@@ -68,9 +99,12 @@ class Api:
         if method == "GET" and path == "/v1/snapshots":
             return HTTPStatus.OK, {"snapshots": [s.summary() for s in self.store.list()]}
         if method == "POST" and path == "/v1/snapshots":
-            kind = body.get("kind", "pre_deploy")
+            check_body(body, SNAPSHOT_BODY, "POST /v1/snapshots")
+            kind = body.get("kind") or "pre_deploy"
             if kind not in SNAPSHOT_KINDS:
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown snapshot kind {kind!r}")
+            if body.get("requested_by"):
+                log.info("snapshot requested by %s", body["requested_by"])
             # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
             if body.get("verify"):
@@ -78,13 +112,13 @@ class Api:
             return self.start_job("snapshot", args)
         if match := SNAPSHOT_ROUTE.match(path):
             snapshot_id, action = match.groups()
-            snapshot = self.snapshot(snapshot_id)
             if method == "POST" and action == "verify":
+                check_body(body, VERIFY_BODY, f"POST {path}")
+                snapshot = self.snapshot(snapshot_id)
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
+            snapshot = self.snapshot(snapshot_id)
             if method == "GET" and action == "odoo-zip":
-                return HTTPStatus.OK, StreamReply(
-                    "application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(snapshot, stream)
-                )
+                return HTTPStatus.OK, odoo_zip_reply(snapshot)
             if method == "GET" and action == "preview":
                 with connect(self.cfg.database) as conn:
                     lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
@@ -99,6 +133,7 @@ class Api:
                 request = parse_request(body, known=RESTORE_KEYS)
             except UsageError as exc:
                 raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+            check_body({k: body.get(k) for k in ("snapshot", "confirm_database")}, RESTORE_BODY, "POST /v1/restores")
             snapshot = self.snapshot(str(body.get("snapshot", "")))
             if body.get("confirm_database") != self.cfg.database.name:
                 raise ApiError(HTTPStatus.BAD_REQUEST, "confirm_database does not match the configured database")
@@ -106,6 +141,7 @@ class Api:
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"snapshot {snapshot.id} is of another database")
             return self.start_job("restore", ["restore", snapshot.id, "--yes"], request)
         if method == "POST" and path == "/v1/drills":
+            check_body(body, DRILL_BODY, "POST /v1/drills")
             args = ["drill"]
             if body.get("snapshot"):
                 args.append(self.snapshot(str(body["snapshot"])).id)
@@ -188,6 +224,11 @@ class Api:
         }
 
 
+# Content-Length as HTTP defines it: digits only (no sign, no spaces, no "1_000"), at most 10 of them.
+CONTENT_LENGTH = re.compile(r"^[0-9]{1,10}$")
+WRITE_TIMEOUT = 30.0  # seconds a reply may take to be sent
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamReply:
     """A reply written as it is produced (chunked), for what is too big to hold: a snapshot as a zip."""
@@ -195,6 +236,11 @@ class StreamReply:
     content_type: str
     filename: str
     write: Callable[[Any], None]
+
+
+def odoo_zip_reply(snapshot: Any) -> StreamReply:
+    """A snapshot as Odoo's backup zip, written into the reply as it is read."""
+    return StreamReply("application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(snapshot, stream))
 
 
 class ChunkedWriter:
@@ -217,8 +263,24 @@ class ChunkedWriter:
 
 
 class Handler(BaseHTTPRequestHandler):
+    """One request per connection: its deadline and byte budget cover the whole connection."""
+
     server: ApiServerMixin  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
+    timeout = WRITE_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + self.server.api.cfg.api.read_timeout
+        self.rfile.close()  # the socket file the base class opened: it holds a reference to the socket
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES + MAX_BODY))
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError as exc:
+            # Closed by its client, or by the server to make room: one line, not a traceback.
+            log.info("connection from %s ended: %s", self.address_string(), exc)
 
     def address_string(self) -> str:
         return str(self.client_address[0]) if self.client_address else "unix-socket"
@@ -247,24 +309,70 @@ class Handler(BaseHTTPRequestHandler):
             self._stream(document)
             return
         payload = json.dumps(document, default=str).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError as exc:
+            # The client left, or its connection was closed to make room: nobody is waiting for this reply.
+            log.info("reply to %s %s not sent: %s", self.command, self.path, exc)
+
+    def _body_length(self) -> int | None:
+        """The body's length, or None once a reply refused the request (before anything of the body was read)."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send the body with a Content-Length, not chunked"})
+            return None
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            if self.command == "POST":
+                self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "a POST request needs a Content-Length"})
+                return None
+            return 0
+        if len(values) > 1 or not CONTENT_LENGTH.match(values[0]):
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be one non-negative integer"})
+            return None
+        length = int(values[0])
+        if length > MAX_BODY:
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"request body larger than {MAX_BODY} bytes"})
+            return None
+        return length
+
+    def _refuse_signature(self, exc: SignatureError) -> None:
+        log.warning("refused %s %s: %s", self.command, self.path, exc)
+        self._reply(HTTPStatus.UNAUTHORIZED, {"error": "request refused: bad or missing signature"})
 
     def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "request body too large"})
-            return
-        raw = self.rfile.read(length) if length else b""
+        self.close_connection = True
         api = self.server.api
+        length = self._body_length()
+        if length is None:
+            return
+        headers = dict(self.headers.items())
         try:
-            api.verifier.verify(self.command, self.path, dict(self.headers.items()), raw)
+            # An unsigned or stale request costs no read of its body.
+            api.verifier.check_headers(headers)
         except SignatureError as exc:
-            log.warning("refused %s %s: %s", self.command, self.path, exc)
-            self._reply(HTTPStatus.UNAUTHORIZED, {"error": "request refused: bad or missing signature"})
+            self._refuse_signature(exc)
+            return
+        try:
+            raw = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            self._reply(HTTPStatus.REQUEST_TIMEOUT, {"error": "the request body was not received in time"})
+            return
+        if len(raw) != length:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": "the body is shorter than its Content-Length"})
+            return
+        if not self.server.limiter.request_read(self.connection):
+            return  # closed to make room while its last bytes arrived
+        self.connection.settimeout(WRITE_TIMEOUT)
+        try:
+            api.verifier.verify(self.command, self.path, headers, raw)
+        except SignatureError as exc:
+            self._refuse_signature(exc)
             return
         try:
             body = json.loads(raw) if raw else {}
@@ -288,9 +396,23 @@ class Handler(BaseHTTPRequestHandler):
 
 class ApiServerMixin:
     api: Api
+    limiter: ConnectionLimiter
     # The socket file this server created and removes when it stops; None when it was given one.
     owned_path: Path | None = None
     where: str = ""
+    # Connections waiting to be accepted: a burst queues here instead of being refused by the kernel.
+    request_queue_size = 64
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.limiter.admit(request):
+            refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)  # type: ignore[misc]
+
+    def shutdown_request(self, request: Any) -> None:
+        self.limiter.release(request)
+        super().shutdown_request(request)  # type: ignore[misc]
 
 
 class UnixApiServer(ApiServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -392,4 +514,5 @@ def make_server(
         os.chmod(path, 0o660)
         server.owned_path, server.where = path, str(path)
     server.api = api
+    server.limiter = ConnectionLimiter(cfg.api.max_connections)
     return server

@@ -69,7 +69,8 @@ class Verifier:
         self.max_clock_skew = max_clock_skew
         self.nonces = NonceCache(max_clock_skew)
 
-    def verify(self, method: str, path: str, headers: dict[str, str], body: bytes, now: float | None = None) -> None:
+    def check_headers(self, headers: dict[str, str], now: float | None = None) -> None:
+        """What can be checked without the body: a request failing this is refused before it is read."""
         now = time.time() if now is None else now
         timestamp = headers.get(TIMESTAMP_HEADER, "")
         nonce = headers.get(NONCE_HEADER, "")
@@ -80,6 +81,12 @@ class Verifier:
             raise SignatureError(f"timestamp {timestamp!r} outside the allowed window")
         if not NONCE_PATTERN.match(nonce):
             raise SignatureError("malformed nonce")
+
+    def verify(self, method: str, path: str, headers: dict[str, str], body: bytes, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.check_headers(headers, now)
+        timestamp, nonce = headers[TIMESTAMP_HEADER], headers[NONCE_HEADER]
+        signature = headers[SIGNATURE_HEADER]
         expected = sign(self.secret, method, path, timestamp, nonce, body)
         if not hmac.compare_digest(expected, signature.lower()):
             raise SignatureError("bad signature")
