@@ -20,6 +20,7 @@ from .errors import PreconditionError, UsageError
 from .filestore import extract_filestore
 from .journal import DONE, FAILED, Journal
 from .lock import operation_lock
+from .manifest import FILESTORE_NAME
 from .neutralize import neutralize_database, require_addons_path
 from .storage import Snapshot
 from .verify import check_integrity
@@ -60,7 +61,7 @@ def _copy(
         )
         made_database = True
         journal.event(op, "restore", "done")
-        extract_filestore(snapshot.filestore_archive, filestore)
+        extract_filestore(snapshot.filestore_archive, filestore, snapshot.manifest.files[FILESTORE_NAME])
         journal.event(op, "filestore", "done", data={"path": str(filestore)})
         neutralized: list[str] = []
         if neutralize:
