@@ -264,6 +264,11 @@ class DeploymentOperation(models.Model):
         if kind in ("snapshot", "import"):  # an imported Odoo zip or pg_dump file is a snapshot too
             self._import_snapshot(operation, data)
             return
+        if kind == "delete":  # the helper's retention removed a snapshot
+            if operation["state"] == "done" and data.get("deleted"):
+                deleted = snapshots.search([("helper_id", "=", data["deleted"])])
+                deleted._helper_sync().write({"state": "deleted"})
+            return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)
         if kind == "verify" and operation["state"] == "done" and snapshot:
             snapshot._helper_sync().write(

@@ -131,6 +131,7 @@ class DeploymentSnapshot(models.Model):
             ("done", "Done"),
             ("verified", "Verified"),
             ("failed", "Failed"),
+            ("deleted", "Deleted"),  # by the helper's retention: the record stays, for the history
         ],
         default="capturing",
         required=True,

@@ -61,6 +61,15 @@ class TestDeploymentBackup(RealHelperMixin, HttpCase):
         self.assertEqual((snapshot.kind, snapshot.state), ("imported", "verified"))
         self.assertEqual(snapshot.label, "from the old server")
 
+    def test_a_snapshot_the_retention_deletes_is_shown_deleted(self):
+        older = self.helper.cli("snapshot", "--kind", "manual")
+        newer = self.helper.cli("snapshot", "--kind", "manual")
+        removed = self.helper.cli("prune", "--keep", "1")["removed"]  # the class's other snapshots may go too
+        self.assertIn(older["id"], removed)
+        self.assertNotIn(newer["id"], removed)
+        self.assertEqual(self._imported(older["id"]).state, "deleted")
+        self.assertEqual(self._imported(newer["id"]).state, "done")
+
     def test_kept_databases_are_listed_from_the_helper(self):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
         name = f"{self.env.cr.dbname}__failed_{stamp}"
