@@ -32,9 +32,14 @@
         "data/deployment_escalation_level_data.xml",
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
+        "views/deployment_rollback_lost_change_views.xml",
+        "wizards/deployment_snapshot_capture.xml",
         "views/deployment_kept_views.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "deployment_rollback/static/src/js/*.js",
+        ],
         "web.assets_tests": [
             "deployment_rollback/static/tests/tours/*.js",
         ],

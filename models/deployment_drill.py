@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import format_date
 
 from .deployment_snapshot import parse_helper_time
 
@@ -89,6 +90,19 @@ class DeploymentDrill(models.Model):
             else:
                 record.year = record.quarter_number = 0
                 record.quarter = False
+
+    def name_get(self):
+        # The stored name was written in the language of whoever created the drill (often the cron): people
+        # read it in theirs, with the date as they write dates.
+        return [
+            (
+                record.id,
+                _("%(quarter)s drill of %(date)s", quarter=record.quarter, date=format_date(self.env, record.date))
+                if record.date
+                else record.name,
+            )
+            for record in self
+        ]
 
     @api.depends("quarter", "date")
     def _compute_name(self):

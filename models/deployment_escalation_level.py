@@ -9,6 +9,7 @@ class DeploymentEscalationLevel(models.Model):
     _name = "deployment.escalation.level"
     _description = "Deployment Rollback Escalation Level"
     _order = "minutes, id"
+    _rec_name = "role"
 
     role = fields.Char(required=True, translate=True)
     minutes = fields.Integer(

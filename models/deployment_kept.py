@@ -2,7 +2,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import _, api, fields, models
 
-from .deployment_snapshot import human_size, parse_helper_time
+from .deployment_snapshot import parse_helper_time
+from .texts import human_size
 
 
 class DeploymentKept(models.TransientModel):

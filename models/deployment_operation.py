@@ -265,11 +265,12 @@ class DeploymentOperation(models.Model):
             self._import_snapshot(operation, data)
             return
         if kind == "delete":  # the helper's retention removed a snapshot
-            if operation["state"] == "done" and data.get("deleted"):
-                deleted = snapshots.search([("helper_id", "=", data["deleted"])])
-                deleted._helper_sync().write({"state": "deleted"})
+            self._import_delete(operation, data)
             return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)
+        snapshot._helper_sync()._apply_standby_operation(operation)
+        if kind in ("standby", "standby_drop"):
+            return
         if kind == "verify" and operation["state"] == "done" and snapshot:
             snapshot._helper_sync().write(
                 {"state": "verified", "verified_at": parse_helper_time(operation["finished_at"])}
@@ -303,6 +304,12 @@ class DeploymentOperation(models.Model):
         if kind == "drill":
             # Drills run from the shell belong to the quarterly drill history too.
             self.env["deployment.drill"]._import_helper_operation(operation)
+
+    @api.model
+    def _import_delete(self, operation, data):
+        if operation["state"] == "done" and data.get("deleted"):
+            deleted = self.env["deployment.snapshot"].sudo().search([("helper_id", "=", data["deleted"])])
+            deleted._helper_sync().write({"state": "deleted"})
 
     @api.model
     def _deploy_vals(self, data):

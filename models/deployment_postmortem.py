@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from odoo import Command, _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from .texts import minutes_text
+
 
 def _naive_utc(value):
     """Odoo keeps naive UTC datetimes; the caller may hand over aware ones or Odoo strings."""
@@ -115,6 +117,11 @@ class DeploymentPostmortem(models.Model):
         for record in self:
             record.open_action_count = len(record.action_ids.filtered(lambda a: a.state == "open"))
 
+    def _duration_text(self):
+        """The incident's duration in words, for the report."""
+        self.ensure_one()
+        return minutes_text(self.env, self.duration_minutes) if self.incident_start and self.incident_end else ""
+
     # -- states -----------------------------------------------------------------------------------
     def action_submit_review(self):
         for record in self:
@@ -151,24 +158,31 @@ class DeploymentPostmortem(models.Model):
     def _prefill_vals(self, data):
         """Create values from what a rollback knows; the caller adds its own link and fields.
 
-        ``data``: {"name": str, "started_at": datetime, "finished_at": datetime, "services": [str],
-        "data_loss": bool, "steps": [{"name", "started_at", "finished_at", "result"}]}; every key may be
-        missing. Times may be naive UTC (Odoo's) or aware datetimes.
+        ``data``: {"name": str, "incident_start": datetime, "started_at": datetime, "finished_at": datetime,
+        "services": [str], "data_loss": bool, "events": [{"time", "event"}], "steps": [{"name", "started_at",
+        "finished_at", "result"}]}; every key may be missing; the incident starts with the rollback unless
+        ``incident_start`` says otherwise. Times may be naive UTC (Odoo's) or aware datetimes.
         """
         if not isinstance(data, dict):
             raise UserError(_("A post-mortem is filled in from a dictionary, not from %s.", type(data).__name__))
         started_at = _naive_utc(data.get("started_at"))
         finished_at = _naive_utc(data.get("finished_at"))
+        # The incident began before the rollback did: with the deployment, when the caller knows it.
+        incident_start = _naive_utc(data.get("incident_start")) or started_at
         vals = {
-            "name": _("Post-mortem: %s", data.get("name") or _("rollback")),
-            "incident_start": started_at,
+            "name": _("Rollback %s", data.get("name") or _("rollback")),
+            "incident_start": incident_start,
             "incident_end": finished_at,
             "services_affected": "\n".join(str(s) for s in data.get("services") or []),
             "data_loss": bool(data.get("data_loss")),
         }
-        if started_at:
-            vals["date"] = started_at.date()
+        if incident_start:
+            vals["date"] = incident_start.date()
         lines = []
+        for event in data.get("events") or []:
+            at = _naive_utc(event.get("time"))
+            if at and event.get("event"):
+                lines.append(Command.create({"time": at, "event": event["event"]}))
         for step in data.get("steps") or []:
             at = _naive_utc(step.get("started_at")) or _naive_utc(step.get("finished_at"))
             if not at:

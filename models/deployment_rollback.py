@@ -17,6 +17,7 @@ from odoo.tools import html2plaintext
 
 from .deployment_snapshot import parse_helper_time
 from .rollback_catalogue import POST_ROLLBACK_TASKS, TRIGGERS_BY_CODE
+from .texts import minutes_text
 
 _logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class DeploymentRollback(models.Model):
         for record in self:
             record.integrity_ok = bool(record.integrity_ids) and all(record.integrity_ids.mapped("match"))
 
-    @api.depends("started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
+    @api.depends("state", "started_at", "finished_at", "rto_target_minutes", "rto_max_minutes")
     @api.depends_context("deployment_rollback_now")
     def _compute_timing(self):
         for record in self:
@@ -181,7 +182,9 @@ class DeploymentRollback(models.Model):
                 record.eta = False
                 record.rto_status = False
                 continue
-            record.eta = record.started_at and record.started_at + timedelta(minutes=record.rto_target_minutes)
+            # An ETA only means something while the rollback runs.
+            running = record.state == "running" and record.started_at
+            record.eta = running and record.started_at + timedelta(minutes=record.rto_target_minutes)
             if record.elapsed_minutes > record.rto_max_minutes:
                 record.rto_status = "over_max"
             elif record.elapsed_minutes > record.rto_target_minutes:
@@ -207,11 +210,11 @@ class DeploymentRollback(models.Model):
             failed = steps.filtered(lambda s: s.result == "failed")
             remaining = max(0, record.rto_target_minutes - record._elapsed_minutes())
             record.progress_status = states.get(record.state)
-            record.progress_step = current.name or _("preparing")
-            record.progress_elapsed = _("%d minutes", round(record._elapsed_minutes()))
-            record.progress_eta = _("%d minutes", round(remaining))
+            record.progress_step = current.label or _("preparing")
+            record.progress_elapsed = minutes_text(self.env, record._elapsed_minutes())
+            record.progress_eta = minutes_text(self.env, remaining)
             failed_word = _("failed")
-            issues = "\n".join(f"{step.name}: {step.message or failed_word}" for step in failed)
+            issues = "\n".join(f"{step.label}: {step.message or failed_word}" for step in failed)
             record.progress_issues = issues or _("none")
 
     # -- CRUD ----------------------------------------------------------------------------------------
@@ -493,7 +496,7 @@ class DeploymentRollback(models.Model):
                     {
                         "sequence": index,
                         "code": known.code,
-                        "name": known.name,
+                        "name": _(known.name),
                         "category": known.category,
                         "holds": bool(trigger.get("holds")),
                         "measured_value": trigger.get("measured_value") or False,
@@ -547,16 +550,26 @@ class DeploymentRollback(models.Model):
         services = [part.split(":")[0] for part in (services_check.detail or "").split(", ") if ":" in part]
         steps = self.step_ids.sorted("started_at")
         postmortems = self.env["deployment.postmortem"].sudo()
+        deployment = self._incident_deployment()
         vals = postmortems._prefill_vals(
             {
                 "name": self.name,
+                "incident_start": deployment.started_at or self.started_at,
+                "events": [
+                    {
+                        "time": deployment.started_at,
+                        "event": _("Deployment %s", deployment.to_revision or deployment.helper_id),
+                    }
+                ]
+                if deployment
+                else [],
                 "started_at": self.started_at,
                 "finished_at": self.finished_at,
                 "services": services or [_("Odoo (database %s)", self.database)],
                 "data_loss": bool(self.lost_rows_total) or not self.integrity_ok,
                 "steps": [
                     {
-                        "name": step.name,
+                        "name": step.label,
                         "started_at": step.started_at,
                         "finished_at": step.finished_at,
                         "result": dict(step._fields["result"]._description_selection(self.env)).get(step.result),
@@ -567,6 +580,16 @@ class DeploymentRollback(models.Model):
         )
         vals.update(rollback_id=self.id, root_cause=self.root_cause or False)
         self._helper_sync().postmortem_id = postmortems.create(vals)
+
+    def _incident_deployment(self):
+        """The deployment this rollback undoes: the last one started after its snapshot and before it."""
+        self.ensure_one()
+        if not self.started_at:
+            return self.env["deployment.operation"]
+        domain = [("kind", "=", "deploy"), ("started_at", "<=", self.started_at)]
+        if self.snapshot_id.taken_at:
+            domain.append(("started_at", ">=", self.snapshot_id.taken_at))
+        return self.env["deployment.operation"].sudo().search(domain, order="started_at desc, id desc", limit=1)
 
     def _validate(self):
         """The critical checks (automatic where Odoo or the helper can tell) and the data integrity."""
@@ -726,12 +749,14 @@ class DeploymentRollback(models.Model):
         self.ensure_one()
         user = self.decided_by_id or self.requested_by_id or self.env.user
         finished = self.finished_at or fields.Datetime.now()
+        # In the language of the person who gets the activities: _() reads it from this local.
+        context = dict(self.env.context, lang=user.lang or self.env.lang)  # noqa: F841
         for _key, label, due_after, tasks in POST_ROLLBACK_TASKS:
             for task in tasks:
                 self.activity_schedule(
                     "mail.mail_activity_data_todo",
                     date_deadline=(finished + due_after).date(),
-                    summary=f"{label}: {task}",
+                    summary=f"{_(label)}: {_(task)}",
                     user_id=user.id,
                 )
 

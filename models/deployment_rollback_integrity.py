@@ -7,6 +7,7 @@ class DeploymentRollbackIntegrity(models.Model):
     """Record count of one tracked table: the snapshot's against the restored database's."""
 
     _name = "deployment.rollback.integrity"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Deployment Rollback Data Integrity"
     _order = "table_name"
 

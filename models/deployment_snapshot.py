@@ -1,15 +1,21 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.tools import str2bool
+from odoo.tools import format_datetime, str2bool
+
+from .texts import age_text, human_size
 
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
 # carries this object, which no JSON-RPC or XML-RPC client can send (the pattern of OCA queue_job).
 HELPER_SYNC = "_deployment_rollback_helper_sync"
 _HELPER_SYNC_TOKEN = object()
+# The bus channel of the snapshots' state changes; static/src/js/snapshot_state_field.js listens to it.
+SNAPSHOT_CHANNEL = "deployment_rollback.snapshot"
+# How long a taken snapshot's page waits for its verification.
+FOLLOW_MINUTES = 15
 
 # Scheduled snapshots (Settings): on/off, the hour (UTC) and the days they are taken on.
 SCHEDULE_ENABLED_PARAM = "deployment_rollback.schedule_enabled"
@@ -27,17 +33,6 @@ def parse_helper_time(value):
     if moment.tzinfo:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment.replace(microsecond=0)
-
-
-def human_size(size):
-    """Bytes for people: 1.5 GiB."""
-    size = float(size or 0)
-    unit = "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            break
-        size /= 1024
-    return f"{size:.1f} {unit}"
 
 
 class HelperMirrorMixin(models.AbstractModel):
@@ -108,6 +103,8 @@ class DeploymentSnapshot(models.Model):
         "count_ids",
         "module_ids",
         "path",
+        "standby_state",
+        "standby_database",
     ]
 
     helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
@@ -123,7 +120,7 @@ class DeploymentSnapshot(models.Model):
         default="pre_deploy",
         readonly=True,
     )
-    label = fields.Char(help="Why the snapshot was taken.")
+    label = fields.Char(string="Name", help="Why the snapshot was taken, e.g. before v2.3.")
     display_label = fields.Char(compute="_compute_display_label")
     state = fields.Selection(
         [
@@ -151,6 +148,22 @@ class DeploymentSnapshot(models.Model):
     job_error = fields.Text(readonly=True)
     count_ids = fields.One2many("deployment.snapshot.count", "snapshot_id", string="Record Counts", readonly=True)
     module_ids = fields.One2many("deployment.snapshot.module", "snapshot_id", string="Modules", readonly=True)
+    standby_state = fields.Selection(
+        [
+            ("none", "None"),
+            ("building", "Building"),
+            ("ready", "Ready"),
+            ("failed", "Failed"),
+            ("interrupted", "Interrupted"),
+        ],
+        string="Standby",
+        default="none",
+        required=True,
+        readonly=True,
+        help="A ready standby is this snapshot already restored beside the live database, closed and "
+        "proven equal to it: a rollback to it is a swap of a few seconds instead of a restore.",
+    )
+    standby_database = fields.Char(readonly=True)
     age_hours = fields.Float(compute="_compute_age")
     age_display = fields.Char(string="Age", compute="_compute_age")
 
@@ -158,12 +171,15 @@ class DeploymentSnapshot(models.Model):
         ("helper_id_unique", "unique(helper_id)", "A helper snapshot is mirrored once."),
     ]
 
-    @api.depends("helper_id", "label", "kind")
+    @api.depends("taken_at", "label", "kind")
+    @api.depends_context("tz", "lang")
     def _compute_display_label(self):
-        kinds = dict(self._fields["kind"].selection)
+        kinds = dict(self._fields["kind"]._description_selection(self.env))
         for record in self:
             name = record.label or kinds.get(record.kind)
-            record.display_label = f"{name} ({record.helper_id})" if record.helper_id else name
+            # When it was taken tells snapshots apart for people; the helper's id is on the record's page.
+            when = format_datetime(self.env, record.taken_at, dt_format="short") if record.taken_at else ""
+            record.display_label = f"{name} ({when})" if when else name
 
     @api.depends("size")
     def _compute_size_human(self):
@@ -180,14 +196,49 @@ class DeploymentSnapshot(models.Model):
                 continue
             hours = (now - record.taken_at).total_seconds() / 3600
             record.age_hours = hours
-            if hours < 1:
-                record.age_display = _("%d minutes", int(hours * 60))
-            elif hours < 48:
-                record.age_display = _("%d hours", int(hours))
-            else:
-                record.age_display = _("%d days", int(hours / 24))
+            record.age_display = age_text(self.env, hours)
+
+    def write(self, vals):
+        result = super().write(vals)
+        if "state" in vals:
+            self._notify_state()
+        return result
+
+    def _notify_state(self):
+        """Tell the open snapshot pages that a state changed (Odoo's bus, once the transaction commits)."""
+        self.env["bus.bus"]._sendmany(
+            [
+                (SNAPSHOT_CHANNEL, "deployment_rollback/snapshot", {"id": record.id, "state": record.state})
+                for record in self
+            ]
+        )
 
     # -- actions ----------------------------------------------------------------------------------
+    @api.model
+    def action_open_capture(self, kind="pre_deploy", label=""):
+        """The dialog that names the snapshot before the helper takes it."""
+        self._check_manager()
+        action = self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_snapshot_capture_action")
+        action["context"] = {"default_kind": kind, "default_label": label}
+        return action
+
+    def action_follow_capture(self):
+        """Called every few seconds by the snapshot's page while it follows a capture.
+
+        Returns {"state", "follow"}: the state after asking the helper, and whether the page should keep
+        asking (a capture, then its verification, which the helper journals a moment after)."""
+        self.ensure_one()
+        if self._following():
+            self.action_refresh()
+        return {"state": self.state, "follow": self._following()}
+
+    def _following(self):
+        if self.state == "capturing":
+            return True
+        # Odoo's captures ask for a verification: a taken snapshot is verified soon after, or never.
+        recent = self.finished_at and fields.Datetime.now() - self.finished_at < timedelta(minutes=FOLLOW_MINUTES)
+        return bool(self.state == "done" and self.helper_job_id and recent)
+
     def _check_manager(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
             raise AccessError(_("Only Deployment Rollback managers can do this."))
@@ -203,6 +254,10 @@ class DeploymentSnapshot(models.Model):
                 "kind": kind,
                 "label": label or "",
                 "verify": True,
+                "standby": str2bool(
+                    self.env["ir.config_parameter"].sudo().get_param("deployment_rollback.standby_after_capture", "")
+                    or "False"
+                ),
                 "requested_by": self.env.user.login,
             },
         )
@@ -277,6 +332,7 @@ class DeploymentSnapshot(models.Model):
         wizard = self.env["deployment.snapshot.compare"].create({"snapshot_id": self.id})
         return {
             "type": "ir.actions.act_window",
+            "name": _("Compare with Live Data"),
             "res_model": wizard._name,
             "res_id": wizard.id,
             "view_mode": "form",
@@ -328,12 +384,35 @@ class DeploymentSnapshot(models.Model):
                 for table, count in sorted((summary.get("counts") or {}).items())
             ],
         }
+        standby = summary.get("standby") or {}
+        vals["standby_state"] = standby.get("state") or "none"
+        vals["standby_database"] = standby.get("database") or False
         modules = summary.get("modules")
         if isinstance(modules, dict):
             vals["module_ids"] = [(5, 0, 0)] + [
                 (0, 0, {"name": name, "version": version}) for name, version in sorted(modules.items())
             ]
         self.write(vals)
+
+    # What the helper's journal says of a standby: its build (kind "standby") by state, or its drop.
+    _STANDBY_BY_OPERATION = {
+        ("standby", "running"): "building",
+        ("standby", "done"): "ready",
+        ("standby", "failed"): "failed",
+        ("standby_drop", "done"): "none",
+    }
+
+    def _apply_standby_operation(self, operation):
+        """The standby's state from a journal operation of this snapshot (nothing when none is named)."""
+        if not self:
+            return
+        self.ensure_one()
+        state = self._STANDBY_BY_OPERATION.get((operation["kind"], operation["state"]))
+        if operation["kind"] == "restore" and (operation.get("data") or {}).get("standby_used"):
+            state = "none"  # it went live: a later rollback to this snapshot restores from its files
+        if state:
+            database = (operation.get("data") or {}).get("database") if state != "none" else False
+            self.write({"standby_state": state, "standby_database": database or False})
 
     @api.model
     def _mirror(self, summary):

@@ -5,6 +5,7 @@ from odoo import api, fields, models
 
 class DeploymentSnapshotCount(models.Model):
     _name = "deployment.snapshot.count"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Deployment Snapshot Record Count"
     _order = "table_name"
 

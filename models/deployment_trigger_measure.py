@@ -75,7 +75,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
                     limit=limit,
                     longest=longest,
                 ),
-                "source": "pg_stat_activity",
+                "source": _("queries running in the database"),
             }
         }
 
@@ -87,7 +87,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
     def _measure_email(self):
         since = self._window_start()
         minutes = int(self._setting("trigger_window_minutes"))
-        source = _("mail.mail, last %s minutes", minutes)
+        source = _("outgoing e-mails of the last %s minutes", minutes)
         mails = self.env["mail.mail"].sudo()
         failed = mails.search_count([("create_date", ">=", since), ("state", "=", "exception")])
         sent = mails.search_count([("create_date", ">=", since), ("state", "=", "sent")])
@@ -138,7 +138,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
         failed = documents.search_count(
             [("write_date", ">=", since), ("error", "!=", False), ("blocking_level", "=", "error")]
         )
-        source = _("account.edi.document, last %s minutes", int(self._setting("trigger_window_minutes")))
+        source = _("e-invoices of the last %s minutes", int(self._setting("trigger_window_minutes")))
         if not total:
             return {"einvoice_failures": {"holds": False, "value": _("no e-invoice submitted"), "source": source}}
         percent = 100.0 * failed / total
@@ -155,7 +155,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
     @api.model
     def _measure_helper_health(self):
         """Response time and service states, from the helper's health check."""
-        source = _("helper health check")
+        source = _("the helper's health check")
         try:
             health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
         except UserError as exc:
@@ -186,7 +186,7 @@ class DeploymentRollbackMeasure(models.AbstractModel):
                     "value": _(
                         "%(label)s %(value)s%% (threshold %(limit)s%%)", label=label, value=system[key], limit=limit
                     ),
-                    "source": _("helper: the host's /proc"),
+                    "source": _("the server's load, read by the helper"),
                 }
         services = health.get("services") or {}
         for code, needle in (("odoo_not_starting", "odoo"), ("nginx_not_starting", "nginx")):

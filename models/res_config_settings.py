@@ -4,6 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS, SECRET_OPTION
+from .helper_version import version_problem
 
 STAKEHOLDERS_PARAM = "deployment_rollback.stakeholder_ids"
 
@@ -50,6 +51,13 @@ class ResConfigSettings(models.TransientModel):
         string="Snapshot Days",
         config_parameter="deployment_rollback.schedule_days",
         default="daily",
+    )
+    deployment_standby_after_capture = fields.Boolean(
+        string="Warm Standby after Capture",
+        config_parameter="deployment_rollback.standby_after_capture",
+        help="After a snapshot captured from Odoo is verified, the helper restores it ahead of need, in the "
+        "background and at low priority: a rollback to it is then a swap of a few seconds. It takes a "
+        "database's disk space; the helper refuses one that would not fit.",
     )
     deployment_drill_reminder_days = fields.Integer(
         string="Drill Reminder (days before quarter end)",
@@ -146,7 +154,11 @@ class ResConfigSettings(models.TransientModel):
             record.deployment_helper_config = problem or view.get("source") or _("the helper's configuration")
             record.deployment_rto_target_minutes = int(rto.get("target_minutes") or 0)
             record.deployment_rto_max_minutes = int(rto.get("max_minutes") or 0)
-            record.deployment_tracked_models = ", ".join(models_by_table.get(table, table) for table in tables)
+            # The records by their name ("Journal Entry"), as the snapshot's counts show them.
+            record.deployment_tracked_models = ", ".join(
+                self.env["ir.model"]._get(models_by_table[table]).name if table in models_by_table else table
+                for table in tables
+            )
             record.deployment_retention = self._retention_text(retention) if isinstance(retention, dict) else False
 
     @api.model
@@ -183,6 +195,7 @@ class ResConfigSettings(models.TransientModel):
     def action_deployment_test_connection(self):
         health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
         services = ", ".join(f"{k}: {v}" for k, v in (health.get("services") or {}).items())
+        addon = self.env["ir.module.module"].sudo().search([("name", "=", "deployment_rollback")]).installed_version
         message = _(
             "Helper %(version)s answers for database %(db)s; services: %(services)s; free storage: %(free)s MiB.",
             version=health.get("version"),
@@ -190,18 +203,49 @@ class ResConfigSettings(models.TransientModel):
             services=services or _("not managed"),
             free=(health.get("storage_free_bytes") or 0) // 2**20,
         )
+        problem = version_problem(health.get("version"), addon)
+        message = f"{message} {self._version_text(problem, health.get('version'), addon)}"
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
                 "title": _("Rollback helper"),
                 "message": message,
-                "type": "success" if health.get("ok") else "warning",
-                "sticky": False,
+                "type": "success" if health.get("ok") and not problem else "warning",
+                "sticky": bool(problem),
             },
         }
+
+    @api.model
+    def _version_text(self, problem, helper, addon):
+        """One sentence on the versions: why they fit, or what to do."""
+        if problem is None:
+            return _(
+                "Helper %(helper)s works with this addon %(addon)s (they are versioned separately).",
+                helper=helper,
+                addon=addon,
+            )
+        kind, details = problem
+        if kind == "series":
+            return _(
+                "The helper %(helper)s is made for Odoo %(helper_series)s, this addon %(addon)s for Odoo "
+                "%(addon_series)s: install the helper of Odoo %(addon_series)s, or restores may not fit the "
+                "database.",
+                **details,
+            )
+        if kind == "old":
+            return _(
+                "The helper %(helper)s is older than this addon %(addon)s needs (%(minimum)s or later): upgrade it "
+                "(pip install --upgrade odoo-rollback) and restart odoo-rollback serve.",
+                **details,
+            )
+        return _(
+            "The helper's version (%(helper)s) cannot be compared with this addon's (%(addon)s): check that "
+            "odoo-rollback serve is the helper of this addon.",
+            **details,
+        )
 
     def action_deployment_capture_snapshot(self):
         if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_manager"):
             raise AccessError(_("Only Deployment Rollback managers can capture snapshots."))
-        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from Settings"))
+        return self.env["deployment.snapshot"].action_open_capture("pre_deploy")

@@ -8,15 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = [
     ("DESCRIPTION.rst", None),
-    ("INSTALL.rst", "Installation"),
-    ("INSTALL_HELPER.rst", "Installing the helper"),
+    ("QUICKSTART.rst", "Quick start"),
     ("CONFIGURE.rst", "Configuration"),
-    ("SNAPSHOTS.rst", "Snapshots from the command line"),
-    ("RESTORE.rst", "Restores, rollbacks and drills"),
-    ("API.rst", "The helper's API"),
-    ("ODOO.rst", "In Odoo"),
-    ("SCREENSHOTS.rst", "Screenshots"),
     ("USAGE.rst", "Usage"),
+    ("SCREENSHOTS.rst", "Screenshots"),
+    ("HELPER.rst", "The helper's manual"),
+    ("DEVELOP.rst", "Development"),
     ("BENCHMARKS.rst", "Benchmarks"),
     ("HISTORY.rst", "Changelog"),
 ]

@@ -53,6 +53,24 @@ wizard.write(
 vals = wizard._rollback_vals("running")
 started = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(microsecond=0)
 vals["started_at"] = started.replace(tzinfo=None)
+# The story in order: the snapshot before the deployment, the deployment, then the rollback.
+snapshot._helper_sync().write({"taken_at": (started - timedelta(minutes=40)).replace(tzinfo=None)})
+# The deployment it undoes, as the helper's journal records one: the post-mortem's incident starts there.
+env["deployment.operation"]._helper_sync().create(
+    {
+        "helper_id": "shots-deploy-16.0.3",
+        "kind": "deploy",
+        "state": "done",
+        "outcome": "deployed",
+        "started_at": (started - timedelta(minutes=25)).replace(tzinfo=None),
+        "finished_at": (started - timedelta(minutes=21)).replace(tzinfo=None),
+        "from_revision": "16.0.2",
+        "to_revision": "16.0.3",
+        "modules": "account",
+        "snapshot_id": snapshot.id,
+    }
+)
+vals["escalation_level_id"] = env.ref("deployment_rollback.escalation_level_technical_lead").id
 rollback = env["deployment.rollback"]._helper_sync().create(vals)
 
 # The restore's steps (restore.py) with the durations of a small production database.

@@ -2,7 +2,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """The README's screenshots, taken in headless Chromium from a real running instance.
 
-A fresh database with the module installed, a real ``odoo-rollback serve`` for it, a verified pre-deploy
+A fresh database with Invoicing, the Costa Rican localization, their demo data and the module installed (what
+an administrator has), a real ``odoo-rollback serve`` for it, a verified pre-deploy
 snapshot and a drill taken by the helper's CLI, the records of scripts/screenshot_data.py, then ``odoo-bin``
 on a free loopback port and Chromium driven through the DevTools protocol. Whatever happens, the servers
 are stopped, the database dropped and the temporary files removed.
@@ -42,7 +43,9 @@ VENV = Path(os.environ.get("VENV", REPO / ".venv"))
 OUTPUT = REPO / "static" / "description" / "screenshots"
 WIDTH, HEIGHT = 1280, 800
 MAX_BYTES = 200_000
-COUNTED_TABLES = ["res_partner", "res_users", "mail_message", "ir_attachment"]
+COUNTED_TABLES = ["account_move", "account_move_line", "res_partner", "mail_message"]
+# What the database holds besides the module: a real company's invoicing, with demo invoices and partners.
+MODULES = "account,l10n_cr,deployment_rollback"
 
 
 class ShotError(RuntimeError):
@@ -132,7 +135,7 @@ class Run:
                 "http_port": str(self.port),
                 "workers": "0",
                 "max_cron_threads": "0",
-                "without_demo": "all",
+                "without_demo": "",
                 "log_level": "warn",
                 "logfile": str(self.tmp / "odoo.log"),
             }
@@ -152,9 +155,9 @@ class Run:
         return result.stdout
 
     def install(self) -> None:
-        log(f"installing deployment_rollback on a fresh database {self.db}")
+        log(f"installing {MODULES} with demo data on a fresh database {self.db}")
         self.db_created = True
-        self.odoo("server", "-i", "deployment_rollback", "--stop-after-init", "--without-demo=all")
+        self.odoo("server", "-i", MODULES, "--stop-after-init")
 
     def start_odoo(self) -> None:
         log(f"starting Odoo on {self.base_url}")
@@ -426,7 +429,10 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
         {
             "name": "overview",
             "url": f"/web#action=deployment_rollback.deployment_overview_action_open&menu_id={ids['menu']}",
-            "steps": [("true", exists(".o_form_view .o_field_widget[name='quarter_state']", "Done"))],
+            "steps": [
+                ("true", exists(".o_form_view .o_field_widget[name='quarter_state']", "Done")),
+                ("true", exists(".o_form_view .o_field_widget[name='helper_status']", "Reachable")),
+            ],
         },
         {
             "name": "settings",
@@ -437,9 +443,29 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
             ],
         },
         {
+            "name": "snapshot_capture",
+            "url": "/web#action=base_setup.action_general_configuration",
+            "steps": [
+                (
+                    click("#deployment_rollback button[name='action_deployment_capture_snapshot']"),
+                    exists(".modal .o_field_widget[name='label'] input"),
+                ),
+                (
+                    """(() => {
+                        const name = document.querySelector('.modal .o_field_widget[name="label"] input');
+                        name.value = 'before v2.3';
+                        name.dispatchEvent(new Event('input', {bubbles: true}));
+                        name.dispatchEvent(new Event('change', {bubbles: true}));
+                        return true;
+                    })()""",
+                    "true",
+                ),
+            ],
+        },
+        {
             "name": "snapshot",
             "url": f"/web#model=deployment.snapshot&id={ids['snapshot']}&view_type=form&menu_id={ids['menu']}",
-            "steps": [("true", exists(".o_form_view .o_field_widget[name='count_ids'] td", "res_partner"))],
+            "steps": [("true", exists(".o_form_view .o_field_widget[name='count_ids'] td", "Journal Entry"))],
         },
         {
             "name": "rollback_checklist",
@@ -479,7 +505,7 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
             "steps": [
                 (
                     click(".o_notebook .nav-link", "Procedure"),
-                    exists(".o_field_widget[name='step_ids'] td", "verify_live"),
+                    exists(".o_field_widget[name='step_ids'] td", "Check the restored database"),
                 ),
                 (SHOW_NOTEBOOK, "true"),
             ],
@@ -490,7 +516,7 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
             "steps": [
                 (
                     click(".o_notebook .nav-link", "Validation"),
-                    exists(".o_field_widget[name='integrity_ids'] td", "res_partner"),
+                    exists(".o_field_widget[name='integrity_ids'] td", "Journal Entry"),
                 ),
                 (SHOW_NOTEBOOK, "true"),
             ],

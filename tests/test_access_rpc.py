@@ -6,6 +6,7 @@ A call is *refused* when Odoo answers with an AccessError and the helper's log s
 is *allowed* when the helper was asked (its answer may still be an error, such as an unknown job).
 """
 
+import json
 import re
 import xmlrpc.client
 
@@ -127,6 +128,26 @@ class TestWhoMayMakeTheHelperAct(HttpCase):
             with self.subTest(who=who):
                 fault, _asked = self._call(who, "deployment.snapshot", "action_compare_live", [[self.snapshot.id]])
                 self.assertEqual(fault, ACCESS_ERROR if refused else None)
+
+    def test_json_rpc_of_the_web_client_is_refused_the_same_way(self):
+        for who, password in (("portal", "portal-pw-1"), ("internal", "internal-pw-1")):
+            self.authenticate(self.users[who].login, password)
+            for model, method, args in (
+                ("res.config.settings", "action_deployment_test_connection", [[]]),
+                ("deployment.operation", "action_import_journal", []),
+            ):
+                with self.subTest(who=who, method=method):
+                    before = self._requests_seen()
+                    payload = {
+                        "jsonrpc": "2.0",
+                        "method": "call",
+                        "params": {"model": model, "method": method, "args": args, "kwargs": {}},
+                    }
+                    reply = self.url_open(
+                        "/web/dataset/call_kw", data=json.dumps(payload), headers={"Content-Type": "application/json"}
+                    ).json()
+                    self.assertEqual(reply["error"]["data"]["name"], "odoo.exceptions.AccessError")
+                    self.assertEqual(self._requests_seen(), before, "the helper was asked")
 
     def test_nobody_calls_the_client_directly(self):
         fault, asked = self._call(

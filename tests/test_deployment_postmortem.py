@@ -173,7 +173,7 @@ class TestDeploymentPostmortem(TransactionCase):
         }
         vals = self.env["deployment.postmortem"]._prefill_vals(data)
         postmortem = self.env["deployment.postmortem"].create(vals)
-        self.assertEqual(postmortem.name, "Post-mortem: 16.0.3 deploy")
+        self.assertEqual(postmortem.name, "Rollback 16.0.3 deploy")
         self.assertEqual(postmortem.date, date(2026, 11, 20))
         self.assertEqual(postmortem.incident_start, datetime(2026, 11, 20, 21, 30))
         self.assertEqual(postmortem.duration_minutes, 72)

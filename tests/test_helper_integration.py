@@ -6,7 +6,7 @@ from unittest.mock import patch
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM
 from odoo.addons.deployment_rollback.models.helper_client import SECRET_OPTION
 from odoo.exceptions import UserError
-from odoo.tests.common import TransactionCase
+from odoo.tests.common import Form, TransactionCase
 from odoo.tools import config
 
 from .common import RealHelperMixin
@@ -26,13 +26,23 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
         notification = self.env["res.config.settings"].create({}).action_deployment_test_connection()
         self.assertIn(self.env.cr.dbname, notification["params"]["message"])
 
-        action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        # The button asks for the snapshot's name first, then the helper takes it under that name.
+        dialog = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        self.assertEqual(dialog["res_model"], "deployment.snapshot.capture")
+        capture = Form(self.env["deployment.snapshot.capture"].with_context(**dialog["context"]))
+        self.assertEqual(capture.kind, "pre_deploy")
+        capture.label = "before v2.3"
+        action = capture.save().action_capture()
         snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
         self.assertEqual(snapshot.state, "capturing")
         # Taken ("done"), then verified: the journal says each as soon as the helper did it.
         self._wait_done(snapshot, waiting=("capturing", "done"))
 
         self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+        self.assertTrue(snapshot.display_label.startswith("before v2.3 ("), snapshot.display_label)
+        self.assertNotIn(snapshot.helper_id, snapshot.display_label)
+        listed = {row["id"]: row for row in self.helper.cli("list")}
+        self.assertEqual(listed[snapshot.helper_id]["label"], "before v2.3")
         counts = {c.table_name: c for c in snapshot.count_ids}
         # The helper counts committed rows; this test's transaction added none to res_partner.
         self.env.cr.execute("SELECT count(*) FROM res_partner")
@@ -44,6 +54,23 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
         self.env["deployment.operation"]._import_journal()
         self.env["deployment.operation"]._import_journal()
         self.assertEqual(self.env["deployment.snapshot"].search_count([("helper_id", "=", snapshot.helper_id)]), 1)
+
+    def test_capture_from_settings_with_a_warm_standby(self):
+        self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.standby_after_capture", "True")
+        action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
+        # Whatever the test's outcome, no standby database is left behind.
+        self.addCleanup(lambda: snapshot.helper_id and self.helper.cli("standby", "drop", snapshot.helper_id))
+        self._wait_done(snapshot, waiting=("capturing", "done"))
+        self.assertEqual(snapshot.state, "verified", snapshot.job_error)
+
+        # Built in the background, at low priority; the journal tells Odoo when it is ready.
+        deadline = time.monotonic() + 300
+        while snapshot.standby_state in ("none", "building") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            self.env["deployment.operation"]._import_journal()
+        self.assertEqual(snapshot.standby_state, "ready")
+        self.assertTrue(snapshot.standby_database.startswith(f"{self.env.cr.dbname}__standby_"))
 
     def test_history_survives_a_restore(self):
         first = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")

@@ -2,9 +2,13 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """What a Spanish user reads once Spanish is loaded the way Settings > Languages loads it."""
 
+from pathlib import Path
+
+import polib
 from lxml import etree
+from odoo.addons.deployment_rollback.models.rollback_catalogue import POST_ROLLBACK_TASKS, TRIGGERS
 from odoo.exceptions import UserError
-from odoo.tests.common import TransactionCase
+from odoo.tests.common import TransactionCase, new_test_user
 from odoo.tools.safe_eval import safe_eval
 
 SPANISH = "es_ES"
@@ -79,3 +83,55 @@ class TestSpanishTranslation(TransactionCase):
         self.assertIn("Una migración borró una columna.", html.decode())
         file_name = safe_eval(report.print_report_name, {"object": postmortem})
         self.assertEqual(file_name, "Análisis post-mortem - Reversión de la 16.0.3")
+
+
+class TestCostaRicanSpanish(TransactionCase):
+    """The runbook's own users are in Costa Rica: es_CR reads the es translations (Odoo's fallback)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["res.lang"]._activate_lang("es_CR")
+        cls.env["ir.module.module"].search([("name", "=", "deployment_rollback")])._update_translations(["es_CR"])
+        cls.user = new_test_user(
+            cls.env,
+            login="rb_tica",
+            groups="base.group_user,deployment_rollback.group_deployment_rollback_manager",
+            context={"lang": "es_CR"},
+        )
+        cls.user.lang = "es_CR"
+
+    def test_every_message_of_the_module_is_translated(self):
+        # OCA's po-pretty-format empties a translation equal to its source: these read the same in Spanish.
+        same_in_spanish = {"%(event)s (%(seconds)s s)", "CPU (%)", "Error", "ID", "Manual", "No", "RTO", "min", "min,"}
+        po = Path(__file__).resolve().parent.parent / "i18n" / "es.po"
+        untranslated = [
+            entry.msgid
+            for entry in polib.pofile(str(po))
+            if entry.msgid and not entry.obsolete and not entry.msgstr and entry.msgid not in same_in_spanish
+        ]
+        self.assertEqual(untranslated, [])
+
+    def test_checklist_triggers_and_menus_are_spanish(self):
+        env = self.env(user=self.user, context={"lang": "es_CR"})
+        menu = env.ref("deployment_rollback.deployment_rollback_menu_root")
+        self.assertEqual(menu.name, "Despliegues")
+        wizard = env["deployment.rollback.wizard"].create({})
+        names = dict(zip(wizard.line_ids.mapped("code"), wizard.line_ids.mapped("name"), strict=True))
+        self.assertEqual(len(names), 18)
+        self.assertEqual(names["migration_data_errors"], "Errores de migración que afectan los datos")
+        self.assertEqual(names["nginx_not_starting"], "nginx no arranca")
+        english = {trigger.name for trigger in TRIGGERS}
+        self.assertFalse(english & set(names.values()), "every trigger name is Spanish")
+
+    def test_follow_up_activities_are_in_the_deciders_language(self):
+        rollback = (
+            self.env["deployment.rollback"]
+            ._helper_sync()
+            .create({"reason": "Facturas sin líneas", "decision": "rollback", "decided_by_id": self.user.id})
+        )
+        rollback._schedule_follow_up()
+        summaries = rollback.activity_ids.mapped("summary")
+        self.assertIn("Corto plazo: Redactar el borrador del análisis post-mortem", summaries)
+        english = {task for _key, _label, _due, tasks in POST_ROLLBACK_TASKS for task in tasks}
+        self.assertFalse([s for s in summaries if s.split(": ", 1)[1] in english])

@@ -174,7 +174,7 @@ class TestRollbackCommunication(TransactionCase):
         self.assertEqual(postmortem.duration_minutes, 4)
         self.assertTrue(postmortem.data_loss)  # 4 rows were not in the snapshot
         self.assertEqual(len(postmortem.timeline_ids), 2)
-        self.assertIn("preflight", postmortem.timeline_ids[0].event)
+        self.assertIn("Preflight checks", postmortem.timeline_ids[0].event)
 
         # A second report of the same end changes nothing.
         rollback._apply_helper_state("done", events)

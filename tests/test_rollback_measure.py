@@ -105,7 +105,7 @@ class TestEmailMeasure(TransactionCase):
                 busy.join()
         self.assertTrue(measured["holds"], measured)
         self.assertIn("1 queries running over 0.0 s", measured["value"])
-        self.assertEqual(measured["source"], "pg_stat_activity")
+        self.assertEqual(measured["source"], "queries running in the database")
 
     def test_einvoice_not_measured_without_an_edi_module(self):
         self.assertNotIn("account.edi.document", self.env)

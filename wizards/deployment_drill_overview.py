@@ -2,7 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Drills by quarter: the current and the previous year, each quarter done, failed, missing or upcoming."""
 
-from odoo import api, fields, models
+from odoo import _, api, fields, models
 
 QUARTER_STATES = [
     ("done", "Done"),
@@ -31,6 +31,10 @@ class DeploymentDrillOverview(models.TransientModel):
             overview.line_ids = [(5, 0, 0)] + [(0, 0, {**row, "drill_ids": [(6, 0, row["drill_ids"])]}) for row in rows]
             overview.done_count = sum(1 for row in rows if row["state"] == "done")
             overview.missing_count = sum(1 for row in rows if row["state"] in ("failed", "missing"))
+
+    def name_get(self):
+        # The breadcrumb's text: the screen's name, never the model's technical name and id.
+        return [(overview.id, _("Drills by Quarter")) for overview in self]
 
     def action_run_now(self):
         return self.env["deployment.drill"].action_run_now()

@@ -3,8 +3,10 @@
 """The on-call overview: what a person needs to know before deciding anything, on one screen."""
 
 from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
 
 from ..models.deployment_drill import quarter_label, quarter_of
+from ..models.texts import human_size
 
 # A pre-deploy snapshot older than this is probably not the one taken before today's deployment.
 STALE_HOURS = 24
@@ -35,6 +37,14 @@ class DeploymentOverview(models.TransientModel):
     quarter = fields.Char(compute="_compute_overview")
     quarter_state = fields.Selection(QUARTER_STATES, string="This Quarter's Drill", compute="_compute_overview")
     quarter_drill_ids = fields.Many2many("deployment.drill", compute="_compute_overview")
+    # The helper's health, asked once when the overview opens.
+    helper_reachable = fields.Boolean(compute="_compute_helper_health")
+    helper_status = fields.Char(string="Helper", compute="_compute_helper_health")
+    helper_storage_free = fields.Char(string="Free Storage", compute="_compute_helper_health")
+    helper_next_snapshot = fields.Char(string="Next Snapshot Needs", compute="_compute_helper_health")
+    helper_storage_short = fields.Boolean(compute="_compute_helper_health")
+    helper_kept_databases = fields.Char(string="Kept Databases", compute="_compute_helper_health")
+    last_snapshot_age = fields.Char(string="Last Snapshot", compute="_compute_helper_health")
 
     @api.depends_context("uid")
     def _compute_overview(self):
@@ -62,12 +72,56 @@ class DeploymentOverview(models.TransientModel):
             overview.quarter_state = row["state"]
             overview.quarter_drill_ids = [(6, 0, row["drill_ids"])]
 
+    @api.depends_context("uid")
+    def _compute_helper_health(self):
+        snapshot = self.env["deployment.snapshot"].search([("state", "in", ("done", "verified"))], limit=1)
+        values = {
+            "helper_reachable": False,
+            "helper_storage_free": "",
+            "helper_next_snapshot": "",
+            "helper_storage_short": False,
+            "helper_kept_databases": "",
+            "last_snapshot_age": _("%s ago", snapshot.age_display) if snapshot.age_display else _("none yet"),
+        }
+        try:
+            health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
+        except UserError as exc:
+            values["helper_status"] = _("Not reachable: %s", exc.args[0])
+        else:
+            free = health.get("storage_free_bytes") or 0
+            needs = health.get("next_snapshot_needs_bytes")
+            kept = health.get("kept_databases") or []
+            values.update(
+                helper_reachable=True,
+                helper_status=_("Reachable, version %s", health.get("version")),
+                helper_storage_free=human_size(free),
+                helper_next_snapshot=human_size(needs) if needs is not None else _("unknown"),
+                helper_storage_short=needs is not None and free < needs,
+                helper_kept_databases=_(
+                    "%(count)s (%(size)s): drop them once the analysis is done",
+                    count=len(kept),
+                    size=human_size(sum(db.get("size") or 0 for db in kept)),
+                )
+                if kept
+                else _("none"),
+            )
+        for overview in self:
+            overview.update(values)
+
     def name_get(self):
         return [(overview.id, _("Overview")) for overview in self]
 
     @api.model
     def action_open(self):
         """The menu's action: a saved overview, so that the form reads every answer fresh."""
+        if not self.env.user.has_group("deployment_rollback.group_deployment_rollback_user"):
+            # Said before create(), whose refusal would read "not allowed to modify" a model nobody knows.
+            raise AccessError(
+                _(
+                    "The Deployments overview needs the access right Deployment Rollback: User. "
+                    "Ask an administrator to set it on your user (Settings > Users)."
+                )
+            )
         overview = self.create({})
         return {
             "type": "ir.actions.act_window",
@@ -87,7 +141,7 @@ class DeploymentOverview(models.TransientModel):
         return action
 
     def action_capture_snapshot(self):
-        return self.env["deployment.snapshot"].action_capture("pre_deploy", _("Captured from the overview"))
+        return self.env["deployment.snapshot"].action_open_capture("pre_deploy")
 
     def action_open_checklist(self):
         return self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_rollback_wizard_action")

@@ -61,7 +61,7 @@ class DeploymentRollbackWizard(models.TransientModel):
                     {
                         "sequence": sequence,
                         "code": trigger.code,
-                        "name": trigger.name,
+                        "name": _(trigger.name),
                         "category": trigger.category,
                         "holds": bool(measure.get("holds")),
                         "measured_value": measure.get("value"),
@@ -104,16 +104,20 @@ class DeploymentRollbackWizard(models.TransientModel):
             return
         missing = []
         if not self.decision:
-            missing.append(_("the decision"))
+            missing.append(_("Decision: roll back, fix forward or keep monitoring"))
         if not self.decided_by_id:
-            missing.append(_("who took it"))
+            missing.append(_("Decided by: who took the decision"))
         if not self.participant_ids:
-            missing.append(_("who took part"))
+            missing.append(_("Taken Part: who took part in the decision"))
         if not self.team_held and not (self.reason or "").strip():
-            missing.append(_("the reason (no trigger holds)"))
+            missing.append(_("Reason: why roll back when no trigger holds"))
         if missing:
             raise UserError(
-                _("No immediate trigger holds, so the team decides. Fill in %s.", ", ".join(str(m) for m in missing))
+                _(
+                    "No immediate trigger holds, so the team decides and the checklist records it. Still to fill "
+                    "in:\n%s",
+                    "\n".join(f"- {item}" for item in missing),
+                )
             )
 
     def _check_manager(self):
@@ -298,6 +302,7 @@ class DeploymentRollbackWizardTrigger(models.TransientModel):
 
 class DeploymentRollbackWizardPreview(models.TransientModel):
     _name = "deployment.rollback.wizard.preview"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Rollback Checklist Loss Preview"
     _order = "table_name"
 

@@ -1,6 +1,6 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
 from psycopg2 import sql
 
 
@@ -9,29 +9,35 @@ class DeploymentSnapshotCompare(models.TransientModel):
     _description = "Compare a Snapshot with Live Data"
 
     snapshot_id = fields.Many2one("deployment.snapshot", required=True, readonly=True)
-    line_ids = fields.One2many("deployment.snapshot.compare.line", "wizard_id", compute="_compute_line_ids")
+    # Saved lines: computed ones would be new records that the form's client never receives.
+    line_ids = fields.One2many("deployment.snapshot.compare.line", "wizard_id", readonly=True)
 
-    @api.depends("snapshot_id")
-    def _compute_line_ids(self):
-        for wizard in self:
-            lines = [(5, 0, 0)]
-            for count in wizard.snapshot_id.count_ids:
-                live = self._live_count(count.table_name)
-                lines.append(
-                    (
-                        0,
-                        0,
-                        {
-                            "table_name": count.table_name,
-                            "model": count.model,
-                            "snapshot_count": count.count,
-                            "live_count": live or 0,
-                            "difference": (live or 0) - count.count,
-                            "absent": live is None,
-                        },
-                    )
+    @api.model_create_multi
+    def create(self, vals_list):
+        wizards = super().create(vals_list)
+        for wizard in wizards:
+            wizard.line_ids = wizard._line_commands()
+        return wizards
+
+    def _line_commands(self):
+        """One line a counted table: its rows in the snapshot and now."""
+        self.ensure_one()
+        lines = [Command.clear()]
+        for count in self.snapshot_id.count_ids:
+            live = self._live_count(count.table_name)
+            lines.append(
+                Command.create(
+                    {
+                        "table_name": count.table_name,
+                        "model": count.model,
+                        "snapshot_count": count.count,
+                        "live_count": live or 0,
+                        "difference": (live or 0) - count.count,
+                        "absent": live is None,
+                    }
                 )
-            wizard.line_ids = lines
+            )
+        return lines
 
     def _live_count(self, table):
         """Exact row count of *table*, as the helper counts it (all rows, active or not)."""
@@ -44,6 +50,7 @@ class DeploymentSnapshotCompare(models.TransientModel):
 
 class DeploymentSnapshotCompareLine(models.TransientModel):
     _name = "deployment.snapshot.compare.line"
+    _inherit = ["deployment.model.label.mixin"]
     _description = "Snapshot Comparison Line"
 
     wizard_id = fields.Many2one("deployment.snapshot.compare", ondelete="cascade")

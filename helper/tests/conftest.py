@@ -217,6 +217,8 @@ def helper_env(tmp_path: Path, odoo_db: OdooLikeDatabase, filestore: Path) -> He
         "storage": {"path": str(tmp_path / "storage")},
         "counts": {"tables": ["account_move", "res_partner", "einvoice_document"]},
         "services": {"backend": "none"},
+        # A deploy builds a warm standby in the background; the tests of standbys turn it on.
+        "standby": {"enabled": False},
     }
     env = HelperEnv(tmp_path=tmp_path, db=odoo_db, filestore=filestore, sections=sections)
     env.write()

@@ -11,10 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg2
 import pytest
-from conftest import HelperEnv, Served
+from conftest import PG, HelperEnv, Served
 from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from psycopg2 import sql
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "signing_vectors.json").read_text(encoding="utf-8"))
 
@@ -152,3 +154,30 @@ def test_serve_refuses_a_world_readable_secret(helper_env: HelperEnv, tmp_path: 
     helper_env.write(api={"socket": str(tmp_path / "s.sock"), "secret_file": str(secret_file)})
     result = helper_env.run("serve", timeout=30)
     assert result.returncode == 2 and "readable by everyone" in result.stderr
+
+
+def test_health_tells_the_room_for_the_next_snapshot_and_the_kept_databases(
+    served: Served, helper_env: HelperEnv
+) -> None:
+    # What a restore leaves behind, and a database whose name only looks alike ("_" is no wildcard).
+    kept = f"{helper_env.db.name}__failed_20261124T213000Z"
+    lookalike = f"{helper_env.db.name}x_failedx{os.getpid()}"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            for name in (kept, lookalike):
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        status, health = served.client.request("GET", "/v1/health")
+        assert status == 200
+        assert [db["name"] for db in health["kept_databases"]] == [kept]
+        assert health["kept_databases"][0]["size"] > 0
+        assert health["next_snapshot_needs_bytes"] > 0
+        # The health check says the same room, in words.
+        storage = next(check for check in health["checks"] if check["name"] == "storage")
+        assert f"the next snapshot needs about {health['next_snapshot_needs_bytes'] // 2**20} MiB" in storage["detail"]
+    finally:
+        with admin.cursor() as cur:
+            for name in (kept, lookalike):
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

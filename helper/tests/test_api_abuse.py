@@ -5,6 +5,7 @@ Every loop here is bounded; every socket is closed at the end of its test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -282,3 +283,18 @@ def test_the_unix_socket_is_bounded_the_same_way(served: Served) -> None:
     finally:
         for sock in flood:
             sock.close()
+
+
+def test_an_oversized_header_block_is_cut_off_and_refused(tcp_served: TcpServed) -> None:
+    sock = tcp_served.connect()
+    headers = {**_signed("GET", "/v1/health", b""), **{f"X-Padding-{i}": "x" * 1000 for i in range(40)}}
+    with contextlib.suppress(OSError):  # closed while the 40 KiB were still being sent: refused too
+        sock.sendall(_head("GET", "/v1/health", headers))
+    # 431, or the connection closed if the server's answer came while the client was still sending.
+    assert _status(sock) in (0, 431)
+    sock = tcp_served.connect()
+    with contextlib.suppress(OSError):
+        sock.sendall(b"GET /v1/" + b"x" * 20_000 + b" HTTP/1.1\r\n\r\n")
+    assert _status(sock) in (0, 431)
+    assert tcp_served.client.request("GET", "/v1/health")[0] == 200
+    assert "Traceback" not in tcp_served.log.read_text()

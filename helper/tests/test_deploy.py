@@ -35,8 +35,9 @@ from conftest import (
     remove_compose_stand_in,
     start_compose_stand_in,
 )
+from odoo_rollback.code import changed_modules
 from odoo_rollback.config import load_config
-from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, changed_modules, deploy
+from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, deploy
 from odoo_rollback.journal import Journal
 from psycopg2 import sql
 
@@ -304,6 +305,7 @@ def deploy_env(template_db: Template, addon_repo: AddonRepo, stand_in: StandIn, 
         "code": {"path": str(code)},
         "services": {"backend": "docker", "stop_timeout": 2, "docker": {"project": stand_in.project}},
         "health": {"url": stand_in.url, "attempts": 40, "interval": 0.25, "timeout": 2},
+        "standby": {"enabled": False},  # the standby's own tests cover it; here it would race the rollback
         "deploy": {
             "update_command": [
                 sys.executable,

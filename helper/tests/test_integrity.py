@@ -10,8 +10,12 @@ from __future__ import annotations
 import gzip
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from conftest import HelperEnv, list_databases, pg_connect
+from conftest import HelperEnv, database_counts, list_databases, pg_connect
+from test_lock import start, wait_for_event
+
+CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
 
 
 def table_data_file(dump: Path, table: str) -> Path:
@@ -21,13 +25,19 @@ def table_data_file(dump: Path, table: str) -> Path:
     return dump / f"{line.split(';')[0]}.dat.gz"
 
 
-def plant_plain_copy(snapshot_path: Path) -> Path:
-    """A plain NNNN.dat beside res_partner's NNNN.dat.gz: the same rows, partner 1 renamed."""
+def tampered_partners(snapshot_path: Path) -> tuple[Path, str]:
+    """res_partner's data file, and its rows with partner 1 renamed (a change no count notices)."""
     packed = table_data_file(snapshot_path / "db.dump", "res_partner")
     data = gzip.decompress(packed.read_bytes()).decode()
     assert "\tPartner 1\t" in data
+    return packed, data.replace("\tPartner 1\t", "\tTAMPERED\t", 1)
+
+
+def plant_plain_copy(snapshot_path: Path) -> Path:
+    """A plain NNNN.dat beside res_partner's NNNN.dat.gz: the same rows, partner 1 renamed."""
+    packed, data = tampered_partners(snapshot_path)
     plain = packed.with_suffix("")
-    plain.write_text(data.replace("\tPartner 1\t", "\tTAMPERED\t", 1))
+    plain.write_text(data)
     return plain
 
 
@@ -83,3 +93,67 @@ def test_drill_and_deep_verify_refuse_a_snapshot_with_an_unlisted_file(helper_en
     assert list_databases(helper_env.db.name) == [helper_env.db.name]
     # Nothing of the snapshot's copies is left behind.
     assert not list((helper_env.storage / "snapshots").glob(".partial-*"))
+
+
+def test_restore_refuses_a_snapshot_with_an_unlisted_file(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    plant_plain_copy(Path(snapshot_then_changes["path"]))
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 3 and "not in the manifest" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+
+
+def snapshot_slow_to_restore(helper_env: HelperEnv) -> dict[str, Any]:
+    """A snapshot whose restore, with one job, spends a while on a large table first (pg_restore reads
+    the tables' data in name order), and then the deployment's changes."""
+    helper_env.db.execute("CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 400000) g")
+    helper_env.write(storage={"jobs": 1})
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    (helper_env.filestore / "ff").mkdir()
+    (helper_env.filestore / "ff" / "new-attachment").write_bytes(b"written after the snapshot")
+    return snap
+
+
+def test_a_dump_changed_after_the_preflight_is_not_what_is_restored(helper_env: HelperEnv) -> None:
+    snap = snapshot_slow_to_restore(helper_env)
+    restore = start(helper_env, "restore", snap["id"], "--yes")
+    # The preflight has checked every file; pg_restore is on the large table.
+    wait_for_event(helper_env.storage, "restore", "staging")
+    packed, data = tampered_partners(Path(snap["path"]))
+    packed.write_bytes(gzip.compress(data.encode()))
+    packed.with_suffix("").write_text(data)
+
+    _, err = restore.communicate(timeout=300)
+
+    assert restore.returncode == 0, err
+    # What was restored is what was checked.
+    assert partner_names(helper_env.db.name) == ["Partner 1"]
+
+
+def test_a_filestore_archive_changed_after_the_preflight_is_caught_as_tar_reads_it(helper_env: HelperEnv) -> None:
+    attachment = next(p for p in helper_env.filestore.rglob("*") if p.is_file())
+    content = attachment.read_bytes()
+    snap = snapshot_slow_to_restore(helper_env)
+    archive = Path(snap["path"]) / "filestore.tar"
+    offset = archive.read_bytes().index(content)
+    restore = start(helper_env, "restore", snap["id"], "--yes")
+    wait_for_event(helper_env.storage, "restore", "staging")
+    with archive.open("r+b") as handle:  # same size, same valid tar: one attachment's bytes differ
+        handle.seek(offset)
+        handle.write(bytes(b ^ 0xFF for b in content[:64]))
+
+    _, err = restore.communicate(timeout=300)
+
+    assert restore.returncode == 4, err
+    assert "filestore.tar differs from its checksum" in err and "not touched" in err
+    assert (helper_env.filestore / "ff" / "new-attachment").exists()
+    assert attachment.read_bytes() == content
+    assert not [p for p in helper_env.filestore.parent.iterdir() if "__restore_" in p.name]
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert database_counts(helper_env.db.name)["res_partner"] == 57

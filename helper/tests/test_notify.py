@@ -201,6 +201,7 @@ def test_updates_log_in_with_the_configured_user(helper_env: HelperEnv, snapshot
     try:
         password_file = helper_env.tmp_path / "smtp-password"
         password_file.write_text("wrong\n")
+        password_file.chmod(0o600)  # a secret readable by others is refused
         cfg = load_config(
             helper_env.write(
                 smtp={**smtp_section(controller.port, 1), "user": "rollback", "password_file": str(password_file)}

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import HelperEnv, database_counts, list_databases
-from odoo_rollback.restore import STEP_NAMES
+from odoo_rollback.config import load_config
+from odoo_rollback.errors import OperationFailed
+from odoo_rollback.journal import Journal
+from odoo_rollback.restore import STEP_NAMES, RestoreRun, database_oid
+from odoo_rollback.storage import SnapshotStore
 
 SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
 CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
@@ -21,7 +25,11 @@ def test_without_yes_prints_the_plan_and_changes_nothing(
 ) -> None:
     plan = helper_env.run_json("restore", snapshot_then_changes["id"])
 
-    assert plan["lost_rows"] == {"account_move": 0, "res_partner": 7}
+    if plan["lost_rows_mode"] == "exact":
+        # The 20 deleted moves are lost too (their deletion): timestamps never saw them.
+        assert plan["lost_changes"] == {"account_move": {"deleted": 20}, "res_partner": {"inserted": 7}}
+    else:  # the server was too busy for a slot: before the restore the fallback sees the 7 new rows
+        assert plan["lost_changes"] == {"res_partner": {"written": 7}}
     assert plan["steps"] == list(STEP_NAMES)
     assert database_counts(helper_env.db.name) == CHANGED_COUNTS
     assert list_databases(helper_env.db.name) == [helper_env.db.name]
@@ -41,9 +49,12 @@ def test_restore_swaps_in_the_snapshot_and_keeps_the_failed_database(
     assert database_counts(result["kept_as"]) == CHANGED_COUNTS
     assert list_databases(helper_env.db.name) == sorted([helper_env.db.name, result["kept_as"]])
     # What was lost is counted and exported.
-    assert result["lost_rows"] == {"account_move": 0, "res_partner": 7}
+    assert result["lost_rows"] == {"account_move": 20, "res_partner": 7}
+    assert result["lost_changes"] == {"account_move": {"deleted": 20}, "res_partner": {"inserted": 7}}
     lines = [json.loads(line) for line in Path(result["lost_rows_file"]).read_text().splitlines()]
-    assert sorted(line["row"]["name"] for line in lines) == sorted(f"after {i}" for i in range(1, 8))
+    inserted = [line["after"]["name"] for line in lines if line["kind"] == "inserted"]
+    assert sorted(inserted) == sorted(f"after {i}" for i in range(1, 8))
+    assert sorted(line["key"]["id"] for line in lines if line["kind"] == "deleted") == list(range(1, 21))
     # The filestore is the snapshot's again; the deployment's one is kept beside it.
     assert not (helper_env.filestore / "ff").exists()
     kept = [p for p in helper_env.filestore.parent.iterdir() if p.name.startswith("filestore__failed_")]
@@ -198,3 +209,49 @@ def test_disk_full_mid_restore_leaves_the_live_side_untouched(helper_env: Helper
         assert any(e["step"] == "staging" and e["status"] == "failed" for e in events)
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_the_live_database_is_proven_to_be_the_checked_one_by_its_oid(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    result = helper_env.run_json("restore", snapshot_then_changes["id"], "--yes")
+
+    operation = next(op for op in helper_env.run_json("journal")["operations"] if op["kind"] == "restore")
+    cfg = load_config(helper_env.config_path)
+    # The oid recorded when the staging database was checked is the live database's now.
+    assert result["ok"] is True
+    assert operation["data"]["staging_oid"] == database_oid(cfg, helper_env.db.name)
+    assert database_oid(cfg, result["kept_as"]) != operation["data"]["staging_oid"]
+
+    # Another database under the live name (here: the oid of the kept one) is refused.
+    run = RestoreRun(
+        cfg, SnapshotStore(cfg.storage).get(snapshot_then_changes["id"]), Journal(cfg.storage.journal_path)
+    )
+    run.staging_oid = database_oid(cfg, result["kept_as"])
+    with pytest.raises(OperationFailed, match="is not the staging database checked before it"):
+        run.verify_live()
+
+
+def test_a_code_folder_with_an_untracked_file_is_not_clean_for_a_restore_either(
+    helper_env: HelperEnv, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    for args in (["init", "--quiet"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", "-C", str(code), *args], check=True)
+    (code / "addon.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(code), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(code), "commit", "--quiet", "-m", "one"], check=True)
+    helper_env.write(code={"path": str(code)})
+    snapshot = helper_env.run_json("snapshot")
+    (code / "__pycache__").mkdir()
+    (code / "__pycache__" / "addon.cpython-311.pyc").write_bytes(b"cache")  # Python's own: never in the way
+    (code / "notes.txt").write_text("the operator's\n")
+
+    refused = helper_env.run("restore", snapshot["id"], "--yes")
+
+    # One idea of "clean", the deployment's: an untracked file is the operator's work, and is kept.
+    assert refused.returncode == 3 and "is not clean (notes.txt)" in refused.stderr
+    assert (code / "notes.txt").exists()
+    (code / "notes.txt").unlink()
+    assert helper_env.run_json("restore", snapshot["id"], "--yes")["ok"] is True

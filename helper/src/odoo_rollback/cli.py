@@ -33,7 +33,7 @@ def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaration per command
     # The global options are accepted before or after the command. After it they must not reset what
     # was given before it, so the sub-commands' copies default to SUPPRESS (parents share action objects,
     # hence one parent parser for each level).
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=SNAPSHOT_KINDS, default="manual")
     p.add_argument("--label", default="", help="a note saying why the snapshot was taken")
     p.add_argument("--verify", action="store_true", help="verify the snapshot once it is complete")
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="once verified, build its warm standby in the background (default: [standby] after_snapshot)",
+    )
 
     command("list", "snapshots:list_snapshots", "list complete snapshots, newest first")
 
@@ -73,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--deep", action="store_true", help="also restore into a scratch database and compare its row counts"
     )
+
+    p = command("standby", "standby:standby", "build (at low priority) or drop the warm standby of a snapshot")
+    p.add_argument("action", choices=("build", "drop"))
+    p.add_argument("id", help="snapshot id")
 
     command("counts", "snapshots:counts", "exact live row counts of the tracked tables")
 
@@ -176,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(as_json=args.json)
     try:
         cfg = load_config(args.config)
-        return args.handler(cfg, args, out)
+        code: int = args.handler(cfg, args, out)
+        return code
     except RollbackError as exc:
         sys.stderr.write(f"odoo-rollback: error: {exc}\n")
         return exc.exit_code

@@ -230,6 +230,35 @@ class DeployConfig:
     log_service: str | None = None
 
 
+CAPTURE_MODES = ("auto", "fallback")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    # auto: exact capture through a logical replication slot when the server allows it (wal_level =
+    # logical, a free slot, the REPLICATION privilege), else the fallback; fallback: never a slot.
+    mode: str = "auto"
+    # A slot keeps every WAL segment written after it: past this many MiB it is dropped (with a
+    # warning, by ``health``) so that a forgotten slot never fills the server's disk.
+    max_retained_wal_mb: int = 4096
+    # Creating a slot waits for the transactions running at that moment, in every database of the
+    # server, to end; past this the snapshot is taken without one (fallback, which sees long
+    # transactions too) rather than wait for a long import.
+    slot_wait_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class StandbyConfig:
+    """A warm standby: a snapshot restored ahead of need, so that a rollback to it is a swap."""
+
+    enabled: bool = True  # deploy builds one after its pre_deploy snapshot; False: never
+    after_snapshot: bool = False  # also after every verified snapshot taken by "snapshot" (CLI, Odoo)
+    jobs: int = 1  # pg_restore jobs: few, so that the running Odoo keeps the CPUs
+    # PostgreSQL's data directory as this host sees it, for its free space (default: the server's
+    # data_directory setting, when that path exists here).
+    data_directory: Path | None = None
+
+
 @dataclass(frozen=True)
 class RetentionRule:
     """Keep the *keep_last* newest (per kind, for snapshots) and nothing older than *max_days*; 0: no limit."""
@@ -290,6 +319,8 @@ class Config:
     retention: RetentionConfig = RetentionConfig()
     remotes: tuple[RemoteConfig, ...] = ()
     neutralize: NeutralizeConfig = NeutralizeConfig()
+    capture: CaptureConfig = CaptureConfig()
+    standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
 
 
@@ -373,7 +404,7 @@ class _Section:
         if inline is not None and file_path is not None:
             raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
         if file_path is None:
-            return inline
+            return None if inline is None else str(inline)
         return read_private_file(file_path, self._key(key + "_file"))
 
 
@@ -395,6 +426,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "retention",
         "remotes",
         "neutralize",
+        "capture",
+        "standby",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -499,6 +532,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     retention = parse_retention(section_named("retention"))
     remotes = parse_remotes(section_named("remotes"))
     neutralize = parse_neutralize(section_named("neutralize"))
+    capture = parse_capture(section_named("capture"))
+    standby = parse_standby(section_named("standby"))
     # Last, once every key was read: a typo must never be silently ignored.
     for section in sections:
         section.check_unknown()
@@ -518,6 +553,8 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         retention=retention,
         remotes=remotes,
         neutralize=neutralize,
+        capture=capture,
+        standby=standby,
         source=source,
     )
 
@@ -652,6 +689,26 @@ def parse_remotes(section: _Section) -> tuple[RemoteConfig, ...]:
             )
         )
     return tuple(remotes)
+
+
+def parse_standby(section: _Section) -> StandbyConfig:
+    return StandbyConfig(
+        enabled=section.get("enabled", bool, True),
+        after_snapshot=section.get("after_snapshot", bool, False),
+        jobs=section.positive("jobs", int, 1),
+        data_directory=section.path("data_directory"),
+    )
+
+
+def parse_capture(section: _Section) -> CaptureConfig:
+    mode = section.get("mode", str, "auto")
+    if mode not in CAPTURE_MODES:
+        raise ConfigError(f"capture.mode must be one of {', '.join(CAPTURE_MODES)}, not {mode!r}")
+    return CaptureConfig(
+        mode=mode,
+        max_retained_wal_mb=section.positive("max_retained_wal_mb", int, 4096),
+        slot_wait_seconds=section.positive("slot_wait_seconds", float, 10.0),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

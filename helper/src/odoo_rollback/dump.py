@@ -13,7 +13,7 @@ from pathlib import Path
 from psycopg2 import sql
 
 from .config import DatabaseConfig
-from .db import connect, database_exists, maintenance
+from .db import database_exists, maintenance
 from .errors import OperationFailed, PreconditionError
 from .process import run, run_streaming
 from .progress import count_tables
@@ -78,6 +78,21 @@ def drop_database(db_cfg: DatabaseConfig, name: str) -> None:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def vacuum_analyze(db_cfg: DatabaseConfig, dbname: str, jobs: int) -> None:
+    """VACUUM (ANALYZE) every table of *dbname*, *jobs* tables at a time.
+
+    Statistics, so that the planner knows the restored tables; and, unlike ANALYZE alone, the
+    visibility map and hint bits set now, while nobody waits: the staging check's exact counts and the
+    first reads after the swap then need not visit (and dirty) every page. Measured at 0.5 GB
+    (bench/): the same time as one ANALYZE, exact counts about twice as fast afterwards.
+    """
+    run(
+        ["vacuumdb", "--analyze", f"--jobs={jobs}", "--quiet", "--no-password", f"--dbname={dbname}"],
+        env=db_cfg.libpq_env(),
+        what="vacuumdb --analyze",
+    )
+
+
 def restore_dump(
     db_cfg: DatabaseConfig,
     dump_path: Path,
@@ -107,8 +122,7 @@ def restore_dump(
                 run_streaming([*args, "--verbose"], db_cfg.libpq_env(), "pg_restore", on_line)
         else:
             run(args, env=db_cfg.libpq_env(), what="pg_restore")
-        with connect(db_cfg, target_dbname) as conn, conn.cursor() as cur:
-            cur.execute("ANALYZE")
+        vacuum_analyze(db_cfg, target_dbname, jobs)
     except BaseException:
         # The original error matters more than a failed clean-up; the caller journals the name.
         with contextlib.suppress(Exception):
@@ -116,4 +130,12 @@ def restore_dump(
         raise
 
 
-__all__ = ["OperationFailed", "create_database", "drop_database", "dump_database", "list_dump", "restore_dump"]
+__all__ = [
+    "OperationFailed",
+    "create_database",
+    "drop_database",
+    "dump_database",
+    "list_dump",
+    "restore_dump",
+    "vacuum_analyze",
+]

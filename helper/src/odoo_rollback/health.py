@@ -11,16 +11,20 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .capture import capture_check
 from .config import Config, HealthConfig
 from .db import connect
 from .errors import RollbackError
 from .journal import Journal
-from .kept import list_kept, select_droppable
+from .kept import kept_databases, list_kept, select_droppable
 from .output import human_size
 from .services import backend_for
+from .snapshot import expected_size, needed_space
+from .standby import storage_check as standby_storage_check
 from .storage import SnapshotStore
 from .system import system_load
 
@@ -50,21 +54,44 @@ def probe(url: str, timeout: float) -> tuple[int | None, float, str | None]:
         return None, time.monotonic() - started, str(reason)
 
 
+FIRST_RETRY = 0.1  # seconds: a service that has just started often answers within a few tenths
+
+
+def retry_delays(interval: float) -> Iterator[float]:
+    """0.1, 0.2, 0.4 ... seconds, doubling up to *interval*, then *interval* for ever."""
+    delay = min(FIRST_RETRY, interval)
+    while True:
+        yield delay
+        delay = min(delay * 2, interval)
+
+
 def http_check(cfg: HealthConfig, attempts: int | None = None) -> HealthResult:
-    """Try the URL until it answers 2xx/3xx or the attempts run out. No URL configured: ok, not checked."""
+    """Try the URL until it answers 2xx/3xx or the patience runs out. No URL configured: ok, not checked.
+
+    The patience is what ``attempts`` tries ``interval`` seconds apart give, (attempts - 1) x interval
+    seconds of waiting; within it the tries come soon after the start and back off (0.1 s, doubling
+    up to ``interval``): a service that answers after 0.3 s is seen then, not after a whole interval,
+    the restore's downtime included.
+    """
     if not cfg.url:
         return HealthResult(ok=True, url=None, status=None, seconds=0.0, attempts=0, error="no [health] url")
     if not cfg.url.startswith(("http://", "https://")):
         return HealthResult(False, cfg.url, None, 0.0, 0, "health.url must be http:// or https://")
     tries = attempts or cfg.attempts
-    status, seconds, error = None, 0.0, None
-    for attempt in range(1, tries + 1):
+    patience = (tries - 1) * cfg.interval
+    waited = 0.0
+    delays = retry_delays(cfg.interval)
+    attempt = 0
+    while True:
+        attempt += 1
         status, seconds, error = probe(cfg.url, cfg.timeout)
         if status is not None and status < 400:
             return HealthResult(True, cfg.url, status, seconds, attempt)
-        if attempt < tries:
-            time.sleep(cfg.interval)
-    return HealthResult(False, cfg.url, status, seconds, tries, error)
+        if waited >= patience - 1e-9:
+            return HealthResult(False, cfg.url, status, seconds, attempt, error)
+        delay = min(next(delays), patience - waited)
+        time.sleep(delay)
+        waited += delay
 
 
 @dataclass(frozen=True)
@@ -88,6 +115,10 @@ class HealthReport:
     http: HealthResult | None  # None: no [health] url, or not asked for
     storage_free_bytes: int | None
     system: dict[str, Any] = field(default_factory=dict)
+    # What the next snapshot needs on disk (margin included; None: unknown) and the databases restores
+    # kept aside: Odoo's overview shows them beside the free storage.
+    next_snapshot_needs_bytes: int | None = None
+    kept_databases: tuple[dict[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -105,31 +136,40 @@ class HealthReport:
             "services": self.services,
             "http": self.http.as_dict() if self.http else None,
             "storage_free_bytes": self.storage_free_bytes,
+            "next_snapshot_needs_bytes": self.next_snapshot_needs_bytes,
+            "kept_databases": list(self.kept_databases),
             "system": self.system,
         }
 
 
-def _storage_check(cfg: Config) -> tuple[Check, int | None]:
-    """Free disk in the storage, against what the next snapshot will need (the newest one's size + margin),
-    and what the snapshots and the databases kept beside the live one take."""
+def _next_snapshot_needs(cfg: Config, database_reachable: bool) -> int | None:
+    """The newest snapshot's size plus the margin; before the first one, the estimate the snapshot checks."""
+    newest = next(iter(SnapshotStore(cfg.storage).list()), None)
+    if newest is not None:
+        return needed_space(cfg, newest.manifest.size)
+    return needed_space(cfg, expected_size(cfg)) if database_reachable else None
+
+
+def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
+    """Free disk in the storage, against what the next snapshot will need."""
     storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
     if not storage.exists():
         return Check("storage", False, f"{cfg.storage.path} does not exist"), None
     free = shutil.disk_usage(storage).free
+    detail = f"{free // 2**20} MiB free in {storage}"
+    ok = free > 0
+    if needed is not None:
+        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
+        ok = free >= needed
+        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
     snapshots = SnapshotStore(cfg.storage).list()
-    detail = f"{free // 2**20} MiB free in {storage}; snapshots {human_size(sum(s.manifest.size for s in snapshots))}"
+    detail += f"; snapshots {human_size(sum(s.manifest.size for s in snapshots))}"
     try:
         kept = list_kept(cfg, Journal(cfg.storage.journal_path))
         detail += f", {len(kept)} kept database(s) and filestore(s) {human_size(sum(i.size for i in kept))}"
     except RollbackError:
         kept = []  # the database check says why the server cannot be reached
         detail += ", kept databases not counted (no database server)"
-    ok = free > 0
-    if snapshots:
-        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
-        needed = int(snapshots[0].manifest.size * (1 + cfg.storage.free_space_margin))
-        ok = free >= needed
-        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
     overdue = select_droppable(kept, cfg.retention.kept)
     if overdue:
         ok = False
@@ -170,6 +210,23 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
                 + (f" (over {cfg.health.max_response_seconds} s)" if slow else ""),
             )
         )
-    storage, free = _storage_check(cfg)
+    needed = _next_snapshot_needs(cfg, reachable)
+    storage, free = _storage_check(cfg, needed)
     checks.append(storage)
-    return HealthReport(cfg.database.name, tuple(checks), reachable, services, result, free, system_load())
+    if cfg.standby.enabled:
+        checks.append(Check(**standby_storage_check(cfg)))
+    try:
+        checks.append(Check(**capture_check(cfg)))
+    except RollbackError as exc:
+        checks.append(Check("capture", False, str(exc)))
+    return HealthReport(
+        cfg.database.name,
+        tuple(checks),
+        reachable,
+        services,
+        result,
+        free,
+        system_load(),
+        next_snapshot_needs_bytes=needed,
+        kept_databases=tuple(kept_databases(cfg.database)) if reachable else (),
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -60,6 +61,22 @@ class JournalError(StorageError):
     """The journal cannot be written (its disk is full, or it is read-only)."""
 
     exit_code = EXIT_FAILED  # met during an operation, which it stops
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _reason(exc: BaseException, folder: Path) -> str:
+    """Why the journal cannot be written. SQLite says "disk I/O error" when a full disk stops it from
+    growing its shared-memory file: the free space tells which it is."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    try:
+        full = shutil.disk_usage(folder).free < 2**16
+    except OSError:
+        full = False
+    return f"No space left on device ({exc})" if full else str(exc)
 
 
 RUNNING = "running"
@@ -129,8 +146,7 @@ class Journal:
         except OSError as exc:
             raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.strerror}") from exc
         except JournalError as exc:
-            reason = str(exc.__cause__) if not isinstance(exc.__cause__, OSError) else exc.__cause__.strerror
-            raise StorageError(f"storage {path.parent} cannot hold the journal: {reason}") from exc
+            raise StorageError(f"storage {path.parent} cannot hold the journal: {exc.reason}") from exc
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -147,8 +163,8 @@ class Journal:
             finally:
                 conn.close()
         except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise JournalError(f"the journal {self.path} cannot be written: {reason}") from exc
+            reason = _reason(exc, self.path.parent)
+            raise JournalError(f"the journal {self.path} cannot be written: {reason}", reason) from exc
 
     # -- writing --------------------------------------------------------------------------------
     def begin(

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import Config, RetentionRule
+from .config import Config, DatabaseConfig, RetentionRule
 from .db import maintenance
 from .dump import drop_database
 from .filestore import folder_size
@@ -157,3 +157,15 @@ def apply_kept_retention(
         for item in doomed:
             drop_kept(cfg, item, journal, "retention")
     return doomed
+
+
+def kept_databases(cfg: DatabaseConfig) -> list[dict[str, Any]]:
+    """Name and size of every database a restore of *cfg*'s database kept aside, oldest first."""
+    # LIKE treats "_" and "%" in the database's own name as wildcards: escape them.
+    escaped = "".join("\\" + char if char in "\\_%" else char for char in cfg.name)
+    with maintenance(cfg) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname LIKE %s ORDER BY datname",
+            (escaped + "\\_\\_failed\\_%",),
+        )
+        return [{"name": name, "size": int(size)} for name, size in cur.fetchall()]

@@ -21,11 +21,15 @@ from .errors import RollbackError
 from .journal import FAILED, Journal, Operation, owner_of
 from .storage import SnapshotStore
 
-# Operations closed here; all but a shallow verify hold the lock while they run.
-CLOSED_HERE = ("snapshot", "drill", "verify", "prune")
+# Operations closed here; all but a shallow verify and the standby's (which run beside a deployment,
+# under a lock of their own) hold the lock while they run. A dead standby build's copy is dropped by
+# the next build, a restore of its snapshot or a prune (see odoo_rollback.standby).
+CLOSED_HERE = ("snapshot", "drill", "verify", "prune", "standby", "standby_drop")
 
 
 def _locked(op: Operation) -> bool:
+    if op.kind.startswith("standby"):
+        return False
     return op.kind != "verify" or bool(op.data.get("deep"))
 
 

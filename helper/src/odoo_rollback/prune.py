@@ -13,12 +13,14 @@ from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .capture import release_capture
 from .config import Config, RetentionRule
 from .errors import os_failure
 from .journal import DONE, FAILED, Journal, JournalError
 from .kept import KeptItem, apply_kept_retention
 from .leftovers import clean_dead_runs, is_dead
 from .lock import operation_lock
+from .standby import drop_standby
 from .storage import Snapshot, SnapshotStore
 
 
@@ -71,7 +73,9 @@ def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: s
     """The one place a local snapshot is deleted: whatever belongs to a snapshot goes with it here."""
     op = journal.begin("delete", snapshot.manifest.database, {"deleted": snapshot.id, "reason": reason})
     try:
+        drop_standby(cfg, snapshot, journal, f"its snapshot was deleted ({reason})")  # it goes with its snapshot
         SnapshotStore(cfg.storage).remove(snapshot)
+        release_capture(cfg.database, snapshot.manifest)  # its replication slot must not keep WAL
     except BaseException as exc:
         error = os_failure(exc, "delete") if isinstance(exc, OSError) else exc
         with suppress(JournalError):  # a full journal must not hide the error; the next run closes it

@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import StorageConfig
 from .errors import SnapshotNotFound, StorageError
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
+from .standby_state import standby_summary
 
 SNAPSHOT_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z_]+-[0-9a-f]{6}$")
 PARTIAL_PREFIX = ".partial-"
@@ -57,7 +58,8 @@ class Snapshot:
         return self.path / FILESTORE_NAME
 
     def summary(self) -> dict[str, object]:
-        return self.manifest.summary(self.path)
+        # Whether a rollback to it would be a swap: its warm standby, if one was built.
+        return {**self.manifest.summary(self.path), "standby": standby_summary(self.path)}
 
 
 def write_atomically(path: Path, text: str) -> None:

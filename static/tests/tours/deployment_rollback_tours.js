@@ -12,14 +12,43 @@ tour.register(
             trigger: '#deployment_rollback button[name="action_deployment_capture_snapshot"]',
         },
         {
-            content: "The snapshot's record opens, capturing while the helper works",
+            content: "Name the snapshot before it is taken",
+            trigger: '.o_field_widget[name="label"] input',
+            run: "text before v2.3",
+        },
+        {
+            content: "Capture it",
+            trigger: 'button[name="action_capture"]',
+        },
+        {
+            content: "The snapshot's record opens under its name, capturing while the helper works",
             trigger: '.o_form_view .o_statusbar_status button[aria-checked="true"]:contains("Capturing")',
+            extra_trigger: '.o_form_view .oe_title:contains("before v2.3")',
             run() {},
         },
         {
             content: "It was requested by the person who clicked",
             trigger: '.o_form_view .o_field_widget[name="requested_by_id"]:contains("Administrator")',
             run() {},
+        },
+        {
+            content: "The page follows the helper: verified, without Refresh",
+            trigger: '.o_form_view .o_statusbar_status button[aria-checked="true"]:contains("Verified")',
+            timeout: 120000,
+            run() {},
+        },
+        {
+            content: "Compare the snapshot with the live data",
+            trigger: 'button[name="action_compare_live"]',
+        },
+        {
+            content: "The comparison lists the counted tables",
+            trigger: '.o_field_widget[name="line_ids"] tr.o_data_row td[name="model_label"]:contains("Contact")',
+            run() {},
+        },
+        {
+            content: "Close it",
+            trigger: ".modal-footer button:contains(Close)",
         },
     ]
 );
@@ -60,7 +89,7 @@ tour.register("deployment_rollback_wizard", {test: true, url: "/web"}, [
     },
     {
         content: "The helper's preview of what would be lost is shown",
-        trigger: '.o_field_widget[name="preview_line_ids"] td:contains("res_partner")',
+        trigger: '.o_field_widget[name="preview_line_ids"] td:contains("Contact")',
         run() {},
     },
     {

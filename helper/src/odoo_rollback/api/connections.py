@@ -33,12 +33,16 @@ BUSY_REPLY = (
 )
 
 
+class RequestTooLarge(OSError):
+    """The client sent more than the request it announced may hold (a header block beyond the limit)."""
+
+
 class DeadlineReader(io.RawIOBase):
     """The bytes of one connection, until *deadline* (time.monotonic()) and for at most *budget* bytes.
 
     Every read waits only for the time left, so that a client sending one byte at a time cannot stretch
-    the request beyond the deadline (a per-read timeout alone would allow that). Past the budget the
-    connection reads as ended: no request the API accepts is that large.
+    the request beyond the deadline (a per-read timeout alone would allow that). Reading past the budget
+    raises RequestTooLarge: no request the API accepts is that large.
     """
 
     def __init__(self, sock: socket.socket, deadline: float, budget: int) -> None:
@@ -55,7 +59,7 @@ class DeadlineReader(io.RawIOBase):
         if left <= 0:
             raise TimeoutError("the request was not received in time")
         if self.budget <= 0:
-            return 0
+            raise RequestTooLarge("the request is larger than any the API accepts")
         self.sock.settimeout(left)
         with memoryview(buffer) as view:
             received = self.sock.recv_into(view[: self.budget])

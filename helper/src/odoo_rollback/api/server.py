@@ -21,19 +21,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
 from ..config import Config, read_private_file
-from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import health_report
 from ..journal import Journal
 from ..kept import list_kept
 from ..logs import log_source, parse_since, service_log_errors
-from ..lost_rows import count_changed_rows
 from ..manifest import SNAPSHOT_KINDS
 from ..odoo_zip import write_odoo_zip
 from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
+from ..restore_capture import plan_lost_changes
 from ..storage import SnapshotStore
-from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, refuse_busy
+from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, RequestTooLarge, refuse_busy
 from .jobs import JobConflict, JobRunner
 from .signing import SignatureError, Verifier
 
@@ -45,7 +44,8 @@ RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
 
 # The keys each POST accepts, and their types: anything else is refused, never ignored.
-SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "requested_by": str}
+# standby: once verified, the snapshot is restored ahead of need in the background (snapshot --standby).
+SNAPSHOT_BODY: dict[str, type] = {"kind": str, "label": str, "verify": bool, "standby": bool, "requested_by": str}
 VERIFY_BODY: dict[str, type] = {"deep": bool}
 DRILL_BODY: dict[str, type] = {"snapshot": str}
 RESTORE_BODY: dict[str, type] = {"snapshot": str, "confirm_database": str}
@@ -87,7 +87,7 @@ class Api:
         self.store = SnapshotStore(cfg.storage)
         self.jobs = JobRunner(config_path, self.journal)
 
-    def handle(self, method: str, target: str, body: dict[str, Any]) -> tuple[HTTPStatus, Any]:  # noqa: PLR0911, PLR0912, PLR0915 - a router: one branch per route
+    def handle(self, method: str, target: str, body: dict[str, Any]) -> tuple[HTTPStatus, Any]:  # noqa: PLR0911, PLR0912 - a router: one branch per route
         url = urlsplit(target)
         path, query = url.path, parse_qs(url.query)
         if method == "GET" and body:
@@ -107,8 +107,7 @@ class Api:
                 log.info("snapshot requested by %s", body["requested_by"])
             # "--label=..." in one argument: a label that starts with "-" is not taken for an option.
             args = ["snapshot", "--kind", kind, f"--label={body.get('label') or ''}"]
-            if body.get("verify"):
-                args.append("--verify")
+            args += [f"--{flag}" for flag in ("verify", "standby") if body.get(flag)]
             return self.start_job("snapshot", args)
         if match := SNAPSHOT_ROUTE.match(path):
             snapshot_id, action = match.groups()
@@ -120,13 +119,12 @@ class Api:
             if method == "GET" and action == "odoo-zip":
                 return HTTPStatus.OK, odoo_zip_reply(snapshot)
             if method == "GET" and action == "preview":
-                with connect(self.cfg.database) as conn:
-                    lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
+                lost = plan_lost_changes(self.cfg, snapshot).report()
                 return HTTPStatus.OK, {
                     "snapshot": snapshot.id,
                     "database": self.cfg.database.name,
-                    "lost_rows": lost,
-                    "total": sum(lost.values()),
+                    **lost,
+                    "total": lost["lost_rows_total"],
                 }
         if method == "POST" and path == "/v1/restores":
             try:
@@ -273,11 +271,20 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         deadline = time.monotonic() + self.server.api.cfg.api.read_timeout
         self.rfile.close()  # the socket file the base class opened: it holds a reference to the socket
-        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES + MAX_BODY))
+        # What a reply needs before the request line is parsed (a request line beyond the budget).
+        self.command, self.path, self.requestline, self.request_version = "", "", "", self.protocol_version
+        # The request line and headers get their own budget; the body's length is added once it is accepted.
+        self.reader = DeadlineReader(self.connection, deadline, MAX_HEADER_BYTES)
+        self.rfile = io.BufferedReader(self.reader)
 
     def handle(self) -> None:
         try:
             super().handle()
+        except RequestTooLarge:
+            self._reply(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                {"error": f"the request line and headers exceed {MAX_HEADER_BYTES} bytes"},
+            )
         except OSError as exc:
             # Closed by its client, or by the server to make room: one line, not a traceback.
             log.info("connection from %s ended: %s", self.address_string(), exc)
@@ -358,6 +365,7 @@ class Handler(BaseHTTPRequestHandler):
         except SignatureError as exc:
             self._refuse_signature(exc)
             return
+        self.reader.budget += length
         try:
             raw = self.rfile.read(length) if length else b""
         except TimeoutError:

@@ -16,6 +16,7 @@ from ..prune import describe_rule
 from ..prune import prune as prune_snapshots
 from ..remote import apply_remote_retention, ensure_local, locations, push_snapshot
 from ..snapshot import take_snapshot
+from ..standby import spawn_build
 from ..storage import SnapshotStore
 from ..verify import verify_snapshot
 
@@ -28,10 +29,14 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     journal = Journal(cfg.storage.journal_path)
     snap = take_snapshot(cfg, args.kind, args.label, journal, show_progress=out.interactive)
     summary = snap.summary()
-    if args.verify:
+    standby = cfg.standby.enabled and (args.standby or cfg.standby.after_snapshot)
+    if args.verify or standby:  # a standby is only ever built of a verified snapshot
         result = verify_snapshot(cfg, snap, deep=False, journal=journal)
-        summary = SnapshotStore(cfg.storage).get(snap.id).summary()
+        verified = SnapshotStore(cfg.storage).get(snap.id)
+        summary = verified.summary()
         summary["verify"] = result.as_dict()
+        if result.ok and standby:
+            summary["standby_build_pid"] = spawn_build(cfg, verified)
 
     def human(doc: dict[str, Any]) -> str:
         lines = [f"snapshot {doc['id']} ({doc['kind']}) complete: {human_size(doc['size'])} in {doc['path']}"]
@@ -39,10 +44,13 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
             lines.append(
                 "verified" if doc["verify"]["ok"] else "VERIFY FAILED: " + "; ".join(doc["verify"]["problems"])
             )
+        if doc.get("standby_build_pid"):
+            lines.append(f"standby being built in the background (process {doc['standby_build_pid']}): see 'list'")
         return "\n".join([*lines, _counts_text(doc["counts"])])
 
     out.emit(summary, human)
-    return EXIT_OK if summary.get("verify", {"ok": True})["ok"] else EXIT_CHECK_FAILED
+    verify_result = summary.get("verify")
+    return EXIT_CHECK_FAILED if isinstance(verify_result, dict) and not verify_result["ok"] else EXIT_OK
 
 
 def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
@@ -63,7 +71,7 @@ def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         if not rows:
             return "no snapshots yet: take one with 'odoo-rollback snapshot --kind pre_deploy'"
         text = table(
-            ["id", "kind", "created", "size", "verified", "where", "label"],
+            ["id", "kind", "created", "size", "verified", "where", "standby", "label"],
             [
                 (
                     d["id"],
@@ -72,6 +80,7 @@ def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
                     human_size(d["size"]),
                     d["verified_at"] or "no",
                     d["location"] + (f" ({', '.join(d['remotes'])})" if d["remotes"] else ""),
+                    (d.get("standby") or {}).get("state", "-"),
                     d["label"],
                 )
                 for d in rows

@@ -1,0 +1,793 @@
+"""A warm standby: a verified snapshot restored ahead of need, so that a rollback to it is a swap.
+
+Built right after a snapshot is verified (always by ``deploy``; by ``snapshot`` with ``--standby`` or
+``[standby] after_snapshot``), in a process of its own at the lowest CPU and I/O priority, its server
+backends too, while Odoo runs. The build's steps, each journaled (operation kind ``standby``):
+
+1. ``check``      the snapshot is verified and its checksums still hold; the database and the filestore
+                  copies fit on their disks (a superseded standby's space counts as free).
+2. ``supersede``  older standbys of the database are dropped: at most one exists, each a database's size.
+3. ``restore``    pg_restore (``[standby] jobs``, default 1) into ``<db>__standby_<time>``, owned by the
+                  helper's role until it is used, so that Odoo neither lists nor opens it.
+4. ``filestore``  the archive into ``.<filestore>__standby_<time>`` beside the live filestore. Odoo names
+                  an attachment by the SHA-1 of its content and never rewrites one in place, so a file
+                  whose bytes equal the live file of the same name (and hash to that name) is hard-linked
+                  to it: no copy, no space. Anything else, or where the file system refuses links, is
+                  copied from the archive.
+5. ``close``      ALLOW_CONNECTIONS false and every other session ended; then, through the one connection
+                  left, the exact counts and module versions compared with the manifest (restore_dump
+                  vacuumed it: the first reads after a rollback are not slow).
+6. ``ready``      its identity written to ``<storage>/standby/<snapshot id>.json``: the database's oid, the
+                  xmin of its ``pg_database`` row (any ALTER DATABASE, such as opening it to connections,
+                  makes a new one), ``pg_stat_database.sessions`` (every connection made to it counts)
+                  and a digest of the filestore's listing (path, size, mtime, inode).
+
+A restore uses a standby only after :func:`prove_standby` holds, once before the services stop and
+once more right before the swap; otherwise it restores from the snapshot as before. Never are
+unverified bytes put live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from psycopg2 import sql
+
+from .config import Config
+from .counts import exact_counts
+from .db import connect, database_exists, maintenance
+from .dump import database_owner, drop_database, restore_dump
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError
+from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
+from .manifest import FILESTORE_NAME
+from .modules import database_size, installed_modules
+from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, read_state, state_path
+from .standby_state import FAILED as STATE_FAILED
+from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, write_atomically
+from .verify import check_listing, compare_counts, staged_dump
+
+# Odoo's filestore layout: <2 hex>/<40 hex SHA-1 of the content>.
+ATTACHMENT_PATH = re.compile(r"^([0-9a-f]{2})/(\1[0-9a-f]{38})$")
+CHUNK = 1 << 20
+# Attachments up to this size are compared with the live file in memory before they are linked; larger
+# ones (rare in a filestore) are copied.
+LINK_MAX_BYTES = 64 << 20
+CLI = (sys.executable, "-m", "odoo_rollback.cli")
+LOCK_NAME = "standby.lock"
+# How long a restore waits for a cancelled build to clean up after itself.
+CANCEL_SECONDS = 60
+# health's row for the standbys (a deployment's verdict leaves it out: disk is monitoring's concern).
+STANDBY_CHECK = "storage (standby)"
+
+
+@dataclass(frozen=True)
+class StandbyNames:
+    database: str
+    filestore: Path
+
+
+def standby_names(cfg: Config, snapshot: Snapshot) -> StandbyNames:
+    """``<db>__standby_<YYYYmmddHHMMSS of the snapshot>``: like the restore's names, within 63 bytes."""
+    stamp = snapshot.id[:8] + snapshot.id[9:15]
+    fs = cfg.filestore.path
+    return StandbyNames(f"{cfg.database.name}__standby_{stamp}", fs.parent / f".{fs.name}__standby_{stamp}")
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- one standby operation at a time ------------------------------------------------------------
+@contextmanager
+def standby_lock(cfg: Config, wait: float = 0.0) -> Iterator[None]:
+    """Held by a build, a drop and a restore using a standby; the holder's pid is in the file."""
+    path = cfg.storage.path / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PreconditionError(
+                        f"another standby operation is running (process {lock_holder(cfg) or '?'})"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_holder(cfg: Config) -> int | None:
+    try:
+        text = (cfg.storage.path / LOCK_NAME).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def cancel_build(cfg: Config, journal: Journal | None = None, op: str | None = None) -> bool:
+    """Stop a standby build that holds the lock (it drops what it made); True when one was stopped.
+
+    Only a build is stopped: the holder's pid must be the one its standby record names.
+    """
+    pid = lock_holder(cfg)
+    building = {state.pid for _, state in existing_standbys(cfg) if state.state == BUILDING}
+    if not pid or pid == os.getpid() or pid not in building:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if journal and op:
+        journal.event(op, "standby", "info", f"the standby build (process {pid}) was stopped: the restore stages")
+    # It ends its pg_restore and drops its half-made copy, then releases the lock.
+    with standby_lock(cfg, wait=CANCEL_SECONDS):
+        pass
+    return True
+
+
+# -- priority -----------------------------------------------------------------------------------
+def lower_own_priority() -> str:
+    """Nice 19 and the idle I/O class for this process and its children (pg_restore)."""
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
+    ionice = _ionice(os.getpid())
+    return "nice 19" + (", idle I/O" if ionice else "")
+
+
+def _ionice(pid: int) -> bool:
+    try:
+        return subprocess.run(["ionice", "-c", "3", "-p", str(pid)], capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+class LowPriorityBackends:
+    """The server's backends restoring into *dbname*, reniced while they run (when the server is on
+    this host and the helper may; otherwise they keep their priority, and the build says so)."""
+
+    def __init__(self, cfg: Config, dbname: str) -> None:
+        self.cfg = cfg
+        self.dbname = dbname
+        self.reniced: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="standby-renice")
+
+    def __enter__(self) -> LowPriorityBackends:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            with maintenance(self.cfg.database) as conn:
+                while not self._stop.wait(0.5):
+                    with conn.cursor() as cur:
+                        cur.execute(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+                            (self.dbname,),
+                        )
+                        pids = {row[0] for row in cur.fetchall()}
+                    for pid in pids - self.reniced:
+                        if self._local_backend(pid):
+                            with contextlib.suppress(OSError):
+                                os.setpriority(os.PRIO_PROCESS, pid, 19)
+                                _ionice(pid)
+                                self.reniced.add(pid)
+        except RollbackError:
+            return  # the build goes on at the backends' own priority
+
+    def _local_backend(self, pid: int) -> bool:
+        # Only a process of this host's server serving this database: never renice a stranger.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        return cmdline.startswith("postgres") and f" {self.dbname} " in cmdline.replace("\0", " ")
+
+
+# -- space ----------------------------------------------------------------------------------------
+def data_directory(cfg: Config) -> Path | None:
+    """PostgreSQL's data directory as this host sees it, or None when it cannot be seen from here."""
+    if cfg.standby.data_directory:
+        return cfg.standby.data_directory if cfg.standby.data_directory.is_dir() else None
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+        row = cur.fetchone()
+    path = Path(row[0]) if row and row[0] else None
+    return path if path and (path / "PG_VERSION").is_file() else None
+
+
+def filestore_copy_bytes(archive: Path, live: Path) -> int:
+    """Bytes the standby filestore would copy: the archive's files that cannot be linked to the live ones."""
+    total = 0
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            rel = _relative(member.name)
+            target = live / rel if rel else None
+            linkable = bool(rel and ATTACHMENT_PATH.match(rel)) and target is not None and target.is_file()
+            if not (linkable and target is not None and target.stat().st_size == member.size):
+                total += member.size
+    return total
+
+
+def existing_standbys(cfg: Config, store: SnapshotStore | None = None) -> list[tuple[Snapshot, StandbyState]]:
+    store = store or SnapshotStore(cfg.storage)
+    found = []
+    for snapshot in store.list():
+        state = read_state(snapshot.path)
+        if state and snapshot.manifest.database == cfg.database.name:
+            found.append((snapshot, state))
+    return found
+
+
+def space_report(cfg: Config, snapshot: Snapshot | None) -> dict[str, Any]:
+    """Room for a (next) standby of *snapshot* (default: the newest snapshot), the current standbys'
+    space counted as free (they are dropped first); ``ok`` False when it would not fit."""
+    store = SnapshotStore(cfg.storage)
+    current = existing_standbys(cfg, store)
+    held = sum(s.database_bytes + s.copied_bytes for _, s in current)
+    snapshot = snapshot or next(iter(store.list()), None)
+    data_dir = data_directory(cfg)
+    doc: dict[str, Any] = {"held": held, "standbys": [s.snapshot for _, s in current]}
+    if snapshot is None:
+        return {**doc, "ok": True, "detail": "no snapshot to build a standby of"}
+    if data_dir is None:
+        return {
+            **doc,
+            "ok": False,
+            "detail": "PostgreSQL's data directory is not visible from this host: set [standby] data_directory",
+        }
+    with connect(cfg.database) as conn:
+        db_needed = database_size(conn, cfg.database.name)
+    fs_needed = filestore_copy_bytes(snapshot.filestore_archive, cfg.filestore.path)
+    margin = 1 + cfg.storage.free_space_margin
+    needs: dict[int, list[int]] = {}  # device -> [free, needed]
+    for path, needed, reclaimed in (
+        (data_dir, db_needed, sum(s.database_bytes for _, s in current)),
+        (cfg.filestore.path.parent, fs_needed, sum(s.copied_bytes for _, s in current)),
+    ):
+        device = os.stat(path).st_dev
+        entry = needs.setdefault(device, [shutil.disk_usage(path).free, 0])
+        entry[0] += reclaimed
+        entry[1] += int(needed * margin)
+    ok = all(free >= needed for free, needed in needs.values())
+    detail = (
+        f"a standby of {snapshot.id} needs about {db_needed // 2**20} MiB in {data_dir} and "
+        f"{fs_needed // 2**20} MiB of filestore copies beside {cfg.filestore.path}"
+        + ("" if ok else ": too little free disk")
+    )
+    return {**doc, "ok": ok, "detail": detail, "database_bytes": db_needed, "filestore_bytes": fs_needed}
+
+
+def storage_check(cfg: Config) -> dict[str, Any]:
+    """health's row for the standbys: the space they hold, and room for the next one."""
+    try:
+        report = space_report(cfg, None)
+    except RollbackError as exc:
+        return {"name": STANDBY_CHECK, "ok": False, "detail": str(exc)}
+    held = report["held"]
+    detail = f"standby of {', '.join(report['standbys'])}: {held // 2**20} MiB; " if report["standbys"] else ""
+    ok = report["ok"] or not cfg.standby.enabled
+    return {"name": STANDBY_CHECK, "ok": ok, "detail": detail + report["detail"]}
+
+
+# -- the filestore ----------------------------------------------------------------------------------
+@dataclass
+class FilestoreCopy:
+    files: int = 0
+    linked: int = 0
+    copied: int = 0
+    copied_bytes: int = 0
+    link_problem: str | None = None
+
+
+def _relative(name: str) -> str | None:
+    """The member's path inside the filestore, or None for its root; refuses paths that leave it."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts:
+        return None
+    if name.startswith("/") or ".." in parts:
+        raise OperationFailed(f"the filestore archive holds a path outside the filestore: {name!r}")
+    return "/".join(parts)
+
+
+class HashingReader:
+    """The archive's bytes as tarfile reads them, hashed: what is extracted is what was checked."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _same_attachment(data: bytes, live: Path, sha1: str) -> bool:
+    """The archive's bytes equal the live file's, and hash to the attachment's name."""
+    with live.open("rb") as handle:
+        if handle.read(len(data) + 1) != data:
+            return False
+    # Odoo names attachments so; the bytes themselves are compared, the name is not trusted.
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest() == sha1
+
+
+def _write(dest: Path, data: bytes | IO[bytes], member: tarfile.TarInfo, as_root: bool) -> None:
+    with dest.open("xb") as out:
+        if isinstance(data, bytes):
+            out.write(data)
+        else:
+            shutil.copyfileobj(data, out, CHUNK)
+    os.chmod(dest, member.mode & 0o7777)
+    if as_root:
+        os.chown(dest, member.uid, member.gid)
+    os.utime(dest, (member.mtime, member.mtime))
+
+
+def _place_file(
+    stream: IO[bytes], member: tarfile.TarInfo, rel: str, dest: Path, live: Path, result: FilestoreCopy, as_root: bool
+) -> None:
+    """Link the attachment to the live file holding the same bytes, or copy it from the archive."""
+    match = ATTACHMENT_PATH.match(rel)
+    source = live / rel
+    if result.link_problem is None and match and member.size <= LINK_MAX_BYTES and source.is_file():
+        data = stream.read()
+        if not source.is_symlink() and _same_attachment(data, source, match[2]):
+            inode = source.stat().st_ino
+            try:
+                os.link(source, dest)
+            except OSError as exc:
+                # EXDEV, EPERM, EMLINK, ENOTSUP...: copy this one and every other one.
+                result.link_problem = f"hard links refused ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
+            else:
+                if os.stat(dest).st_ino != inode:  # verify, do not assume
+                    raise OperationFailed(f"{dest} is not the linked attachment")
+                result.linked += 1
+                return
+        _write(dest, data, member, as_root)
+    else:
+        _write(dest, stream, member, as_root)
+    result.copied += 1
+    result.copied_bytes += member.size
+
+
+@contextmanager
+def _unreadable_is_failure(archive: Path) -> Iterator[None]:
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise OperationFailed(f"{archive} cannot be read as the snapshot's archive: {exc}") from exc
+
+
+def build_filestore(archive: Path, expected: dict[str, Any], live: Path, target: Path) -> FilestoreCopy:
+    """The archive's files into *target*: attachments equal to the live ones linked, the rest copied.
+
+    The archive is read once, as a stream, and hashed: a size or sha256 other than *expected* (its
+    manifest entry) raises OperationFailed once it is read, and the caller discards *target*.
+    """
+    result = FilestoreCopy()
+    target.mkdir(exist_ok=False)
+    as_root = os.geteuid() == 0
+    dirs: list[tuple[Path, tarfile.TarInfo]] = []
+    with (
+        open(os.open(archive, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle,
+        _unreadable_is_failure(archive),
+    ):
+        reader = HashingReader(handle)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                rel = _relative(member.name)
+                dest = target / rel if rel else target
+                if member.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    dirs.append((dest, member))
+                    continue
+                if not member.isfile():
+                    tar.extract(member, target, filter="data")
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                result.files += 1
+                stream = tar.extractfile(member)
+                if stream is None:
+                    raise OperationFailed(f"cannot read {member.name} from {archive}")
+                _place_file(stream, member, rel or "", dest, live, result, as_root)
+        reader.drain()
+    if reader.size != expected["size"] or reader.digest.hexdigest() != expected["sha256"]:
+        raise OperationFailed(f"{archive} differs from the snapshot's manifest (size or sha256): not used")
+    for path, member in reversed(dirs):  # after their files, as tar does
+        os.chmod(path, member.mode & 0o7777)
+        if as_root:
+            os.chown(path, member.uid, member.gid)
+        os.utime(path, (member.mtime, member.mtime))
+    return result
+
+
+def listing_digest(root: Path) -> tuple[str, int]:
+    """A digest of every path below *root* with its size, mtime and inode; and the number of files.
+
+    A write into a file (linked or copied), a new, removed or replaced file changes it.
+    """
+    digest = hashlib.sha256()
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+            count += 1
+        digest.update(f"{Path(dirpath).relative_to(root)}/\n".encode())
+    return digest.hexdigest(), count
+
+
+# -- the database -----------------------------------------------------------------------------------
+def database_identity(cfg: Config, name: str) -> dict[str, Any] | None:
+    """oid, pg_database row xmin, datallowconn, sessions and stats_reset of *name*; None when absent."""
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT d.oid, d.xmin::text, d.datallowconn, s.sessions, s.stats_reset::text,"
+            " (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid AND a.backend_type = 'client backend')"
+            " FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid WHERE d.datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    oid, xmin, allowconn, sessions, stats_reset, connected = row
+    return {
+        "oid": int(oid),
+        "row_xmin": xmin,
+        "allow_connections": bool(allowconn),
+        "sessions": None if sessions is None else int(sessions),
+        "stats_reset": stats_reset,
+        "connected": int(connected),
+    }
+
+
+def _end_other_sessions(cfg: Config, name: str, keep_pid: int | None) -> None:
+    deadline = time.monotonic() + 30
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        while True:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM %s",
+                (name, keep_pid),
+            )
+            pids = [row[0] for row in cur.fetchall()]
+            if not pids:
+                return
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"sessions on {name} do not end: {pids}")
+            cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+            time.sleep(0.1)
+
+
+def close_and_check(cfg: Config, name: str, snapshot: Snapshot) -> dict[str, Any]:
+    """Close *name* to connections, then prove through the one session left that it equals the snapshot.
+
+    The order matters: closed first, others ended, so that nothing written after the check can hide.
+    """
+    manifest = snapshot.manifest
+    with connect(cfg.database, name) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            own_pid = cur.fetchone()[0]
+        with maintenance(cfg.database) as admin, admin.cursor() as cur:
+            cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        # restore_dump vacuumed it (vacuumdb --analyze): the first reads after a rollback are not slow,
+        # and autovacuum finds nothing left to do in it.
+        _end_other_sessions(cfg, name, own_pid)
+        problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
+        if installed_modules(conn) != manifest.modules:
+            problems.append("installed module versions differ from the snapshot's manifest")
+    if problems:
+        raise OperationFailed("the standby does not match the snapshot: " + "; ".join(problems))
+    _end_other_sessions(cfg, name, None)  # our own session gone too: its statistics are written
+    identity = database_identity(cfg, name)
+    if identity is None or identity["allow_connections"] or identity["connected"]:
+        raise OperationFailed(f"the standby {name} did not stay closed while it was checked")
+    return identity
+
+
+# -- build ------------------------------------------------------------------------------------------
+def write_state(snapshot: Snapshot, state: StandbyState) -> None:
+    path = state_path(snapshot.path)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(path, state.to_json())
+
+
+def remove_state(snapshot_path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        state_path(snapshot_path).unlink()
+
+
+def _discard(cfg: Config, names: StandbyNames) -> None:
+    """Drop a standby's database and filestore folder (only these names: they are the helper's)."""
+    with maintenance(cfg.database) as conn:
+        exists = database_exists(conn, names.database)
+    if exists:
+        drop_database(cfg.database, names.database)
+    shutil.rmtree(names.filestore, ignore_errors=True)
+
+
+def _terminate_on_sigterm() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class StandbyBuild:
+    """One build, its journal operation and its record; the steps in the module's order."""
+
+    def __init__(self, cfg: Config, snapshot: Snapshot, journal: Journal) -> None:
+        self.cfg = cfg
+        self.snapshot = snapshot
+        self.journal = journal
+        self.names = standby_names(cfg, snapshot)
+        self.op = ""
+        self.made = False  # whether this build made a database, a folder and a record to clean up
+        self.state = StandbyState(
+            snapshot=snapshot.id,
+            state=BUILDING,
+            database=self.names.database,
+            filestore=str(self.names.filestore),
+            operation="",
+            pid=os.getpid(),
+            started_at=utcnow(),
+        )
+
+    @contextmanager
+    def step(self, name: str, **data: Any) -> Iterator[dict[str, str]]:
+        self.journal.event(self.op, name, "start", data=data)
+        done = {"message": ""}
+        try:
+            yield done
+        except BaseException as exc:
+            self.journal.event(self.op, name, "failed", str(exc) or exc.__class__.__name__)
+            raise
+        self.journal.event(self.op, name, "done", done["message"])
+
+    def check(self) -> str:
+        cfg, snapshot = self.cfg, self.snapshot
+        if snapshot.manifest.database != cfg.database.name:
+            raise PreconditionError(f"snapshot {snapshot.id} is of another database")
+        if not snapshot.manifest.verified_at:
+            raise PreconditionError(f"snapshot {snapshot.id} is not verified: no standby is built of it")
+        problems = check_listing(snapshot)  # the bytes are hashed as they are read, below
+        if problems:
+            raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+        space = space_report(cfg, snapshot)
+        if not space["ok"]:
+            raise StorageError(space["detail"])
+        return str(space["detail"])
+
+    def supersede(self) -> None:
+        for older, _state in existing_standbys(self.cfg):
+            if older.id != self.snapshot.id:
+                drop_standby(self.cfg, older, self.journal, f"superseded by the standby of {self.snapshot.id}", True)
+        if read_state(self.snapshot.path) is not None:  # an earlier build of this very snapshot: afresh
+            _discard(self.cfg, self.names)
+            remove_state(self.snapshot.path)
+
+    def restore(self) -> str:
+        # pg_restore reads a private copy of exactly the listed dump files, hashed as they are copied
+        # (verify.staged_dump), kept in the standby folder: the snapshots' one is cleaned by runs holding
+        # the operation lock, which a build, running beside a deployment, does not hold.
+        work = self.cfg.storage.path / STANDBY_DIR
+        for leftover in work.glob(f"{PARTIAL_PREFIX}*"):  # a dead build's: builds hold the standby lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        margin = self.cfg.storage.free_space_margin
+        with (
+            staged_dump(self.snapshot, work, margin) as dump,
+            LowPriorityBackends(self.cfg, self.names.database) as backends,
+        ):
+            # Owned by the helper's role until it is used: Odoo lists only its own databases.
+            restore_dump(self.cfg.database, dump, self.names.database, self.cfg.standby.jobs)
+        if backends.reniced:
+            self.state.priority += f"; {len(backends.reniced)} server backend(s) reniced"
+        return self.state.priority
+
+    def filestore(self) -> str:
+        archive, entry = self.snapshot.filestore_archive, self.snapshot.manifest.files[FILESTORE_NAME]
+        copy = build_filestore(archive, entry, self.cfg.filestore.path, self.names.filestore)
+        state = self.state
+        state.files, state.linked, state.copied = copy.files, copy.linked, copy.copied
+        state.copied_bytes, state.link_problem = copy.copied_bytes, copy.link_problem
+        return f"{copy.linked} linked, {copy.copied} copied ({copy.copied_bytes // 2**20} MiB)" + (
+            f"; {copy.link_problem}" if copy.link_problem else ""
+        )
+
+    def close(self) -> None:
+        state = self.state
+        identity = close_and_check(self.cfg, self.names.database, self.snapshot)
+        state.files_digest, files = listing_digest(self.names.filestore)
+        if files != state.files:
+            raise OperationFailed(f"the standby filestore holds {files} files, the archive {state.files}")
+        with connect(self.cfg.database) as conn:
+            state.database_bytes = database_size(conn, self.names.database)
+        state.oid, state.row_xmin = identity["oid"], identity["row_xmin"]
+        state.sessions, state.stats_reset = identity["sessions"], identity["stats_reset"]
+
+    def run(self) -> StandbyState:
+        with standby_lock(self.cfg):
+            try:
+                return self._steps()
+            except BaseException as exc:
+                self.fail(str(exc) or exc.__class__.__name__)  # under the lock: a restore waits for it
+                raise
+
+    def _steps(self) -> StandbyState:
+        with self.step("check") as done:
+            done["message"] = self.check()
+        with self.step("supersede"):
+            self.supersede()
+        write_state(self.snapshot, self.state)
+        self.made = True
+        with self.step("restore", database=self.names.database, jobs=self.cfg.standby.jobs) as done:
+            done["message"] = self.restore()
+        with self.step("filestore", path=str(self.names.filestore)) as done:
+            done["message"] = self.filestore()
+        with self.step("close") as done:
+            self.close()
+            done["message"] = "closed to connections; counts and module versions equal the snapshot's"
+        self.state.state, self.state.ready_at = READY, utcnow()
+        write_state(self.snapshot, self.state)
+        return self.state
+
+    def fail(self, error: str) -> None:
+        """Nothing half-made is left: the copy is dropped, the record says why."""
+        if not self.made:
+            return  # refused before anything was made (an earlier standby of it stays as it was)
+        with contextlib.suppress(Exception):
+            _discard(self.cfg, self.names)
+        self.state.state, self.state.error = STATE_FAILED, error
+        with contextlib.suppress(Exception):
+            write_state(self.snapshot, self.state)
+
+
+def build_standby(cfg: Config, snapshot: Snapshot, journal: Journal) -> StandbyState:
+    """Restore *snapshot* into its standby, prove it equal to the snapshot and close it; see the module."""
+    _terminate_on_sigterm()  # a restore that needs the server now stops this build: clean up, then exit
+    build = StandbyBuild(cfg, snapshot, journal)
+    build.state.priority = lower_own_priority()
+    build.op = build.state.operation = journal.begin(
+        "standby",
+        cfg.database.name,
+        {"snapshot": snapshot.id, "database": build.names.database, "filestore": str(build.names.filestore)},
+    )
+    try:
+        state = build.run()
+    except BaseException as exc:
+        error = str(exc) or exc.__class__.__name__
+        journal.finish(build.op, FAILED, f"no standby of {snapshot.id}: {error}")
+        raise
+    journal.finish(
+        build.op, DONE, f"standby of {snapshot.id} ready as {build.names.database}", {"standby": state.summary()}
+    )
+    return state
+
+
+def spawn_build(cfg: Config, snapshot: Snapshot, journal: Journal | None = None, op: str | None = None) -> int:
+    """Start ``odoo-rollback standby build`` in the background (its own session: it outlives the caller)."""
+    if cfg.source is None:
+        raise PreconditionError("a background standby build needs the helper's configuration file")
+    log_dir = cfg.storage.path / "standby"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != JOB_ENV_VAR}  # not part of the caller's API job
+    with (log_dir / f"{snapshot.id}.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*CLI, "--config", str(Path(cfg.source).resolve()), "standby", "build", snapshot.id, "--json"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    if journal and op:
+        journal.event(op, "standby", "info", f"standby of {snapshot.id} being built (process {process.pid})")
+    return process.pid
+
+
+# -- proof, use, drop -------------------------------------------------------------------------------
+class NotUsable(Exception):
+    """Why a standby cannot be used: the restore stages from the snapshot instead."""
+
+
+def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = None) -> StandbyState:
+    """The standby of *snapshot*, proven to be as it was built; NotUsable says why not."""
+    state = state or read_state(snapshot.path)
+    if state is None:
+        raise NotUsable("no standby was built of this snapshot")
+    if state.state != READY:
+        raise NotUsable(f"its standby is {state.shown_state}")
+    names = standby_names(cfg, snapshot)
+    if state.database != names.database or Path(state.filestore) != names.filestore:
+        raise NotUsable("its standby's record names other databases or folders")
+    identity = database_identity(cfg, names.database)
+    if identity is None:
+        raise NotUsable(f"the standby database {names.database} is gone")
+    expected = {"oid": state.oid, "row_xmin": state.row_xmin, "sessions": state.sessions}
+    changed = [key for key, value in expected.items() if identity[key] != value or value is None]
+    if identity["stats_reset"] != state.stats_reset:
+        changed.append("stats_reset")  # statistics lost (a server crash): it cannot be proven
+    if identity["allow_connections"] or identity["connected"]:
+        changed.append("connections")
+    if changed:
+        raise NotUsable(f"the standby database was changed or opened after it was built ({', '.join(changed)})")
+    if not names.filestore.is_dir():
+        raise NotUsable(f"the standby filestore {names.filestore} is gone")
+    digest, files = listing_digest(names.filestore)
+    if digest != state.files_digest or files != state.files:
+        raise NotUsable("the standby filestore was changed after it was built")
+    return state
+
+
+def open_for_use(cfg: Config, name: str) -> None:
+    """Give the standby to the live database's owner and open it to connections: it is about to go live."""
+    owner = database_owner(cfg.database, cfg.database.name)
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        if owner:
+            cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+        cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+
+
+def drop_standby(cfg: Config, snapshot: Snapshot, journal: Journal, reason: str, locked: bool = False) -> bool:
+    """Drop the standby of *snapshot* (database, filestore, record); False when it had none.
+
+    Called where snapshots are deleted (prune) and when a newer standby supersedes it.
+    """
+    state = read_state(snapshot.path)
+    if state is None:
+        return False
+    if not locked and state.shown_state == BUILDING:
+        cancel_build(cfg)  # a standby of a snapshot that goes is not worth finishing
+    names = standby_names(cfg, snapshot)
+    with contextlib.nullcontext() if locked else standby_lock(cfg, wait=CANCEL_SECONDS):
+        op = journal.begin("standby_drop", cfg.database.name, {"snapshot": snapshot.id, "reason": reason})
+        try:
+            _discard(cfg, names)
+            remove_state(snapshot.path)
+        except BaseException as exc:
+            journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+            raise
+        journal.finish(op, DONE, f"standby of {snapshot.id} dropped: {reason}")
+    return True

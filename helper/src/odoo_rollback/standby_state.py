@@ -1,0 +1,109 @@
+"""What is known of a snapshot's warm standby: ``<storage>/standby/<snapshot id>.json``.
+
+Kept apart from :mod:`odoo_rollback.standby` (which builds, proves and drops standbys) so that the
+snapshot store can show a standby's state in every snapshot summary without importing the builder.
+Not in the snapshot's folder, which holds exactly what its manifest lists; the file, the database and
+the filestore it names are dropped by :func:`odoo_rollback.standby.drop_standby`, called where
+snapshots are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STANDBY_DIR = "standby"
+
+BUILDING = "building"
+READY = "ready"
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # shown for a build whose process is gone without saying so
+
+
+@dataclass
+class StandbyState:
+    snapshot: str
+    state: str  # building, ready, failed
+    database: str
+    filestore: str
+    operation: str  # the journal operation of the build
+    pid: int
+    started_at: str
+    ready_at: str | None = None
+    # The identity proven again before a restore uses the standby (see standby.prove_standby).
+    oid: int | None = None
+    row_xmin: str | None = None  # xmin of its pg_database row: any ALTER DATABASE changes it
+    sessions: int | None = None  # pg_stat_database.sessions: every connection made to it counts
+    stats_reset: str | None = None
+    files_digest: str | None = None
+    files: int = 0
+    linked: int = 0  # attachments shared with the live filestore by hard links
+    copied: int = 0
+    copied_bytes: int = 0
+    database_bytes: int = 0
+    link_problem: str | None = None  # why files were copied rather than linked, if they were
+    priority: str = ""
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StandbyState:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def shown_state(self) -> str:
+        if self.state == BUILDING and not process_alive(self.pid):
+            return INTERRUPTED
+        return self.state
+
+    def summary(self) -> dict[str, Any]:
+        """The ``standby`` object of ``list --json`` (and of Odoo's snapshot record)."""
+        return {
+            "state": self.shown_state,
+            "ready": self.shown_state == READY,
+            "database": self.database,
+            "filestore": self.filestore,
+            "ready_at": self.ready_at,
+            "size": self.database_bytes + self.copied_bytes,
+            "files": self.files,
+            "linked": self.linked,
+            "copied": self.copied,
+            "link_problem": self.link_problem,
+            "error": self.error,
+        }
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def state_path(snapshot_path: Path) -> Path:
+    """Where the record of the standby of the snapshot in *snapshot_path* is (``<storage>/snapshots/<id>``)."""
+    return snapshot_path.parent.parent / STANDBY_DIR / f"{snapshot_path.name}.json"
+
+
+def read_state(snapshot_path: Path) -> StandbyState | None:
+    try:
+        return StandbyState.from_json(state_path(snapshot_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        return None  # unreadable: no usable standby (a restore stages from the snapshot)
+
+
+def standby_summary(snapshot_path: Path) -> dict[str, Any] | None:
+    state = read_state(snapshot_path)
+    return state.summary() if state else None

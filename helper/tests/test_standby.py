@@ -1,0 +1,305 @@
+"""The warm standby, on a real PostgreSQL server, real files and the real command line.
+
+What a user notices: a rollback to a snapshot with a ready standby skips staging and gives back
+exactly the snapshot; a standby that anything touched after it was built is never used; standbys do
+not pile up; one that would not fit is refused before anything is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HelperEnv, database_counts, list_databases, pg_connect
+from psycopg2 import sql
+from test_crash import restore_killed_at
+
+
+def attachment(root: Path, content: bytes) -> Path:
+    """A file where Odoo puts it: named by the SHA-1 of its content, in a two-character bucket."""
+    sha1 = hashlib.sha1(content).hexdigest()
+    path = root / sha1[:2] / sha1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+@pytest.fixture
+def odoo_filestore(helper_env: HelperEnv) -> HelperEnv:
+    """Beside the fixture's odd names, attachments named as Odoo names them; standbys on."""
+    helper_env.write(standby={"enabled": True})
+    for i in range(20):
+        attachment(helper_env.filestore, os.urandom(500 + i * 100))
+    return helper_env
+
+
+def standby_of(env: HelperEnv, snapshot_id: str) -> dict[str, Any] | None:
+    rows = env.run_json("list")
+    return next(row for row in rows if row["id"] == snapshot_id)["standby"]
+
+
+def wait_ready(env: HelperEnv, snapshot_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        standby = standby_of(env, snapshot_id)
+        if standby and standby["state"] != "building":
+            assert standby["state"] == "ready", standby
+            return standby
+        time.sleep(0.3)
+    raise AssertionError(f"the standby of {snapshot_id} was not ready within {timeout} s")
+
+
+def database_row(name: str) -> tuple[Any, ...] | None:
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datallowconn, pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,))
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_snapshot_with_standby_builds_a_closed_copy_in_the_background(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    assert snap["verify"]["ok"] and snap["standby_build_pid"]
+    standby = wait_ready(env, snap["id"])
+
+    # A copy of the snapshot under the helper's name, closed to connections, owned by the helper's role
+    # until it is used (Odoo lists only its own databases).
+    assert standby["database"].startswith(f"{env.db.name}__standby_")
+    assert database_row(standby["database"]) == (False, "rollback_helper")
+    # The attachments are the live ones' inodes: no copy, no space; the others are copies.
+    assert standby["linked"] == 20 and standby["copied"] == 30 and standby["files"] == 50
+    standby_fs = Path(standby["filestore"])
+    assert standby_fs.parent == env.filestore.parent
+    assert files_of(standby_fs) == live_files
+    linked = [p for p in standby_fs.rglob("*") if p.is_file() and p.stat().st_nlink == 2]
+    assert len(linked) == 20
+    journal = env.run_json("journal")
+    assert any(
+        o["kind"] == "standby" and o["state"] == "done" and o["data"]["snapshot"] == snap["id"]
+        for o in journal["operations"]
+    )
+
+
+def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    standby = wait_ready(env, snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    attachment(env.filestore, b"written after the snapshot")
+
+    result = env.run_json("rollback", "--yes")
+
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["staging"].get("skipped") and steps["check"].get("skipped")
+    assert database_counts(env.db.name) == before
+    assert files_of(env.filestore) == live_files
+    # It is the standby that went live, given back to the live database's owner and opened.
+    assert database_row(env.db.name) == (True, "rollback_helper")
+    assert standby["database"] not in list_databases(env.db.name)
+    assert standby_of(env, snap["id"]) is None  # used: a later rollback restores from the snapshot
+
+
+def test_a_standby_written_into_is_refused_and_the_restore_stages(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    standby = env.run_json("standby", "build", snap["id"])
+    name = standby["database"]
+    # Someone opens it, writes, and closes it again as it was.
+    conn = pg_connect()
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+    other = pg_connect(name)
+    with other.cursor() as cur:
+        cur.execute("INSERT INTO res_partner (name) VALUES ('sneaked in')")
+    other.close()
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+    conn.close()
+
+    result = env.run_json("rollback", "--yes")
+
+    steps = {s["name"]: s for s in result["steps"]}
+    assert not steps["staging"].get("skipped")
+    assert database_counts(env.db.name) == before  # the snapshot's rows, not the sneaked-in one
+    events = env.run_json("journal")["events"]
+    assert any("changed or opened after it was built" in e["message"] for e in events)
+    assert name not in list_databases(env.db.name)
+
+
+def test_a_standby_whose_filestore_changed_is_refused(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    standby = env.run_json("standby", "build", snap["id"])
+    victim = next(p for p in Path(standby["filestore"]).rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+    original = victim.read_bytes()
+    victim.write_bytes(b"x" * len(original))  # same size, other bytes
+
+    result = env.run_json("rollback", "--yes")
+
+    assert not {s["name"]: s for s in result["steps"]}["staging"].get("skipped")
+    assert (env.filestore / victim.relative_to(standby["filestore"])).read_bytes() == original
+    events = env.run_json("journal")["events"]
+    assert any("standby filestore was changed" in e["message"] for e in events)
+
+
+def test_a_newer_standby_supersedes_the_older_and_prune_drops_it(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    first = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    first_standby = env.run_json("standby", "build", first["id"])
+    time.sleep(1.1)  # snapshot ids and standby names are by the second
+    second = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    second_standby = env.run_json("standby", "build", second["id"])
+
+    assert standby_of(env, first["id"]) is None
+    assert first_standby["database"] not in list_databases(env.db.name)
+    assert not Path(first_standby["filestore"]).exists()
+    assert database_row(second_standby["database"]) is not None
+
+    time.sleep(1.1)
+    env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.run_json("prune", "--keep", "1")
+    assert second_standby["database"] not in list_databases(env.db.name)
+    assert not Path(second_standby["filestore"]).exists()
+
+
+def test_a_standby_that_would_not_fit_is_refused_and_health_says_so(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.write(storage={"free_space_margin": 1e9})  # no disk holds a billion databases
+
+    refused = env.run("standby", "build", snap["id"])
+
+    assert refused.returncode == 3, refused.stderr
+    assert "too little free disk" in refused.stderr
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert standby_of(env, snap["id"]) is None
+    health = env.run("health", "--json")
+    rows = {c["name"]: c for c in json.loads(health.stdout)["checks"]}
+    assert not rows["storage (standby)"]["ok"]
+
+
+def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    standby = env.run_json("standby", "build", snap["id"])
+    victim = next(p for p in Path(standby["filestore"]).rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+    # Proven before the stop; changed by the time the services are stopped (here: by the stop itself).
+    env.write(
+        services={
+            "backend": "command",
+            "stop_command": ["sh", "-c", f"echo tampered >> {victim}"],
+            "start_command": ["true"],
+        }
+    )
+
+    result = env.run_json("rollback", "--yes")
+
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["staging"].get("skipped") and steps["standby_recheck"]["ok"]
+    assert database_counts(env.db.name) == before
+    assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
+    events = env.run_json("journal")["events"]
+    assert any("refused at the last check" in e["message"] for e in events)
+
+
+def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    # Enough rows that the build's pg_restore is still running when it is looked at.
+    env.db.execute("INSERT INTO account_move (name) SELECT 'bulk ' || i FROM generate_series(1, 300000) i")
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    record = env.storage / "standby" / f"{snap['id']}.json"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "standby", "build", snap["id"]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not record.exists():
+        assert time.monotonic() < deadline and build.poll() is None, "the build did not start"
+        time.sleep(0.01)
+    build.send_signal(signal.SIGSTOP)  # caught in the middle of its work, whatever the machine's speed
+    rollback = subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "rollback", "--yes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    build.send_signal(signal.SIGCONT)
+    out, err = rollback.communicate(timeout=300)
+    assert rollback.returncode == 0, err
+    build.communicate(timeout=60)
+
+    assert build.returncode != 0  # stopped, not finished
+    result = json.loads(out)
+    assert not {s["name"]: s for s in result["steps"]}["staging"].get("skipped")
+    assert database_counts(env.db.name) == before
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert standby_of(env, snap["id"]) is None
+    events = env.run_json("journal")["events"]
+    assert any("was stopped: the restore stages" in e["message"] for e in events)
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "swapped"),
+    [("standby:done", False), ("standby_recheck:done", False), ("swap_database:done", True)],
+)
+def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv, kill_at: str, swapped: bool) -> None:
+    env = odoo_filestore
+    snapshot_counts = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.run_json("standby", "build", snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    changed_counts = database_counts(env.db.name)
+    restore_killed_at(env, snap["id"], kill_at)
+
+    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    outcome = env.run_json("resume")
+
+    assert [o["outcome"] for o in outcome] == ["finished" if swapped else "undone"]
+    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    # Taken by the run, the standby went live or was dropped with the run's staging: none is left over.
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+
+
+def test_a_snapshot_whose_archive_changed_since_it_was_verified_gets_no_standby(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    archive = env.storage / "snapshots" / snap["id"] / "filestore.tar"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte inside an attachment: same size, other bytes
+    archive.write_bytes(bytes(data))
+
+    refused = env.run("standby", "build", snap["id"])
+
+    assert refused.returncode == 4
+    assert (
+        refused.stderr.startswith("odoo-rollback: error: ") and "differs from the snapshot's manifest" in refused.stderr
+    )
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+    assert standby_of(env, snap["id"])["state"] == "failed"
