@@ -32,6 +32,7 @@
         "data/deployment_escalation_level_data.xml",
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
+        "views/deployment_rollback_lost_change_views.xml",
         "wizards/deployment_snapshot_capture.xml",
     ],
     "assets": {

@@ -9,6 +9,7 @@ from . import (
     deployment_rollback,
     deployment_rollback_check,
     deployment_rollback_integrity,
+    deployment_rollback_lost_change,
     deployment_rollback_step,
     deployment_rollback_trigger,
     deployment_snapshot,

@@ -11,6 +11,7 @@ from . import (
     test_install,
     test_operator_walk,
     test_rollback_communication,
+    test_rollback_lost_changes,
     test_rollback_measure,
     test_rollback_wizard,
     test_tours,

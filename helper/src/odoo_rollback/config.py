@@ -230,6 +230,23 @@ class DeployConfig:
     log_service: str | None = None
 
 
+CAPTURE_MODES = ("auto", "fallback")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    # auto: exact capture through a logical replication slot when the server allows it (wal_level =
+    # logical, a free slot, the REPLICATION privilege), else the fallback; fallback: never a slot.
+    mode: str = "auto"
+    # A slot keeps every WAL segment written after it: past this many MiB it is dropped (with a
+    # warning, by ``health``) so that a forgotten slot never fills the server's disk.
+    max_retained_wal_mb: int = 4096
+    # Creating a slot waits for the transactions running at that moment, in every database of the
+    # server, to end; past this the snapshot is taken without one (fallback, which sees long
+    # transactions too) rather than wait for a long import.
+    slot_wait_seconds: float = 10.0
+
+
 @dataclass(frozen=True)
 class StandbyConfig:
     """A warm standby: a snapshot restored ahead of need, so that a rollback to it is a swap."""
@@ -256,6 +273,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    capture: CaptureConfig = CaptureConfig()
     standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
 
@@ -359,6 +377,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "capture",
         "standby",
     }
     unknown = sorted(set(data) - known)
@@ -461,6 +480,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     )
     code = CodeConfig(path=section_named("code").path("path"))
     deploy = parse_deploy(section_named("deploy"))
+    capture = parse_capture(section_named("capture"))
     standby = parse_standby(section_named("standby"))
     # Last, once every key was read: a typo must never be silently ignored.
     for section in sections:
@@ -478,6 +498,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=deploy,
+        capture=capture,
         standby=standby,
         source=source,
     )
@@ -569,6 +590,17 @@ def parse_standby(section: _Section) -> StandbyConfig:
         after_snapshot=section.get("after_snapshot", bool, False),
         jobs=section.positive("jobs", int, 1),
         data_directory=section.path("data_directory"),
+    )
+
+
+def parse_capture(section: _Section) -> CaptureConfig:
+    mode = section.get("mode", str, "auto")
+    if mode not in CAPTURE_MODES:
+        raise ConfigError(f"capture.mode must be one of {', '.join(CAPTURE_MODES)}, not {mode!r}")
+    return CaptureConfig(
+        mode=mode,
+        max_retained_wal_mb=section.positive("max_retained_wal_mb", int, 4096),
+        slot_wait_seconds=section.positive("slot_wait_seconds", float, 10.0),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .capture import capture_check
 from .config import Config, HealthConfig
 from .db import connect
 from .errors import RollbackError
@@ -199,6 +200,10 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
     checks.append(storage)
     if cfg.standby.enabled:
         checks.append(Check(**standby_storage_check(cfg)))
+    try:
+        checks.append(Check(**capture_check(cfg)))
+    except RollbackError as exc:
+        checks.append(Check("capture", False, str(exc)))
     return HealthReport(
         cfg.database.name,
         tuple(checks),

@@ -1,20 +1,381 @@
-"""Rows of the tracked tables created or changed in the live database after a snapshot was taken.
+"""What a restore loses: every change made in the database being replaced after its snapshot.
 
-They are what a restore would lose. Odoo stamps every row with create_date and write_date (UTC,
-without time zone), which is what is compared with the snapshot's time.
+Three ways to find them, the best the snapshot allows (``mode`` in every report):
+
+- ``exact``: the snapshot's logical replication slot (capture.py) streams every INSERT, UPDATE, DELETE
+  and TRUNCATE committed after the dump's instant, in every table. They are folded per row: a row
+  inserted then updated is one inserted row with its last values; inserted then deleted is nothing lost.
+- ``fallback``: a row whose ``xmin`` the snapshot's ``pg_current_snapshot()`` does not see was written
+  after it, in every table, long transactions included. Whether it was inserted or updated is told by
+  the primary keys the staged snapshot holds, and deletions by the keys missing from the database being
+  replaced; both only for the tracked tables (``counts.tables``). Elsewhere a row is "written".
+- ``timestamps``: the database is not the one the snapshot was taken of (it was restored since), so
+  neither the slot nor ``xmin`` apply: rows of the tracked tables whose ``create_date``/``write_date``
+  are later than the snapshot. This misses what the two others see; the report says so.
+
+DDL is in none of them: the tables and columns the snapshot had (in its manifest) are compared with the
+database's, and every difference is reported with the rows.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psycopg2 import sql
 
+from .decoding import DecodedChange, parse_change
+
+INSERTED = "inserted"
+UPDATED = "updated"
+DELETED = "deleted"
+WRITTEN = "written"  # inserted or updated: the fallback cannot tell outside the tracked tables
+TRUNCATED = "truncated"
+KINDS = (INSERTED, UPDATED, DELETED, WRITTEN, TRUNCATED)
+EXACT = "exact"
+FALLBACK = "fallback"
+TIMESTAMPS = "timestamps"
+
 STAMP_COLUMNS = ("create_date", "write_date")
 
+LIMITS = {
+    EXACT: [
+        "DDL is not in the change stream: new or dropped tables and columns are listed from a comparison "
+        "with the snapshot's schema",
+        "a TRUNCATE is reported per table, without its rows",
+        "the values before an update or a delete are the snapshot's, restored; the export holds the key only",
+    ],
+    FALLBACK: [
+        "deletions are seen only in the tracked tables (counts.tables)",
+        "outside the tracked tables an insert and an update are not told apart (kind 'written')",
+        "the values before a change are not known",
+    ],
+    TIMESTAMPS: [
+        "this database is not the one the snapshot was taken of: only rows of the tracked tables whose "
+        "create_date or write_date is later than the snapshot are seen; deletions, other tables and "
+        "transactions that began before the snapshot are not",
+    ],
+}
+PLAN_FALLBACK_LIMIT = "before the restore, deletions are not counted and inserts are not told from updates"
 
+# Odoo models a person can re-enter with Odoo's own import (table -> model).
+SIMPLE_MODELS = {
+    "res_partner": "res.partner",
+    "res_partner_category": "res.partner.category",
+    "res_partner_bank": "res.partner.bank",
+    "product_template": "product.template",
+    "product_product": "product.product",
+    "product_category": "product.category",
+    "crm_lead": "crm.lead",
+    "hr_employee": "hr.employee",
+}
+# Columns Odoo fills itself on import.
+AUDIT_COLUMNS = {"id", "create_uid", "create_date", "write_uid", "write_date"}
+# Records listed per model in the summary Odoo shows (the export holds them all).
+SUMMARY_RECORDS = 200
+
+
+@dataclass
+class LostRow:
+    table: str
+    kind: str
+    key: dict[str, Any] | None
+    after: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    changes: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "kind": self.kind,
+            "key": self.key,
+            "after": self.after,
+            "before": self.before,
+            "changes": self.changes,
+        }
+
+
+@dataclass
+class LostChanges:
+    mode: str
+    rows: list[LostRow] = field(default_factory=list)
+    schema: list[dict[str, str]] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)
+
+    def by_table(self) -> dict[str, int]:
+        """{table: rows lost}: the ``lost_rows`` of every report."""
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row.table] = counts.get(row.table, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        """{table: {kind: rows}}: the ``lost_changes`` of every report."""
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            per = counts.setdefault(row.table, {})
+            per[row.kind] = per.get(row.kind, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def report(self) -> dict[str, Any]:
+        lost = self.by_table()
+        return {
+            "lost_rows": lost,
+            "lost_rows_total": sum(lost.values()),
+            "lost_rows_mode": self.mode,
+            "lost_changes": self.by_kind(),
+            "lost_schema": self.schema,
+            "lost_rows_limits": self.limits,
+        }
+
+
+# -- the database's shape ---------------------------------------------------------------------------
+USER_TABLES = """
+SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END,
+       n.nspname::text, c.relname::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 1
+"""
+
+
+def user_tables(conn: Any) -> dict[str, tuple[str, str]]:
+    """{name as reported: (schema, table)} for every table of the database (not its partitions)."""
+    with conn.cursor() as cur:
+        cur.execute(USER_TABLES)
+        return {name: (schema, table) for name, schema, table in cur.fetchall()}
+
+
+def _table_ident(qualified: tuple[str, str]) -> sql.Identifier:
+    return sql.Identifier(*qualified)
+
+
+def schema_of(conn: Any) -> dict[str, list[str]]:
+    """{table: [columns]} of every table, as the manifest keeps it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END, "
+            "array_agg(a.attname::text ORDER BY a.attnum) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        return {name: list(columns) for name, columns in cur.fetchall()}
+
+
+def schema_changes(before: Mapping[str, list[str]], after: Mapping[str, list[str]]) -> list[dict[str, str]]:
+    """The tables and columns added or dropped between the snapshot and now."""
+    changes: list[dict[str, str]] = []
+    for table in sorted(set(after) - set(before)):
+        changes.append({"table": table, "change": "table added"})
+    for table in sorted(set(before) - set(after)):
+        changes.append({"table": table, "change": "table dropped"})
+    for table in sorted(set(before) & set(after)):
+        for column in after[table]:
+            if column not in before[table]:
+                changes.append({"table": table, "change": "column added", "column": column})
+        for column in before[table]:
+            if column not in after[table]:
+                changes.append({"table": table, "change": "column dropped", "column": column})
+    return changes
+
+
+def primary_keys(conn: Any) -> dict[str, list[str]]:
+    """{table: [primary key columns]} of the tables that have one."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END, "
+            "array_agg(a.attname::text ORDER BY k.ord) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+            "WHERE i.indisprimary GROUP BY 1"
+        )
+        return {name: list(columns) for name, columns in cur.fetchall()}
+
+
+def _key(row: Mapping[str, Any] | None, columns: list[str] | None) -> tuple[Any, ...] | None:
+    if row is None or not columns or any(c not in row for c in columns):
+        return None
+    return tuple(row[c] for c in columns)
+
+
+# -- exact: the slot ---------------------------------------------------------------------------------
+@dataclass
+class _RowState:
+    table: str
+    key: tuple[Any, ...] | None
+    key_columns: list[str] | None
+    existed: bool  # at the snapshot
+    exists: bool = True
+    after: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    changes: int = 0
+
+    def result(self) -> LostRow | None:
+        if not self.existed and not self.exists:
+            return None  # written and removed again after the snapshot: nothing is lost
+        kind = UPDATED if self.existed and self.exists else DELETED if self.existed else INSERTED
+        key = dict(zip(self.key_columns or [], self.key or (), strict=False)) or self.before
+        return LostRow(self.table, kind, key, self.after if self.exists else None, self.before, self.changes)
+
+
+def fold_changes(changes: Iterable[DecodedChange], keys: Mapping[str, list[str]]) -> list[LostRow]:
+    """One LostRow per row that differs from the snapshot, in the order first changed."""
+    states: dict[tuple[str, tuple[Any, ...]], _RowState] = {}
+    ordered: list[_RowState | LostRow] = []
+
+    def state(table: str, key: tuple[Any, ...] | None, existed: bool) -> _RowState:
+        if key is not None and (table, key) in states:
+            return states[(table, key)]
+        entry = _RowState(table, key, keys.get(table), existed)
+        if key is not None:
+            states[(table, key)] = entry
+        ordered.append(entry)
+        return entry
+
+    for change in changes:
+        if change.action == "TRUNCATE":
+            ordered.extend(LostRow(table, TRUNCATED, None) for table in change.tables)
+            continue
+        table = change.tables[0]
+        columns = keys.get(table)
+        if change.action == "INSERT":
+            entry = state(table, _key(change.new, columns), existed=False)
+            entry.exists, entry.after = True, dict(change.new or {})
+        elif change.action == "UPDATE":
+            new_key = _key(change.new, columns)
+            old_key = _key(change.old, columns) if change.old else new_key
+            if old_key != new_key:  # the key itself changed: the old row went, a new one came
+                gone = state(table, old_key, existed=True)
+                gone.exists, gone.after, gone.changes = False, None, gone.changes + 1
+                gone.before = gone.before or change.old
+            entry = state(table, new_key, existed=True)
+            # A large value the update did not touch is not sent: keep what is known of it.
+            entry.exists, entry.after = True, {**(entry.after or {}), **(change.new or {})}
+        else:  # DELETE
+            entry = state(table, _key(change.old, columns) if change.old else None, existed=True)
+            entry.exists, entry.after = False, None
+            entry.before = entry.before or change.old
+        entry.changes += 1
+    rows = []
+    for item in ordered:
+        row = item.result() if isinstance(item, _RowState) else item
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def decode_slot(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterable[DecodedChange]:
+    """The slot's changes, without consuming them (peek: a second reading gives the same)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, "
+            "'include-xids', '0', 'skip-empty-xacts', '1')",
+            (slot, upto_lsn),
+        )
+        for (data,) in cur:
+            change = parse_change(data)
+            if change is not None:
+                yield change
+
+
+def slot_usable(conn: Any, slot: str | None) -> bool:
+    """The slot exists and belongs to the database *conn* is connected to."""
+    if not slot:
+        return False
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", (slot,)
+        )
+        return cur.fetchone() is not None
+
+
+# -- fallback: xmin against the snapshot -------------------------------------------------------------
+def keys_of(conn: Any, tables: Iterable[str]) -> dict[str, set[tuple[Any, ...]]]:
+    """{table: its primary keys} for the given tables that exist and have one (the staged snapshot's)."""
+    pks = primary_keys(conn)
+    names = user_tables(conn)
+    found: dict[str, set[tuple[Any, ...]]] = {}
+    with conn.cursor() as cur:
+        for table in tables:
+            if table not in names or table not in pks:
+                continue
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, pks[table])), _table_ident(names[table])
+                )
+            )
+            found[table] = {tuple(row) for row in cur.fetchall()}
+    return found
+
+
+WRITTEN_AFTER = sql.SQL(
+    "SELECT row_to_json(t) FROM (SELECT * FROM {} WHERE age(xmin) >= 0 AND NOT "
+    "pg_visible_in_snapshot((%(me)s::bigint - age(xmin))::text::xid8, %(snapshot)s::pg_snapshot)) t"
+)
+
+
+def scan_written(
+    conn: Any,
+    txid_snapshot: str,
+    snapshot_tables: Iterable[str],
+    snapshot_keys: Mapping[str, set[tuple[Any, ...]]] | None,
+) -> list[LostRow]:
+    """Every row of every table whose xmin *txid_snapshot* does not see, and the deleted keys of the
+    tables in *snapshot_keys*. *conn* must be free to open a read-write transaction (rolled back)."""
+    pks = primary_keys(conn)
+    names = user_tables(conn)
+    known_tables = set(snapshot_tables)
+    rows: list[LostRow] = []
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            # A full transaction id for each row's 32-bit xmin: this transaction's own id minus the
+            # row's age (age() counts from it once it exists), which is what pg_visible_in_snapshot takes.
+            # A frozen row older than 2^31 transactions has a negative age and is older than any snapshot.
+            cur.execute("SELECT pg_current_xact_id()::text")
+            me = int(cur.fetchone()[0])
+            for table, qualified in names.items():
+                columns = pks.get(table)
+                cur.execute(WRITTEN_AFTER.format(_table_ident(qualified)), {"me": me, "snapshot": txid_snapshot})
+                seen = set()
+                for (row,) in cur.fetchall():
+                    key = _key(row, columns)
+                    if table not in known_tables:
+                        kind = INSERTED
+                    elif snapshot_keys is not None and table in snapshot_keys and key is not None:
+                        kind = UPDATED if key in snapshot_keys[table] else INSERTED
+                    else:
+                        kind = WRITTEN
+                    seen.add(key)
+                    rows.append(LostRow(table, kind, dict(zip(columns or [], key or (), strict=False)) or None, row))
+            for table, before in sorted((snapshot_keys or {}).items()):
+                if table not in names or table not in pks:
+                    continue
+                cur.execute(
+                    sql.SQL("SELECT {} FROM {}").format(
+                        sql.SQL(", ").join(map(sql.Identifier, pks[table])), _table_ident(names[table])
+                    )
+                )
+                now = {tuple(r) for r in cur.fetchall()}
+                for key in sorted(before - now, key=repr):
+                    rows.append(LostRow(table, DELETED, dict(zip(pks[table], key, strict=True)), None, None))
+        conn.rollback()
+    finally:
+        conn.autocommit = autocommit
+    return rows
+
+
+# -- timestamps: a database that is not the snapshot's own -------------------------------------------
 def _stamped_tables(conn: Any, tables: list[str]) -> dict[str, list[str]]:
     with conn.cursor() as cur:
         cur.execute(
@@ -25,33 +386,117 @@ def _stamped_tables(conn: Any, tables: list[str]) -> dict[str, list[str]]:
         return {name: sorted(columns) for name, columns in cur.fetchall()}
 
 
-def _changed_since(table: str, columns: list[str]) -> sql.Composed:
-    condition = sql.SQL(" OR ").join(
-        sql.SQL("{} > %(since)s::timestamptz AT TIME ZONE 'UTC'").format(sql.Identifier(c)) for c in columns
-    )
-    return sql.SQL("FROM {} WHERE {}").format(sql.Identifier(table), condition)
-
-
-def count_changed_rows(conn: Any, tables: list[str] | tuple[str, ...], since_iso: str) -> dict[str, int]:
-    """{table: rows created or written after *since_iso*} for the tables that exist and are stamped."""
-    counts: dict[str, int] = {}
+def scan_stamped(conn: Any, tables: Iterable[str], since_iso: str) -> list[LostRow]:
+    rows: list[LostRow] = []
     with conn.cursor() as cur:
         for table, columns in sorted(_stamped_tables(conn, list(tables)).items()):
-            cur.execute(sql.SQL("SELECT count(*) ") + _changed_since(table, columns), {"since": since_iso})
-            counts[table] = int(cur.fetchone()[0])
-    return counts
+            condition = sql.SQL(" OR ").join(
+                sql.SQL("{} > %(since)s::timestamptz AT TIME ZONE 'UTC'").format(sql.Identifier(c)) for c in columns
+            )
+            cur.execute(
+                sql.SQL("SELECT row_to_json(t) FROM (SELECT * FROM {} WHERE {}) t").format(
+                    sql.Identifier(table), condition
+                ),
+                {"since": since_iso},
+            )
+            for (row,) in cur.fetchall():
+                rows.append(LostRow(table, WRITTEN, {"id": row["id"]} if "id" in row else None, row))
+    return rows
 
 
-def export_changed_rows(conn: Any, tables: list[str] | tuple[str, ...], since_iso: str, target: Path) -> dict[str, int]:
-    """Write every such row as one JSON line ``{"table", "row"}`` to *target*; returns the counts."""
-    counts: dict[str, int] = {}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", encoding="utf-8") as out, conn.cursor() as cur:
-        for table, columns in sorted(_stamped_tables(conn, list(tables)).items()):
-            query = sql.SQL("SELECT row_to_json(t) FROM (SELECT * ") + _changed_since(table, columns) + sql.SQL(") t")
-            cur.execute(query, {"since": since_iso})
-            counts[table] = 0
-            for (row,) in cur:
-                out.write(json.dumps({"table": table, "row": row}, sort_keys=True, default=str) + "\n")
-                counts[table] += 1
-    return counts
+# -- choosing the mode ------------------------------------------------------------------------------
+def database_oid(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
+        return int(cur.fetchone()[0])
+
+
+def collect(
+    conn: Any,
+    capture: Mapping[str, Any] | None,
+    created_at: str,
+    tracked: Iterable[str],
+    *,
+    upto_lsn: str | None = None,
+    snapshot_keys: Mapping[str, set[tuple[Any, ...]]] | None = None,
+) -> LostChanges:
+    """The changes made after the snapshot in the database *conn* is connected to."""
+    capture = capture or {}
+    current = schema_of(conn)
+    if capture.get("database_oid") != database_oid(conn):
+        return LostChanges(TIMESTAMPS, scan_stamped(conn, tracked, created_at), [], list(LIMITS[TIMESTAMPS]))
+    schema = schema_changes(capture.get("schema") or current, current)
+    if slot_usable(conn, capture.get("slot")):
+        rows = fold_changes(decode_slot(conn, capture["slot"], upto_lsn), primary_keys(conn))
+        return LostChanges(EXACT, rows, schema, list(LIMITS[EXACT]))
+    limits = list(LIMITS[FALLBACK])
+    if capture.get("slot"):
+        limits.insert(0, f"the snapshot's replication slot {capture['slot']} is gone (dropped past the WAL ceiling?)")
+    if snapshot_keys is None:
+        limits.append(PLAN_FALLBACK_LIMIT)
+    rows = scan_written(conn, capture["txid_snapshot"], capture.get("schema") or current, snapshot_keys)
+    return LostChanges(FALLBACK, rows, schema, limits)
+
+
+# -- export -----------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """A value as Odoo's import reads it: a translated field (jsonb) by its English text."""
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return value.get("en_US", next(iter(value.values()), ""))
+    return "" if value is None else value
+
+
+def external_ids(conn: Any, model: str, ids: list[int]) -> dict[int, str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('ir_model_data') IS NOT NULL")
+        if not cur.fetchone()[0] or not ids:
+            return {}
+        cur.execute(
+            "SELECT res_id, module || '.' || name FROM ir_model_data WHERE model = %s AND res_id = ANY(%s)",
+            (model, ids),
+        )
+        return dict(cur.fetchall())
+
+
+def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str]:
+    """For each simple model, the inserted and the updated records as CSV files for Odoo's import:
+    columns named by field (``partner_id/.id`` for a link), the external id where there is one."""
+    written = []
+    for table, model in SIMPLE_MODELS.items():
+        for kind in (INSERTED, UPDATED):
+            rows = [r for r in changes.rows if r.table == table and r.kind == kind and r.after]
+            if not rows:
+                continue
+            ids = [int(a["id"]) for r in rows if (a := r.after) and isinstance(a.get("id"), int)]
+            xids = external_ids(conn, model, ids)
+            fields = sorted({c for r in rows for c in (r.after or {})} - AUDIT_COLUMNS)
+            # New records by external id (empty: Odoo creates one); changed ones by database id,
+            # which the restored database shares with the replaced one for rows the snapshot has.
+            ident_header = "id" if kind == INSERTED else ".id"
+            headers = [ident_header] + [f"{f}/.id" if f.endswith("_id") else f for f in fields]
+            path = folder / f"{model}.{kind}.csv"
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(headers)
+                for row in rows:
+                    after = row.after or {}
+                    ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
+                    writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
+            written.append(str(path))
+    return written
+
+
+def export(conn: Any, changes: LostChanges, folder: Path) -> dict[str, Any]:
+    """Every lost change as JSON lines, and the import CSVs, in *folder*; what was written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "lost_changes.jsonl"
+    with target.open("w", encoding="utf-8") as out:
+        for row in changes.rows:
+            out.write(json.dumps(row.as_dict(), sort_keys=True, default=str) + "\n")
+    csvs = write_import_csvs(conn, changes, folder)
+    return {"lost_rows_file": str(target), "lost_rows_csv": csvs}

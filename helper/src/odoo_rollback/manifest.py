@@ -28,6 +28,9 @@ class Manifest:
     verified_at: str | None = None
     verified_deep: bool = False
     format_version: int = 1
+    # How the changes made after this snapshot are found (see capture.py): mode, slot, the dump's
+    # pg_current_snapshot(), the database's oid, and the tables and columns it had.
+    capture: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -58,4 +61,5 @@ class Manifest:
             "verified_deep": self.verified_deep,
             "code_revision": self.code_revision,
             "modules": self.modules,
+            "capture": {k: v for k, v in (self.capture or {}).items() if k in ("mode", "slot", "reason")},
         }

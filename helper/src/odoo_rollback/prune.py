@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
+from .capture import release_capture
 from .config import Config
 from .errors import os_failure
 from .journal import DONE, FAILED, Journal, JournalError
@@ -42,6 +43,7 @@ def prune(cfg: Config, journal: Journal, keep: int, dry_run: bool = False) -> li
                 journal.event(op, "remove", "start", data={"snapshot": snapshot.id})
                 drop_standby(cfg, snapshot, journal, "its snapshot was pruned")  # it goes with its snapshot
                 store.remove(snapshot)
+                release_capture(cfg.database, snapshot.manifest)  # its replication slot must not keep WAL
                 journal.event(op, "remove", "done", data={"snapshot": snapshot.id})
         except BaseException as exc:
             error = os_failure(exc, "prune") if isinstance(exc, OSError) else exc

@@ -16,17 +16,20 @@ their texts and the tests read their names from the same table:
                    filestore archive hashed as tar extracts it next to the live one, while the services
                    keep running (the downtime excludes this).
 3. ``check``       the staging database's exact counts and module versions equal the manifest's.
-4. ``stop``        services stopped, remaining sessions on the live database ended.
-5. ``lost_rows``   rows created or changed after the snapshot, counted and exported (after the stop, so
-                   that nothing written in between is missed).
+4. ``stop``        services stopped; the live and staging databases closed to connections (a writer
+                   the backend does not stop cannot write into either until the start).
    ``standby_recheck`` the standby proven again, then given to the live owner and opened; if it changed,
                    staging and check are done here after all (the services stay stopped).
-6. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
+5. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
                    the live name always holds a whole database); then the filestore folders by rename.
-7. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
-8. ``verify_live`` the live database is the staging database that was checked (same oid: renames keep it).
-9. ``start``       services started, health check.
-On a failure after the swap, everything is swapped back and the services started (:func:`undo`).
+6. ``code``        git checkout of the snapshot's revision, when a code folder is configured.
+7. ``verify_live`` the live database is the staging database that was checked (same oid: renames keep it).
+8. ``start``       the restored database opened, services started, health check.
+9. ``lost_rows``   every change made after the snapshot, read from the kept ``<db>__failed_<time>``
+                   (by its replication slot, or the fallback) and exported: after the start, so that
+                   the downtime does not grow with the database (restore_capture.py).
+On a failure after the swap, everything is swapped back and the services started (:func:`undo`); what
+was written into the restored database meanwhile is exported and that database kept.
 
 A crash before the swap committed is undone by :func:`resume`; after it, the remaining steps are run
 (each is safe to run again), and undone if one fails.
@@ -46,6 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 
 from . import code as code_tree
@@ -53,7 +57,7 @@ from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
 from .dump import database_owner, drop_database, restore_dump
-from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError, os_failure
+from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
 from .events import DONE as STEP_DONE
 from .events import FAILED as STEP_FAILED
 from .events import SKIPPED, START, RunProgress, StepEvent
@@ -61,11 +65,11 @@ from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
 from .lock import OperationRunning, describe_operation, operation_lock
-from .lost_rows import count_changed_rows, export_changed_rows
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
 from .request import RestoreRequest
+from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
 from .services import ServiceBackend, backend_for
 from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
 from .standby_state import READY, StandbyState, read_state, standby_summary
@@ -115,6 +119,9 @@ class RestoreResult:
     undone: bool = False
     error: str | None = None
     rto: dict[str, Any] = field(default_factory=dict)
+    # lost_rows_mode, lost_changes (per table and kind), lost_schema, lost_rows_limits, the CSV files,
+    # and written_after_start for an undo: see restore_capture.py.
+    lost: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +138,7 @@ class RestoreResult:
             "undone": self.undone,
             "error": self.error,
             "rto": self.rto,
+            **self.lost,
         }
 
 
@@ -149,14 +157,12 @@ def rto_assessment(cfg: Config, seconds: float) -> dict[str, Any]:
 def plan_restore(cfg: Config, snapshot: Snapshot) -> dict[str, Any]:
     """What a restore would do and lose, changing nothing."""
     check_snapshot_database(cfg, snapshot)
-    with connect(cfg.database) as conn:
-        lost = count_changed_rows(conn, cfg.counts.tables, snapshot.manifest.created_at)
+    lost = plan_lost_changes(cfg, snapshot).report()
     return {
         "snapshot": snapshot.id,
         "snapshot_created_at": snapshot.manifest.created_at,
         "database": cfg.database.name,
-        "lost_rows": lost,
-        "lost_rows_total": sum(lost.values()),
+        **lost,
         "services": cfg.services.backend,
         "code_revision": snapshot.manifest.code_revision if cfg.code.path else None,
         "standby": standby_summary(snapshot.path),
@@ -238,6 +244,7 @@ class RestoreRun:
         # preflight to the end of the staging step.
         self.staged = ExitStack()
         self.dump: Path | None = None
+        self.capture = RestoreCapture(cfg, snapshot)
 
     @property
     def op(self) -> str:
@@ -287,6 +294,7 @@ class RestoreRun:
         run.names = dict(op.data["names"])
         run.code_previous = op.data.get("code_previous")
         run.staging_oid = op.data.get("staging_oid")
+        run.capture = RestoreCapture.from_journal(cfg, snapshot, op.data)
         if op.data.get("services_stopped"):
             run.stopped_at = time.monotonic()
         return run
@@ -300,6 +308,8 @@ class RestoreRun:
             swapped=swapped,
             services_stopped=self.stopped_at is not None,
             code_previous=self.code_previous,
+            capture=self.capture,
+            result=self.result,
         )
         self.result.undone = swapped
 
@@ -401,6 +411,9 @@ class RestoreRun:
         and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
         if self.dump is None:  # a refused standby: the copy was not made in the preflight
             self.stage_dump()
+        dump = self.dump
+        if dump is None:
+            raise OperationFailed("the checked copy of the dump could not be made")
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         manifest = self.snapshot.manifest
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
@@ -414,7 +427,7 @@ class RestoreRun:
                 with self.staged:  # the copy is removed once pg_restore has read it
                     restore_dump(
                         self.cfg.database,
-                        self.dump,
+                        dump,
                         self.names["staging"],
                         self.cfg.storage.effective_jobs,
                         owner=owner,
@@ -439,6 +452,7 @@ class RestoreRun:
             raise OperationFailed("the restored staging database does not match the snapshot: " + "; ".join(problems))
         self.staging_oid = database_oid(self.cfg, self.names["staging"])
         self.journal.update(self.op, {"staging_oid": self.staging_oid})
+        self.capture.read_staging(self.names["staging"])
 
     def stop_services(self) -> None:
         self.stopped_at = time.monotonic()
@@ -446,20 +460,38 @@ class RestoreRun:
         self.backend.stop()
         with maintenance(self.cfg.database) as conn:
             end_sessions(conn, self.cfg.database.name)
+        stop = self.capture.close(self.names["live"], self.names["staging"])
+        self.journal.update(self.op, {"capture_stop": stop})
 
     def export_lost_rows(self) -> None:
-        target = self.cfg.storage.path / "restores" / self.op / "lost_rows.jsonl"
+        """The services run again: read the replaced database, kept aside, at leisure. A failure here
+        loses nothing (the kept database and its slot still hold every change): it is reported, and
+        the restore, healthy, is not undone for it."""
+        folder = self.cfg.storage.path / "restores" / self.op
         try:
-            with connect(self.cfg.database) as conn:
-                self.result.lost_rows = export_changed_rows(
-                    conn, self.cfg.counts.tables, self.snapshot.manifest.created_at, target
-                )
-        except OSError as exc:  # the storage's disk filled up: the restore stops before the swap
-            with contextlib.suppress(OSError):
-                target.unlink()  # a half export is no record, and the journal needs the room
-            raise os_failure(exc, f"exporting the rows the restore replaces to {target}") from exc
-        self.result.lost_rows_file = str(target)
-        self.journal.update(self.op, {"lost_rows": self.result.lost_rows, "lost_rows_file": str(target)})
+            changes, report = self.capture.read_replaced(self.names["failed"], self.names["live"], folder)
+        except (RollbackError, OSError, psycopg2.Error) as exc:
+            if isinstance(exc, OSError):  # a half export is no record, and the journal needs the room
+                for partial in (*folder.glob("*.jsonl"), *folder.glob("*.csv")):
+                    with contextlib.suppress(OSError):
+                        partial.unlink()
+            message = (
+                f"the lost changes could not be exported: {str(exc).strip()}; the replaced database "
+                f"{self.names['failed']} still holds them all"
+            )
+            self.result.lost = {"lost_rows_error": message}
+            self.progress.note("lost_rows", STEP_FAILED, message)
+            return
+        self.result.lost_rows = changes.by_table()
+        self.result.lost_rows_file = report.pop("lost_rows_file")
+        odoo = {"lost_summary": report.pop("lost_summary"), "lost_export": report.pop("lost_export")}
+        report.pop("lost_rows")
+        report.pop("lost_rows_total")
+        self.result.lost = report
+        self.journal.update(
+            self.op,
+            {"lost_rows": self.result.lost_rows, "lost_rows_file": self.result.lost_rows_file, **report, **odoo},
+        )
 
     def swap(self) -> None:
         """Idempotent, so that resume runs it again after a crash anywhere inside it."""
@@ -487,6 +519,7 @@ class RestoreRun:
                 )
             return
         manifest = self.snapshot.manifest
+        self.capture.reachable_for_checks(self.names["live"])
         with connect(self.cfg.database) as conn:
             problems = compare_counts(manifest.counts, exact_counts(conn, list(manifest.counts)))
         if problems:
@@ -495,6 +528,8 @@ class RestoreRun:
             )
 
     def start_services(self) -> None:
+        opened = self.capture.open_live(self.names["live"])
+        self.journal.update(self.op, {"capture_opened": opened})
         self.backend.start()
         health = http_check(self.cfg.health)
         self.journal.update(self.op, {"health": health.as_dict()})
@@ -502,6 +537,8 @@ class RestoreRun:
             raise OperationFailed(
                 f"health check of {health.url} failed after {health.attempts} attempts: {health.error}"
             )
+        if self.stopped_at is not None:
+            self.result.downtime_seconds = time.monotonic() - self.stopped_at
 
 
 def _no_data(run: RestoreRun) -> dict[str, Any]:
@@ -551,7 +588,6 @@ STEPS: tuple[Step, ...] = (
         "stopping the services",
         journal_data=lambda run: {"backend": run.backend.name},
     ),
-    Step("lost_rows", RestoreRun.export_lost_rows, "exporting the rows the restore replaces"),
     Step(
         "standby_recheck",
         RestoreRun.recheck_standby,
@@ -562,6 +598,9 @@ STEPS: tuple[Step, ...] = (
     Step("code", RestoreRun.revert_code, "checking out the snapshot's code revision"),
     Step("verify_live", RestoreRun.verify_live, "proving the live database is the one checked"),
     Step("start", RestoreRun.start_services, "starting the services and checking their health"),
+    Step(
+        "lost_rows", RestoreRun.export_lost_rows, "exporting the changes the restore replaced, from the kept database"
+    ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(row.name for row in STEPS)
 # What the progress mails say of each step: "staging (restoring the snapshot into a staging database)".
@@ -693,7 +732,7 @@ def _restore(
             raise
     result.ok = True
     result.total_seconds = time.monotonic() - started
-    if run.stopped_at is not None:
+    if run.stopped_at is not None and result.downtime_seconds is None:
         result.downtime_seconds = time.monotonic() - run.stopped_at
     result.rto = rto_assessment(cfg, result.total_seconds)
     try:
@@ -734,6 +773,8 @@ def undo(
     swapped: bool,
     services_stopped: bool,
     code_previous: str | None,
+    capture: RestoreCapture | None = None,
+    result: RestoreResult | None = None,
 ) -> None:
     """Put things back as they were; every action is published (and so journaled)."""
     if swapped:
@@ -744,8 +785,13 @@ def undo(
             backend.stop()
         swap_back(cfg, names, code_previous)
         progress.note("undo", STEP_DONE, "the previous database and filestore are live again")
+    if services_stopped:
+        # Closed at the stop (and after a swap back, the live name holds that database again).
+        with contextlib.suppress(RollbackError):
+            set_connections(cfg.database, names["live"], True, capture.limit if capture else -1)
     try:
-        discard_staging(cfg, names)  # after a swap back, the restored copy: the snapshot still holds it
+        if not (swapped and keep_written(cfg, progress, names, capture, result)):
+            discard_staging(cfg, names)  # after a swap back, the restored copy: the snapshot still holds it
     except RollbackError as exc:
         progress.note("cleanup", STEP_FAILED, str(exc))
     if services_stopped:
@@ -755,6 +801,47 @@ def undo(
             progress.note("restart", STEP_DONE)
         except RollbackError as exc:
             progress.note("restart", STEP_FAILED, f"services could not be started again: {exc}")
+
+
+def keep_written(
+    cfg: Config,
+    progress: RunProgress,
+    names: dict[str, str],
+    capture: RestoreCapture | None,
+    result: RestoreResult | None,
+) -> bool:
+    """After a swap back, before the restored copy is dropped: what was written into it after it was
+    opened is exported, and when anything was, it is kept as ``<db>__undone_<time>`` (with its
+    filestore) instead. True when it was kept."""
+    if capture is None or not capture.opened:
+        return False
+    folder = cfg.storage.path / "restores" / progress.operation / "written_after_start"
+    try:
+        rescued = capture.rescue_restored(names["staging"], folder)
+    except (RollbackError, OSError, psycopg2.Error) as exc:
+        rescued = {"keep": True, "error": str(exc).strip()}
+    if result is not None:
+        result.lost["written_after_start"] = rescued
+    if not rescued["keep"]:
+        return False
+    kept = names["staging"].replace("__restore_", "__undone_")
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(names["staging"]), sql.Identifier(kept))
+        )
+    set_connections(cfg.database, kept, True, capture.limit)
+    staging_fs = Path(names["filestore_staging"])
+    if staging_fs.exists():
+        os.rename(staging_fs, staging_fs.parent / staging_fs.name.lstrip(".").replace("__restore_", "__undone_"))
+    rescued["kept_as"] = kept
+    progress.note(
+        "undo",
+        STEP_DONE,
+        f"rows were written into the restored database after the start: exported to {folder}, "
+        f"and the database kept as {kept}",
+        data={"written_after_start": {k: v for k, v in rescued.items() if k != "lost_rows_limits"}},
+    )
+    return True
 
 
 def _finish_after_swap(cfg: Config, journal: Journal, op: Operation) -> dict[str, Any]:
@@ -802,6 +889,9 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
                 services_stopped=services_stopped,
                 code_previous=op.data.get("code_previous"),
             )
+            with contextlib.suppress(RollbackError):
+                limit = int((op.data.get("capture_stop") or {}).get("connection_limit", -1))
+                set_connections(cfg.database, names["live"], True, limit)
         elif services_stopped:
             backend.start()
         progress.note("resume", STEP_DONE)

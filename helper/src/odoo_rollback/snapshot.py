@@ -7,18 +7,30 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from . import code as code_tree
+from .capture import (
+    EXACT,
+    FALLBACK,
+    PLUGIN,
+    SlotStart,
+    capture_check,
+    read_capture_point,
+    release_superseded,
+    slot_for_snapshot,
+)
 from .checksums import describe_files, sha256_file
 from .config import Config
 from .counts import counts_in_transaction
 from .db import connect
 from .dump import dump_database
-from .errors import StorageError, os_failure
+from .errors import RollbackError, StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal, JournalError
 from .leftovers import clean_dead_runs
 from .lock import operation_lock
+from .lost_rows import schema_of
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
@@ -52,6 +64,27 @@ def check_free_space(cfg: Config, expected: int) -> None:
             f"not enough free disk in {cfg.storage.path}: {free // 2**20} MiB free, "
             f"{needed // 2**20} MiB needed for the expected snapshot size"
         )
+
+
+def begin_capture(conn: Any, slot: SlotStart | None, no_slot_reason: str | None) -> tuple[str, dict[str, Any]]:
+    """Start *conn*'s transaction on the slot's exported snapshot (or export its own when there is no
+    slot); returns the snapshot name for pg_dump and the manifest's capture record."""
+    with conn.cursor() as cur:
+        if slot is not None:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
+            exported = slot.snapshot_name
+        else:
+            cur.execute("SELECT pg_export_snapshot()")
+            exported = cur.fetchone()[0]
+    capture: dict[str, Any] = {
+        "mode": EXACT if slot else FALLBACK,
+        "slot": slot.slot if slot else None,
+        "plugin": PLUGIN if slot else None,
+        "consistent_lsn": slot.consistent_lsn if slot else None,
+        "reason": no_slot_reason,
+        **read_capture_point(conn),
+    }
+    return exported, capture
 
 
 def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_progress: bool = False) -> Snapshot:
@@ -88,6 +121,16 @@ def _take_snapshot(
             raise error from exc
         raise
     snapshot = Snapshot(snapshot_id, final, manifest)
+    if manifest.capture and manifest.capture.get("slot"):
+        # One slot per database and kind: the older snapshots' slots only hold WAL back.
+        superseded = release_superseded(cfg.database, [s.manifest for s in store.list()], manifest)
+        if superseded:
+            journal.event(op, "capture", "info", "superseded slots dropped", {"slots": superseded})
+    # The WAL ceiling is kept by every snapshot too, not only by whoever runs health.
+    with suppress(RollbackError):
+        ceiling = capture_check(cfg)
+        if ceiling["detail"].startswith("WARNING"):
+            journal.event(op, "capture", "info", ceiling["detail"])
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot
 
@@ -105,15 +148,19 @@ def _write_snapshot(
 ) -> Manifest:
     """Dump, archive, count and describe into *partial*; the manifest last."""
     journal.event(op, "dump", "start")
-    with connect(cfg.database, autocommit=False) as conn, ThreadPoolExecutor(max_workers=2) as pool:
-        # One exported snapshot for everything: pg_dump sees exactly what this transaction
-        # sees, so the counts and module versions recorded here describe the dump, even while
-        # Odoo keeps writing. They are read while pg_dump and tar run.
+    with (
+        slot_for_snapshot(cfg, snapshot_id) as (slot, no_slot_reason),
+        connect(cfg.database, autocommit=False) as conn,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        # One snapshot for everything: pg_dump sees exactly what this transaction sees, so the
+        # counts and module versions recorded here describe the dump, even while Odoo keeps
+        # writing. With a slot it is the slot's own exported snapshot, so the slot's change
+        # stream starts exactly where the dump ends. They are read while pg_dump and tar run.
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_export_snapshot()")
-            exported = cur.fetchone()[0]
+        exported, capture = begin_capture(conn, slot, no_slot_reason)
+        journal.event(op, "capture", "done", str(no_slot_reason or ""), {"mode": capture["mode"]})
         # The filestore is archived and hashed beside the dump: pg_dump waits on the server,
         # tar on the disk.
         tar_future = pool.submit(archive_and_describe, cfg.filestore.path, partial / FILESTORE_NAME)
@@ -129,6 +176,7 @@ def _write_snapshot(
         modules = installed_modules(conn)
         version = server_version(conn)
         counts = counts_in_transaction(conn, cfg.counts.tables)
+        capture["schema"] = schema_of(conn)
         journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
         with watch_bytes(show_progress, "dump", partial, expected):
             dump_future.result()
@@ -150,6 +198,7 @@ def _write_snapshot(
         code_revision=code_tree.head_or_none(cfg.code.path),
         counts=counts,
         files=files,
+        capture=capture,
     )
     write_atomically(partial / MANIFEST_NAME, manifest.to_json())
     fsync_dir(partial)

@@ -20,13 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
 from ..config import Config, read_private_file
-from ..db import connect
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import health_report
 from ..journal import Journal
 from ..logs import log_source, parse_since, service_log_errors
-from ..lost_rows import count_changed_rows
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
+from ..restore_capture import plan_lost_changes
 from ..storage import SnapshotStore
 from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, RequestTooLarge, refuse_busy
 from .jobs import JobConflict, JobRunner
@@ -113,13 +112,12 @@ class Api:
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
             snapshot = self.snapshot(snapshot_id)
             if method == "GET" and action == "preview":
-                with connect(self.cfg.database) as conn:
-                    lost = count_changed_rows(conn, self.cfg.counts.tables, snapshot.manifest.created_at)
+                lost = plan_lost_changes(self.cfg, snapshot).report()
                 return HTTPStatus.OK, {
                     "snapshot": snapshot.id,
                     "database": self.cfg.database.name,
-                    "lost_rows": lost,
-                    "total": sum(lost.values()),
+                    **lost,
+                    "total": lost["lost_rows_total"],
                 }
         if method == "POST" and path == "/v1/restores":
             try:

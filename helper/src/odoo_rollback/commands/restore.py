@@ -29,6 +29,44 @@ def _newest_verified(cfg: Config) -> Snapshot:
     return snapshot
 
 
+LOST_KINDS = ("inserted", "updated", "deleted", "written", "truncated")
+
+
+def lost_changes_text(doc: dict[str, Any]) -> list[str]:
+    """The lost changes per table and kind, how they were found, and what that way cannot see."""
+    lines = []
+    if doc.get("lost_rows_error"):
+        lines.append(f"WARNING: {doc['lost_rows_error']}")
+    changes: dict[str, dict[str, int]] = doc.get("lost_changes") or {}
+    if changes:
+        kinds = [k for k in LOST_KINDS if any(k in per for per in changes.values())]
+        rows = [(t, *(per.get(k, 0) for k in kinds), sum(per.values())) for t, per in sorted(changes.items())]
+        rows.append(("total", *(sum(per.get(k, 0) for per in changes.values()) for k in kinds), doc["lost_rows_total"]))
+        lines.append(table(["table", *kinds, "total"], rows))
+    lines.extend(
+        f"{c['change']}: {c['table']}" + (f".{c['column']}" if c.get("column") else "")
+        for c in doc.get("lost_schema", [])
+    )
+    if doc.get("lost_rows_mode"):
+        how = {
+            "exact": "exact (the snapshot's logical replication slot: every table, every change)",
+            "fallback": "fallback (row versions newer than the snapshot; no logical decoding)",
+            "timestamps": "timestamps (create_date/write_date of the tracked tables only)",
+        }[doc["lost_rows_mode"]]
+        lines.append(f"Found by: {how}")
+        lines.extend(
+            f"  cannot see: {limit}" for limit in doc.get("lost_rows_limits", []) if doc["lost_rows_mode"] != "exact"
+        )
+    written = doc.get("written_after_start")
+    if written and written.get("lost_rows_total"):
+        where = f"; that database is kept as {written['kept_as']}" if written.get("kept_as") else ""
+        lines.append(
+            f"Written into the restored database before the undo: {written['lost_rows_total']} rows, "
+            f"exported to {written.get('lost_rows_file')}{where}"
+        )
+    return lines
+
+
 def _standby_text(standby: dict[str, Any] | None) -> str:
     if standby and standby["ready"]:
         return f"Standby: {standby['database']} is ready: still proven unchanged, it is swapped in (no staging)."
@@ -41,11 +79,10 @@ def _plan_text(doc: dict[str, Any]) -> str:
         f"Plan: restore snapshot {doc['snapshot']} (taken {doc['snapshot_created_at']}) in place of {doc['database']}.",
         f"Steps: {', '.join(doc['steps'])}. The current database is kept, renamed, not dropped.",
         _standby_text(doc.get("standby")),
-        f"Rows created or changed since the snapshot, which the restore would lose: {doc['lost_rows_total']}",
+        f"Rows changed since the snapshot, which the restore would lose: {doc['lost_rows_total']}",
+        *lost_changes_text(doc),
+        "Nothing was changed. Run again with --yes to restore.",
     ]
-    if doc["lost_rows"]:
-        lines.append(table(["table", "rows lost"], sorted(doc["lost_rows"].items())))
-    lines.append("Nothing was changed. Run again with --yes to restore.")
     return "\n".join(lines)
 
 
@@ -54,6 +91,7 @@ def _result_text(doc: dict[str, Any]) -> str:
         f"Restored {doc['snapshot']} as {doc['database']}; the previous database is kept as {doc['kept_as']}.",
         f"Downtime {doc['downtime_seconds']} s, total {doc['total_seconds']} s.",
         f"Lost rows: {doc['lost_rows_total']} (exported to {doc['lost_rows_file']})",
+        *lost_changes_text(doc),
         table(["step", "seconds", "ok"], [(s["name"], s["seconds"], "yes" if s["ok"] else "NO") for s in doc["steps"]]),
     ]
     rto = doc["rto"]

@@ -1,0 +1,192 @@
+"""The restore's side of change capture: nobody writes during the swap, and nothing written is dropped.
+
+- While the services are stopped, the live database and the staging one are closed to connections
+  (``ALLOW_CONNECTIONS false``, sessions ended): a writer the service backend does not stop (an
+  integration, a second Odoo host, a cron elsewhere) cannot write into either between the stop and the
+  start. The restored database is opened just before the services start; the replaced one, kept as
+  ``<db>__failed_<time>``, only when the helper reads it.
+- The lost changes are read from that kept database *after* the start, so that the downtime does not
+  grow with the database: nothing can write to it (nobody knows its name, its sessions were ended), and
+  the slot is read only up to the WAL position of the stop.
+- A restore undone after the start: the rows written into the restored database meanwhile are exported,
+  and that database is kept (``<db>__undone_<time>``) rather than dropped when there are any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg2 import sql
+
+from .capture import drop_slot, slot_of
+from .config import Config, DatabaseConfig
+from .db import connect, database_exists, maintenance
+from .lost_rows import FALLBACK, LostChanges, collect, export, keys_of, scan_written, slot_usable, user_tables
+from .lost_summary import export_archive, odoo_summary
+from .storage import Snapshot
+
+
+def helper_is_superuser(db_cfg: DatabaseConfig) -> bool:
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def set_connections(db_cfg: DatabaseConfig, name: str, allowed: bool, limit: int = -1) -> None:
+    """Refuse new connections to *name* (and end its sessions), or allow them again.
+
+    A superuser helper refuses with ``CONNECTION LIMIT 0``, which every other role obeys and
+    superusers do not, so that the helper itself still reads and checks the database; any other
+    helper uses ``ALLOW_CONNECTIONS false``, which no one passes (see :meth:`RestoreCapture.close`).
+    Allowing restores both, with the connection limit the database had (*limit*).
+    """
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        if not database_exists(conn, name):
+            return
+        ident = sql.Identifier(name)
+        if allowed:
+            cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident))
+            cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT {}").format(ident, sql.Literal(limit)))
+            return
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if cur.fetchone()[0]:
+            cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT 0").format(ident))
+        else:
+            cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(ident))
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
+def connection_limit(db_cfg: DatabaseConfig, name: str) -> int:
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT datconnlimit FROM pg_database WHERE datname = %s", (name,))
+        row = cur.fetchone()
+    return int(row[0]) if row else -1
+
+
+def server_position(db_cfg: DatabaseConfig) -> dict[str, str]:
+    """The WAL position and the transaction snapshot of this instant (cluster-wide both)."""
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text")
+        lsn, snapshot = cur.fetchone()
+    return {"lsn": lsn, "snapshot": snapshot}
+
+
+def plan_lost_changes(cfg: Config, snapshot: Snapshot) -> LostChanges:
+    """What a restore now would lose, read from the live database (the plan changes nothing)."""
+    with connect(cfg.database) as conn:
+        return collect(conn, snapshot.manifest.capture, snapshot.manifest.created_at, cfg.counts.tables)
+
+
+@dataclass
+class RestoreCapture:
+    """The lost-changes work of one restore, in the order the restore calls it."""
+
+    cfg: Config
+    snapshot: Snapshot
+    snapshot_keys: dict[str, set[tuple[Any, ...]]] | None = None
+    stop: dict[str, str] = field(default_factory=dict)
+    opened: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_journal(cls, cfg: Config, snapshot: Snapshot, data: dict[str, Any]) -> RestoreCapture:
+        """After a crash: what the interrupted restore recorded (the snapshot's keys are not kept)."""
+        return cls(
+            cfg, snapshot, stop=dict(data.get("capture_stop") or {}), opened=dict(data.get("capture_opened") or {})
+        )
+
+    def read_staging(self, staging: str) -> None:
+        """Before the stop (no downtime): the snapshot's primary keys of the tracked tables, which the
+        fallback needs to tell deletions and inserts from updates. Not needed when the slot is usable."""
+        with connect(self.cfg.database) as conn:
+            if slot_usable(conn, slot_of(self.snapshot.manifest)):
+                return
+        with connect(self.cfg.database, staging) as conn:
+            self.snapshot_keys = keys_of(conn, self.cfg.counts.tables)
+
+    def close(self, live: str, staging: str) -> dict[str, str]:
+        """Right after the services stopped: nobody may connect to either database until the start."""
+        limit = connection_limit(self.cfg.database, live)
+        set_connections(self.cfg.database, live, False)
+        set_connections(self.cfg.database, staging, False)
+        self.stop = {**server_position(self.cfg.database), "connection_limit": str(limit)}
+        return self.stop
+
+    @property
+    def limit(self) -> int:
+        return int(self.stop.get("connection_limit", -1))
+
+    def reachable_for_checks(self, live: str) -> None:
+        """Before the checks of the restored database: a helper that is not a superuser cannot
+        read a database closed to everyone, so it opens it now (a stray writer then has from here
+        to the start, and what it writes stays in the restored database: it is not lost)."""
+        if not self.opened and not helper_is_superuser(self.cfg.database):
+            self.open_live(live)
+
+    def open_live(self, live: str) -> dict[str, str]:
+        """Right before the services start: the restored database takes connections again; from this
+        instant on, what is written there would be lost by an undo."""
+        if self.opened:
+            return self.opened
+        self.opened = {**server_position(self.cfg.database), "tuples": tuple_changes(self.cfg.database, live)}
+        set_connections(self.cfg.database, live, True, self.limit)
+        return self.opened
+
+    def read_replaced(self, failed: str, live: str, folder: Path) -> tuple[LostChanges, dict[str, Any]]:
+        """After the start: the changes made after the snapshot in the replaced database, exported; the
+        snapshot's slot is dropped once they are safe on disk (it would hold WAL and the database)."""
+        set_connections(self.cfg.database, failed, True, self.limit)
+        manifest = self.snapshot.manifest
+        with connect(self.cfg.database, failed) as conn, connect(self.cfg.database, live) as live_conn:
+            changes = collect(
+                conn,
+                manifest.capture,
+                manifest.created_at,
+                self.cfg.counts.tables,
+                upto_lsn=self.stop.get("lsn"),
+                snapshot_keys=self.snapshot_keys,
+            )
+            files = export(conn, changes, folder)
+            summary = odoo_summary(changes, conn, live_conn)
+        slot = slot_of(manifest)
+        if slot and changes.mode == "exact":
+            drop_slot(self.cfg.database, slot)
+        return changes, {
+            **changes.report(),
+            **files,
+            "lost_summary": summary,
+            "lost_export": export_archive(folder),
+        }
+
+    def rescue_restored(self, restored: str, folder: Path) -> dict[str, Any]:
+        """An undo after the start, once the sessions are ended: the rows written into the restored
+        database since it was opened, exported. ``keep`` says whether anything was written there
+        (rows found, or the server's tuple counters moved): then the caller keeps it, not drops it."""
+        if not self.opened:
+            return {"keep": False, "lost_rows_total": 0}
+        with connect(self.cfg.database, restored) as conn:
+            known = (self.snapshot.manifest.capture or {}).get("schema") or user_tables(conn)
+            # The restored database was the snapshot when it was opened: its keys are the snapshot's.
+            rows = scan_written(conn, self.opened["snapshot"], known, self.snapshot_keys)
+            changes = LostChanges(FALLBACK, rows)
+            files = export(conn, changes, folder)
+        touched = tuple_changes(self.cfg.database, restored)
+        keep = bool(rows) or touched != self.opened.get("tuples")
+        return {"keep": keep, **changes.report(), **files}
+
+
+def tuple_changes(db_cfg: DatabaseConfig, name: str) -> str:
+    """The server's count of rows inserted, updated and deleted in *name* (flushed when sessions end)."""
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT (tup_inserted + tup_updated + tup_deleted)::text FROM pg_stat_database WHERE datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    return row[0] if row else ""

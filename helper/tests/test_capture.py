@@ -1,0 +1,101 @@
+"""Exact change capture on a real PostgreSQL (wal_level = logical): the snapshot's replication slot,
+its life (superseded, pruned, dropped past the WAL ceiling), and the decoder of its change stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HelperEnv, pg_connect
+from odoo_rollback.decoding import parse_change
+
+
+def helper_slots(database: str) -> list[str]:
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s ORDER BY 1", (database,))
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def manifest_of(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((Path(snapshot["path"]) / "manifest.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def patient_slot(helper_env: HelperEnv) -> None:
+    """The tests' server is shared: a slot waits for every transaction running on it."""
+    helper_env.write(capture={"slot_wait_seconds": 600})
+
+
+def test_a_snapshot_opens_a_slot_that_its_successor_and_prune_close(helper_env: HelperEnv) -> None:
+    first = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    assert first["capture"]["mode"] == "exact"
+    assert helper_slots(helper_env.db.name) == [first["capture"]["slot"]]
+    assert manifest_of(first)["capture"]["txid_snapshot"]  # the fallback is always recorded too
+
+    daily = helper_env.run_json("snapshot", "--kind", "manual")
+    second = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+
+    # A newer snapshot of the same kind supersedes the older one's slot; other kinds keep theirs.
+    assert helper_slots(helper_env.db.name) == sorted([daily["capture"]["slot"], second["capture"]["slot"]])
+    helper_env.run("prune", "--keep", "1", check=True)
+    helper_env.run_json("snapshot", "--kind", "manual")
+    removed = helper_env.run_json("prune", "--keep", "1")["removed"]
+    assert daily["id"] in removed
+    assert daily["capture"]["slot"] not in helper_slots(helper_env.db.name)
+
+
+def test_fallback_by_configuration_takes_no_slot(helper_env: HelperEnv) -> None:
+    helper_env.write(capture={"mode": "fallback"})
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    assert snap["capture"] == {"mode": "fallback", "slot": None, "reason": 'capture.mode = "fallback"'}
+    assert helper_slots(helper_env.db.name) == []
+
+
+def test_health_reports_retained_wal_and_drops_a_slot_past_the_ceiling(helper_env: HelperEnv) -> None:
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    checks = {c["name"]: c for c in helper_env.run_json("health")["checks"]}
+    assert checks["capture"]["ok"] is True and snap["capture"]["slot"] in checks["capture"]["detail"]
+
+    helper_env.write(capture={"max_retained_wal_mb": 1})
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT repeat('x', 500) FROM generate_series(1, 8000)")
+    result = helper_env.run("health", "--json")
+
+    check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "capture")
+    assert "WARNING: dropped " + snap["capture"]["slot"] in check["detail"]
+    assert helper_slots(helper_env.db.name) == []
+    # The snapshot is still restorable; what it would lose is then found by the fallback, which says why.
+    plan = helper_env.run_json("rollback")
+    assert plan["lost_rows_mode"] == "fallback"
+    assert plan["lost_changes"]["res_partner"] == {"written": 8000}
+    assert any("is gone" in limit for limit in plan["lost_rows_limits"])
+
+
+def test_decoder_reads_quotes_nulls_untouched_large_values_and_key_changes() -> None:
+    insert = parse_change(
+        "table public.res_partner: INSERT: id[integer]:7 name[character varying]:'O''Neil, Ana\nline 2' "
+        "email[character varying]:null active[boolean]:true amount[numeric]:12.50 \"Odd Col\"[text]:'a b'"
+    )
+    assert insert is not None and insert.tables == ("res_partner",) and insert.action == "INSERT"
+    assert insert.new == {
+        "id": 7,
+        "name": "O'Neil, Ana\nline 2",
+        "email": None,
+        "active": True,
+        "amount": "12.50",
+        "Odd Col": "a b",
+    }
+    update = parse_change(
+        "table public.t: UPDATE: old-key: id[integer]:3 new-tuple: id[integer]:4 doc[text]:unchanged-toast-datum"
+    )
+    assert update is not None and update.old == {"id": 3} and update.new == {"id": 4}
+    delete = parse_change('table sales."Order": DELETE: (no-tuple-data)')
+    assert delete is not None and delete.tables == ("sales.Order",) and delete.old is None
+    truncate = parse_change("table public.a, public.b: TRUNCATE: (no-flags)")
+    assert truncate is not None and truncate.tables == ("a", "b") and truncate.action == "TRUNCATE"
+    assert parse_change("BEGIN") is None and parse_change("COMMIT") is None
