@@ -16,7 +16,7 @@ set +a
 export PATH="$venv/bin:$PATH"
 status=0
 
-echo "==> lint (ruff, pylint-odoo, oca-checks-odoo-module, oca-checks-po)"
+echo "==> lint (ruff, mypy --strict on the helper, pylint-odoo, oca-checks-odoo-module, oca-checks-po)"
 (cd "$repo" && pre-commit run --all-files) || status=1
 
 echo "==> helper tests"

@@ -13,6 +13,10 @@ STARTED = datetime(2026, 11, 25, 9, 0, 0)
 
 @tagged("post_install", "-at_install")
 class TestToursWalk(RealHelperMixin, HttpCase):
+    # A desktop screen, as the administrator's. Chromium reads --window-size as "W,H": Odoo 16's default
+    # "1366x768" leaves it at its own 800 x 600, where any list squeezes its columns.
+    browser_size = "1366,768"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()

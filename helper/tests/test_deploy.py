@@ -35,8 +35,9 @@ from conftest import (
     remove_compose_stand_in,
     start_compose_stand_in,
 )
+from odoo_rollback.code import changed_modules
 from odoo_rollback.config import load_config
-from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, changed_modules, deploy
+from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, deploy
 from odoo_rollback.journal import Journal
 from psycopg2 import sql
 

@@ -223,3 +223,28 @@ def test_the_live_database_is_proven_to_be_the_checked_one_by_its_oid(
     run.staging_oid = database_oid(cfg, result["kept_as"])
     with pytest.raises(OperationFailed, match="is not the staging database checked before it"):
         run.verify_live()
+
+
+def test_a_code_folder_with_an_untracked_file_is_not_clean_for_a_restore_either(
+    helper_env: HelperEnv, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    for args in (["init", "--quiet"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", "-C", str(code), *args], check=True)
+    (code / "addon.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(code), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(code), "commit", "--quiet", "-m", "one"], check=True)
+    helper_env.write(code={"path": str(code)})
+    snapshot = helper_env.run_json("snapshot")
+    (code / "__pycache__").mkdir()
+    (code / "__pycache__" / "addon.cpython-311.pyc").write_bytes(b"cache")  # Python's own: never in the way
+    (code / "notes.txt").write_text("the operator's\n")
+
+    refused = helper_env.run("restore", snapshot["id"], "--yes")
+
+    # One idea of "clean", the deployment's: an untracked file is the operator's work, and is kept.
+    assert refused.returncode == 3 and "is not clean (notes.txt)" in refused.stderr
+    assert (code / "notes.txt").exists()
+    (code / "notes.txt").unlink()
+    assert helper_env.run_json("restore", snapshot["id"], "--yes")["ok"] is True

@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(as_json=args.json)
     try:
         cfg = load_config(args.config)
-        return args.handler(cfg, args, out)
+        code: int = args.handler(cfg, args, out)
+        return code
     except RollbackError as exc:
         sys.stderr.write(f"odoo-rollback: error: {exc}\n")
         return exc.exit_code

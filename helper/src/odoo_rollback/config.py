@@ -340,7 +340,7 @@ class _Section:
         if inline is not None and file_path is not None:
             raise ConfigError(f"give {self._key(key)} or {self._key(key + '_file')}, not both")
         if file_path is None:
-            return inline
+            return None if inline is None else str(inline)
         return read_private_file(file_path, self._key(key + "_file"))
 
 

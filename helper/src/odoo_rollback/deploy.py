@@ -43,6 +43,7 @@ from .journal import DONE, FAILED, UNDONE, Journal
 from .lock import operation_lock
 from .logs import LogScan, log_source, scan_text, service_log_errors
 from .modules import installed_modules
+from .process import popen, stop
 from .restore import StepTiming, check_no_unfinished, restore_snapshot
 from .services import backend_for
 from .smoke import check_smoke_config, smoke_report
@@ -64,7 +65,6 @@ IMMEDIATE = "immediate"  # fails the deployment: roll back
 INCONCLUSIVE = "inconclusive"  # the operator decides
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # What Python and tools leave in a work tree by themselves; anything else untracked is refused.
-CACHE_PATH = re.compile(r"(^|/)__pycache__(/|$)|\.py[co]$")
 
 
 @dataclass(frozen=True)
@@ -159,53 +159,6 @@ class DeployResult:
 
 
 # -- the code tree --------------------------------------------------------------------------------
-def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=False)
-
-
-def resolve_revision(path: Path, revision: str) -> str:
-    """The commit id of *revision* (a commit, tag or branch the work tree already has)."""
-    if not revision or revision.startswith("-"):
-        raise UsageError(f"{revision!r} is not a revision")
-    result = _git(path, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}")
-    if result.returncode != 0:
-        raise PreconditionError(f"code folder {path} does not have revision {revision!r} (git fetch it first)")
-    return result.stdout.strip()
-
-
-def stray_paths(path: Path) -> list[str]:
-    """Changed tracked files and untracked files (caches aside) of the work tree."""
-    result = _git(path, "status", "--porcelain", "--untracked-files=all")
-    if result.returncode != 0:
-        raise PreconditionError(f"code folder {path} is not a git work tree: {result.stderr.strip()}")
-    paths = [line[3:] for line in result.stdout.splitlines() if line.strip()]
-    return [p for p in paths if not CACHE_PATH.search(p)]
-
-
-def check_clean(path: Path) -> None:
-    stray = stray_paths(path)
-    if stray:
-        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
-        raise PreconditionError(
-            f"code folder {path} is not clean ({shown}); commit or remove the changes before deploying"
-        )
-
-
-def changed_modules(path: Path, from_revision: str, to_revision: str) -> list[str]:
-    """Top-level folders of the code tree holding a ``__manifest__.py`` at *to_revision* whose files
-    differ between the two revisions."""
-    diff = _git(path, "diff", "--name-only", "--relative", from_revision, to_revision, "--")
-    if diff.returncode != 0:
-        raise PreconditionError(f"git diff {from_revision}..{to_revision} failed: {diff.stderr.strip()}")
-    folders = sorted({name.split("/", 1)[0] for name in diff.stdout.splitlines() if "/" in name})
-    modules = []
-    for folder in folders:
-        listed = _git(path, "ls-tree", "--name-only", to_revision, "--", f"{folder}/__manifest__.py")
-        if listed.returncode == 0 and listed.stdout.strip():
-            modules.append(folder)
-    return modules
-
-
 def render_update_command(cfg: Config, modules: list[str]) -> list[str]:
     values = {"database": cfg.database.name, "modules": ",".join(modules)}
     return [argument.format(**values) for argument in cfg.deploy.update_command]
@@ -285,14 +238,14 @@ def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation
     check_no_unfinished(journal)
     close_interrupted_deployments(journal, operation)
     from_revision = code_tree.head(path)
-    check_clean(path)
-    to_revision = resolve_revision(path, request.revision)
+    code_tree.check_clean(path, "before deploying")
+    to_revision = code_tree.resolve_revision(path, request.revision)
     if to_revision == from_revision:
         raise PreconditionError(f"code folder {path} is already at {request.revision} ({to_revision[:12]})")
     with connect(cfg.database) as conn:
         installed = installed_modules(conn)
     if request.changed:
-        candidates = changed_modules(path, from_revision, to_revision)
+        candidates = code_tree.changed_modules(path, from_revision, to_revision)
         modules = [m for m in candidates if m in installed]
         not_installed = [m for m in candidates if m not in installed]
     else:
@@ -427,21 +380,19 @@ class DeployRun:
         self.result.update_log = str(log_path)
         self.record(update_log=str(log_path))
         try:
-            completed = subprocess.run(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                timeout=self.cfg.deploy.update_timeout,
-                check=False,
-            )
-            output, status = completed.stdout, completed.returncode
-        except FileNotFoundError:
-            output, status = f"{argv[0]}: not found", None
-        except subprocess.TimeoutExpired as exc:
-            partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            output, status = partial + f"\n(killed after {self.cfg.deploy.update_timeout} s)\n", None
+            with popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+                try:
+                    output, _ = process.communicate(timeout=self.cfg.deploy.update_timeout)
+                    status: int | None = process.returncode
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    partial, _ = process.communicate()
+                    output, status = (partial or "") + f"\n(killed after {self.cfg.deploy.update_timeout} s)\n", None
+                except BaseException:
+                    stop(process)  # interrupted: the update must not go on alone
+                    raise
+        except OperationFailed as exc:  # not installed: a failed update like any other
+            output, status = f"{exc}\n", None
         log_path.write_text(output, encoding="utf-8")
         scan = scan_text(output, "update")
         problems = []
@@ -562,9 +513,8 @@ class DeployRun:
         demands a clean tree). The preflight found nothing of the operator's there, so what is
         removed here was left by this deployment (or is a cache)."""
         assert self.plan is not None
-        if stray_paths(self.plan.code_path):
-            _git(self.plan.code_path, "reset", "--hard", "--quiet")
-            _git(self.plan.code_path, "clean", "-d", "--force", "--quiet")
+        if code_tree.stray_paths(self.plan.code_path):
+            code_tree.discard_changes(self.plan.code_path)
             self.journal.event(self.op, "rollback", "info", "files left by the deployment removed from the code tree")
 
     def roll_back(self, reason: str) -> None:
@@ -771,7 +721,6 @@ __all__ = [
     "Clock",
     "DeployRequest",
     "DeployResult",
-    "changed_modules",
     "deploy",
     "plan_deploy",
 ]

@@ -12,7 +12,6 @@ no log of their own, so without ``log_file`` there is nothing to read (said, not
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from typing import Any
 
 from .config import Config
 from .errors import OperationFailed, ServiceError
-from .process import last_line
+from .process import call, last_line
 
 ODOO_LINE = re.compile(
     r"^(?P<at>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),\d{3} \d+ (?P<level>[A-Z]+) (?P<db>\S+) (?P<logger>[^\s:]+): ?"
@@ -183,11 +182,9 @@ def _read_journal(unit: str, since: datetime | None) -> list[str]:
     if since is not None:
         args += ["--since", f"@{int(since.timestamp())}"]
     try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, errors="replace")
-    except FileNotFoundError as exc:
-        raise ServiceError("journalctl is not available on this machine") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ServiceError(f"journalctl --unit {unit} did not answer within 120 s") from exc
+        result = call(args, timeout=120, errors="replace")
+    except OperationFailed as exc:  # not installed, or no answer in time
+        raise ServiceError(f"journalctl --unit {unit}: {exc}") from exc
     if result.returncode != 0:
         raise ServiceError(f"journalctl --unit {unit} failed: {last_line(result.stderr)}")
     return result.stdout.splitlines()

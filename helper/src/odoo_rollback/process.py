@@ -84,13 +84,26 @@ def stop(process: subprocess.Popen[Any], grace: float = 10) -> None:
         process.wait()
 
 
-def run(
-    args: Sequence[str], env: Mapping[str, str] | None = None, what: str | None = None, timeout: float | None = None
+def call(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    what: str | None = None,
+    timeout: float | None = None,
+    *,
+    merge_output: bool = False,
+    errors: str = "strict",
 ) -> subprocess.CompletedProcess[str]:
-    """Run *args*; a non-zero exit raises OperationFailed with the program's last error line."""
-    with popen(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    """Run *args* and return how it ended, whatever its exit status.
+
+    For the programs whose exit status is the answer (``git cat-file -e``, ``systemctl is-active``, a
+    status command): the caller reads ``returncode``. A missing program or one that outlives *timeout*
+    raises OperationFailed. *merge_output* puts stderr into stdout, in the order written; *errors* is
+    how undecodable output is read (``"replace"`` for logs).
+    """
+    stderr = subprocess.STDOUT if merge_output else subprocess.PIPE
+    with popen(args, env, stdout=subprocess.PIPE, stderr=stderr, text=True, errors=errors) as process:
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            stdout, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             process.kill()
             process.communicate()
@@ -98,7 +111,14 @@ def run(
         except BaseException:
             stop(process)  # interrupted (Ctrl-C): the program must not outlive the step it served
             raise
-    result = subprocess.CompletedProcess(list(args), process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(list(args), process.returncode, stdout, err or "")
+
+
+def run(
+    args: Sequence[str], env: Mapping[str, str] | None = None, what: str | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run *args*; a non-zero exit raises OperationFailed with the program's last error line."""
+    result = call(args, env, what, timeout)
     if result.returncode != 0:
         detail = error_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
         raise OperationFailed(f"{what or args[0]} failed: {detail}")

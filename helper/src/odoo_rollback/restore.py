@@ -624,10 +624,10 @@ def check_no_unfinished(journal: Journal) -> None:
         owner = owner_of(pending)
         if owner is not None and owner.alive():
             raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
-    pending = journal.unfinished("restore")
-    if pending:
+    interrupted = journal.unfinished("restore")
+    if interrupted:
         raise PreconditionError(
-            f"restore {pending[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
+            f"restore {interrupted[0].id} was interrupted; run 'odoo-rollback resume' before a new restore"
         )
 
 

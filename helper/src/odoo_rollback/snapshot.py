@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import code as code_tree
 from .checksums import describe_files, sha256_file
 from .config import Config
 from .counts import counts_in_transaction
@@ -23,14 +23,6 @@ from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
 from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
-
-
-def code_revision(path: Path | None) -> str | None:
-    """git HEAD of the configured code folder (None when no folder is configured)."""
-    if path is None:
-        return None
-    result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def archive_and_describe(src: Path, target: Path) -> dict[str, object]:
@@ -155,7 +147,7 @@ def _write_snapshot(
         database=cfg.database.name,
         server_version=version,
         modules=modules,
-        code_revision=code_revision(cfg.code.path),
+        code_revision=code_tree.head_or_none(cfg.code.path),
         counts=counts,
         files=files,
     )

@@ -104,6 +104,13 @@ tour.register(
             assertNoTechnicalNames();
         },
     },
+    // The tour ends once the chatter has loaded, so no request of the page is left running on the test's
+    // cursor when the test goes on.
+    {
+        content: "The chatter has loaded",
+        trigger: ".o_Chatter .o_Message",
+        run() {},
+    },
     ]
 );
 

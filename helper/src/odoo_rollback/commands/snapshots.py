@@ -46,7 +46,8 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         return "\n".join([*lines, _counts_text(doc["counts"])])
 
     out.emit(summary, human)
-    return EXIT_OK if summary.get("verify", {"ok": True})["ok"] else EXIT_CHECK_FAILED
+    verified = summary.get("verify")
+    return EXIT_CHECK_FAILED if isinstance(verified, dict) and not verified["ok"] else EXIT_OK
 
 
 def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
-from ..errors import ServiceError
-from ..process import last_line
+from ..errors import OperationFailed, ServiceError
+from ..process import call, last_line
 from .base import ServiceBackend
 
 
@@ -20,9 +19,9 @@ class CommandBackend(ServiceBackend):
 
     def _run(self, argv: tuple[str, ...], what: str, timeout: int) -> None:
         try:
-            result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ServiceError(f"{what} command did not finish within {timeout} s") from exc
+            result = call(argv, what=f"{what} command", timeout=timeout)
+        except OperationFailed as exc:  # not installed, or no answer in time
+            raise ServiceError(str(exc)) from exc
         if result.returncode != 0:
             detail = last_line(result.stderr) or last_line(result.stdout) or f"exit status {result.returncode}"
             raise ServiceError(f"{what} command failed: {detail}")
@@ -36,5 +35,8 @@ class CommandBackend(ServiceBackend):
     def status(self) -> dict[str, str]:
         if not self.cfg.status_command:
             return {}
-        result = subprocess.run(list(self.cfg.status_command), capture_output=True, text=True, check=False)
+        try:
+            result = call(self.cfg.status_command, what="status command", timeout=30)
+        except OperationFailed as exc:
+            raise ServiceError(str(exc)) from exc
         return {"services": "running" if result.returncode == 0 else "stopped"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from ..errors import ServiceError
-from ..process import last_line
+from ..errors import OperationFailed, ServiceError
+from ..process import call, last_line
 from .base import ServiceBackend
 
 
@@ -14,7 +14,10 @@ class SystemdBackend(ServiceBackend):
     name = "systemd"
 
     def _systemctl(self, *args: str, timeout: int = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            return call(["systemctl", *args], timeout=timeout)
+        except OperationFailed as exc:  # not installed, or no answer in time
+            raise ServiceError(str(exc)) from exc
 
     def check(self) -> None:
         if shutil.which("systemctl") is None:
