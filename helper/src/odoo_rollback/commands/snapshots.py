@@ -32,11 +32,11 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     standby = cfg.standby.enabled and (args.standby or cfg.standby.after_snapshot)
     if args.verify or standby:  # a standby is only ever built of a verified snapshot
         result = verify_snapshot(cfg, snap, deep=False, journal=journal)
-        verified = SnapshotStore(cfg.storage).get(snap.id)
-        summary = verified.summary()
+        checked = SnapshotStore(cfg.storage).get(snap.id)
+        summary = checked.summary()
         summary["verify"] = result.as_dict()
         if result.ok and standby:
-            summary["standby_build_pid"] = spawn_build(cfg, verified)
+            summary["standby_build_pid"] = spawn_build(cfg, checked)
 
     def human(doc: dict[str, Any]) -> str:
         lines = [f"snapshot {doc['id']} ({doc['kind']}) complete: {human_size(doc['size'])} in {doc['path']}"]
