@@ -157,11 +157,6 @@ def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
         return Check("storage", False, f"{cfg.storage.path} does not exist"), None
     free = shutil.disk_usage(storage).free
     detail = f"{free // 2**20} MiB free in {storage}"
-    ok = free > 0
-    if needed is not None:
-        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
-        ok = free >= needed
-        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
     snapshots = SnapshotStore(cfg.storage).list()
     detail += f"; snapshots {human_size(sum(s.manifest.size for s in snapshots))}"
     try:
@@ -170,6 +165,11 @@ def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
     except RollbackError:
         kept = []  # the database check says why the server cannot be reached
         detail += ", kept databases not counted (no database server)"
+    ok = free > 0
+    if needed is not None:
+        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
+        ok = free >= needed
+        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
     overdue = select_droppable(kept, cfg.retention.kept)
     if overdue:
         ok = False

@@ -8,9 +8,7 @@ a running operation names (a restore, a drill, a verify, a deployment).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from contextlib import suppress
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .capture import release_capture
@@ -20,13 +18,9 @@ from .journal import DONE, FAILED, Journal, JournalError
 from .kept import KeptItem, apply_kept_retention
 from .leftovers import clean_dead_runs, is_dead
 from .lock import operation_lock
+from .retention import select_prunable
 from .standby import drop_standby
 from .storage import Snapshot, SnapshotStore
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def snapshots_in_use(journal: Journal) -> set[str]:
@@ -37,36 +31,6 @@ def snapshots_in_use(journal: Journal) -> set[str]:
         for op in journal.unfinished()
         if op.data.get("snapshot") and (op.kind in ("restore", "deploy") or not is_dead(op))
     }
-
-
-def newest_verified_pre_deploy(snapshots: Iterable[Snapshot]) -> str | None:
-    return next((s.id for s in snapshots if s.manifest.kind == "pre_deploy" and s.manifest.verified_at), None)
-
-
-def select_prunable(
-    snapshots: list[Snapshot],
-    rule: RetentionRule,
-    protected: set[str] | None = None,
-    now: datetime | None = None,
-) -> list[Snapshot]:
-    """The snapshots *rule* drops, newest first; *snapshots* is newest first."""
-    if not rule.active:
-        return []
-    keep = set(protected or ())
-    pre_deploy = newest_verified_pre_deploy(snapshots)
-    if pre_deploy:
-        keep.add(pre_deploy)
-    oldest_kept = (now or datetime.now(timezone.utc)) - timedelta(days=rule.max_days) if rule.max_days else None
-    seen: dict[str, int] = {}
-    doomed = []
-    for snapshot in snapshots:
-        kind = snapshot.manifest.kind
-        seen[kind] = seen.get(kind, 0) + 1
-        too_many = bool(rule.keep_last) and seen[kind] > rule.keep_last
-        too_old = oldest_kept is not None and parse_time(snapshot.manifest.created_at) < oldest_kept
-        if (too_many or too_old) and snapshot.id not in keep:
-            doomed.append(snapshot)
-    return doomed
 
 
 def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: str) -> None:

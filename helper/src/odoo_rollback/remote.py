@@ -29,7 +29,7 @@ from .journal import DONE, FAILED, Journal
 from .lock import operation_lock
 from .manifest import MANIFEST_NAME, Manifest
 from .process import run
-from .prune import select_prunable
+from .retention import select_prunable
 from .storage import SNAPSHOT_ID, Snapshot, SnapshotStore, fsync_dir
 
 NO_COMMON_HASH = "no common hash"
