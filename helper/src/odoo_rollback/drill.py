@@ -6,6 +6,8 @@ It never touches the live database, its filestore or the services. The scratch d
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from contextlib import ExitStack, suppress
 from datetime import datetime, timezone
@@ -15,13 +17,15 @@ from .config import Config
 from .counts import exact_counts
 from .db import connect
 from .dump import drop_database, restore_dump
-from .errors import RollbackError
+from .errors import RollbackError, StorageError
+from .filestore import extract_filestore
 from .journal import DONE, FAILED, Journal, JournalError
 from .lock import operation_lock
+from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .neutralize import neutralize_database
 from .restore import check_snapshot_database, rto_assessment
-from .storage import Snapshot, SnapshotStore
+from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 from .verify import compare_counts, scratch_name, staged_dump
 
 
@@ -51,6 +55,25 @@ def neutralize_scratch(cfg: Config, scratch: str, journal: Journal, op: str) -> 
     if cfg.neutralize.addons_path:
         modules = neutralize_database(cfg, scratch)
         journal.event(op, "neutralize", "done", data={"modules": modules})
+
+
+def drill_filestore(cfg: Config, snapshot: Snapshot, journal: Journal, op: str) -> list[str]:
+    """Extract the filestore archive as a restore does (its bytes hashed as tar reads them) into a
+    scratch folder, then remove it: a drill proves the attachments come back too, not only the rows."""
+    root = SnapshotStore(cfg.storage).root
+    folder = root / f"{PARTIAL_PREFIX}drill-filestore-{os.urandom(3).hex()}"
+    journal.event(op, "filestore", "start", data={"folder": str(folder)})
+    problems: list[str] = []
+    with partial_in_use(folder):
+        try:
+            extract_filestore(snapshot.filestore_archive, folder, snapshot.manifest.files[FILESTORE_NAME])
+        except (RollbackError, OSError) as exc:
+            error = exc if isinstance(exc, RollbackError) else StorageError(f"filestore: {exc}")
+            problems.append(f"the filestore could not be restored: {error}")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    journal.event(op, "filestore", "failed" if problems else "done", data={"problems": problems})
+    return problems
 
 
 def run_drill(
@@ -91,6 +114,7 @@ def _run_drill(
                     journal.event(op, "restore", "failed", str(exc))
                 else:
                     journal.event(op, "restore", "done")
+                    problems += drill_filestore(cfg, snapshot, journal, op)
         if created:
             try:
                 if neutralize:
