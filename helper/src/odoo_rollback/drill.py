@@ -57,6 +57,31 @@ def neutralize_scratch(cfg: Config, scratch: str, journal: Journal, op: str) -> 
         journal.event(op, "neutralize", "done", data={"modules": modules})
 
 
+def check_scratch(
+    cfg: Config, snapshot: Snapshot, scratch: str, neutralize: bool, journal: Journal, op: str, earlier: list[str]
+) -> list[str]:
+    """Neutralize the scratch database, compare it with the manifest and smoke it; always drop it."""
+    problems: list[str] = []
+    try:
+        if neutralize:
+            neutralize_scratch(cfg, scratch, journal, op)
+        journal.event(op, "checks", "start")
+        with connect(cfg.database, scratch) as conn:
+            problems += compare_counts(snapshot.manifest.counts, exact_counts(conn, list(snapshot.manifest.counts)))
+            if installed_modules(conn) != snapshot.manifest.modules:
+                problems.append("installed module versions differ from the snapshot's manifest")
+            problems += sql_smoke_checks(conn)
+        failed = earlier + problems
+        journal.event(op, "checks", "failed" if failed else "done", data={"problems": failed})
+    except RollbackError as exc:
+        problems.append(str(exc))
+        journal.event(op, "checks", "failed", str(exc))
+    finally:
+        drop_database(cfg.database, scratch)
+        journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
+    return problems
+
+
 def drill_filestore(cfg: Config, snapshot: Snapshot, journal: Journal, op: str) -> list[str]:
     """Extract the filestore archive as a restore does (its bytes hashed as tar reads them) into a
     scratch folder, then remove it: a drill proves the attachments come back too, not only the rows."""
@@ -116,24 +141,7 @@ def _run_drill(
                     journal.event(op, "restore", "done")
                     problems += drill_filestore(cfg, snapshot, journal, op)
         if created:
-            try:
-                if neutralize:
-                    neutralize_scratch(cfg, scratch, journal, op)
-                journal.event(op, "checks", "start")
-                with connect(cfg.database, scratch) as conn:
-                    problems += compare_counts(
-                        snapshot.manifest.counts, exact_counts(conn, list(snapshot.manifest.counts))
-                    )
-                    if installed_modules(conn) != snapshot.manifest.modules:
-                        problems.append("installed module versions differ from the snapshot's manifest")
-                    problems += sql_smoke_checks(conn)
-                journal.event(op, "checks", "failed" if problems else "done", data={"problems": problems})
-            except RollbackError as exc:
-                problems.append(str(exc))
-                journal.event(op, "checks", "failed", str(exc))
-            finally:
-                drop_database(cfg.database, scratch)
-                journal.event(op, "cleanup", "done", f"scratch database {scratch} dropped")
+            problems += check_scratch(cfg, snapshot, scratch, neutralize, journal, op, problems)
     except BaseException as exc:
         with suppress(JournalError):  # a full journal must not hide the error; the next run closes it
             journal.finish(op, FAILED, str(exc))
