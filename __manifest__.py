@@ -34,6 +34,7 @@
         "data/ir_cron_data.xml",
         "views/deployment_rollback_lost_change_views.xml",
         "wizards/deployment_snapshot_capture.xml",
+        "views/deployment_kept_views.xml",
     ],
     "assets": {
         "web.assets_backend": [

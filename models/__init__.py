@@ -1,6 +1,7 @@
 from . import (
     deployment_drill,
     deployment_escalation_level,
+    deployment_kept,
     deployment_model_label,
     deployment_operation,
     deployment_postmortem,

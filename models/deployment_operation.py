@@ -261,8 +261,11 @@ class DeploymentOperation(models.Model):
         data = operation.get("data") or {}
         kind = operation["kind"]
         snapshots = self.env["deployment.snapshot"].sudo()
-        if kind == "snapshot":
+        if kind in ("snapshot", "import"):  # an imported Odoo zip or pg_dump file is a snapshot too
             self._import_snapshot(operation, data)
+            return
+        if kind == "delete":  # the helper's retention removed a snapshot
+            self._import_delete(operation, data)
             return
         snapshot = snapshots.search([("helper_id", "=", data.get("snapshot"))], limit=1)
         snapshot._helper_sync()._apply_standby_operation(operation)
@@ -301,6 +304,12 @@ class DeploymentOperation(models.Model):
         if kind == "drill":
             # Drills run from the shell belong to the quarterly drill history too.
             self.env["deployment.drill"]._import_helper_operation(operation)
+
+    @api.model
+    def _import_delete(self, operation, data):
+        if operation["state"] == "done" and data.get("deleted"):
+            deleted = self.env["deployment.snapshot"].sudo().search([("helper_id", "=", data["deleted"])])
+            deleted._helper_sync().write({"state": "deleted"})
 
     @api.model
     def _deploy_vals(self, data):

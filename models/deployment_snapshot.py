@@ -17,6 +17,13 @@ SNAPSHOT_CHANNEL = "deployment_rollback.snapshot"
 # How long a taken snapshot's page waits for its verification.
 FOLLOW_MINUTES = 15
 
+# Scheduled snapshots (Settings): on/off, the hour (UTC) and the days they are taken on.
+SCHEDULE_ENABLED_PARAM = "deployment_rollback.schedule_enabled"
+SCHEDULE_HOUR_PARAM = "deployment_rollback.schedule_hour"
+SCHEDULE_DAYS_PARAM = "deployment_rollback.schedule_days"
+SCHEDULE_LAST_PARAM = "deployment_rollback.schedule_last_date"
+SCHEDULE_DAYS = {"daily": range(7), "weekdays": range(5), "weekly": (6,)}
+
 
 def parse_helper_time(value):
     """The helper's ISO 8601 UTC time as Odoo's naive UTC datetime."""
@@ -102,7 +109,13 @@ class DeploymentSnapshot(models.Model):
 
     helper_id = fields.Char(string="Helper ID", readonly=True, index=True, copy=False, tracking=True)
     kind = fields.Selection(
-        [("pre_deploy", "Pre-deploy"), ("manual", "Manual"), ("drill", "Drill")],
+        [
+            ("pre_deploy", "Pre-deploy"),
+            ("manual", "Manual"),
+            ("drill", "Drill"),
+            ("scheduled", "Scheduled"),
+            ("imported", "Imported"),
+        ],
         required=True,
         default="pre_deploy",
         readonly=True,
@@ -115,6 +128,7 @@ class DeploymentSnapshot(models.Model):
             ("done", "Done"),
             ("verified", "Verified"),
             ("failed", "Failed"),
+            ("deleted", "Deleted"),  # by the helper's retention: the record stays, for the history
         ],
         default="capturing",
         required=True,
@@ -259,6 +273,44 @@ class DeploymentSnapshot(models.Model):
             }
         )
         return snapshot._open_action()
+
+    def action_download_odoo_zip(self):
+        """The snapshot as Odoo's backup zip (dump.sql, filestore/, manifest.json), streamed by the helper."""
+        self.ensure_one()
+        self._check_manager()
+        if not self.helper_id:
+            raise UserError(_("This snapshot is not complete yet."))
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/deployment_rollback/snapshot/{self.id}/odoo-zip",
+            "target": "self",
+        }
+
+    @api.model
+    def _schedule_due(self):
+        """The day (a date string) a scheduled snapshot is due for, or False: Settings' days and hour, once a day."""
+        params = self.env["ir.config_parameter"].sudo()
+        if not str2bool(params.get_param(SCHEDULE_ENABLED_PARAM, "False")):
+            return False
+        now = fields.Datetime.now()
+        hour = int(params.get_param(SCHEDULE_HOUR_PARAM, 2) or 0)
+        days = SCHEDULE_DAYS.get(params.get_param(SCHEDULE_DAYS_PARAM) or "daily", SCHEDULE_DAYS["daily"])
+        today = fields.Date.to_string(now.date())
+        if now.hour < hour or now.weekday() not in days or params.get_param(SCHEDULE_LAST_PARAM) == today:
+            return False
+        return today
+
+    @api.model
+    def _cron_scheduled_snapshot(self):
+        """Hourly: ask the helper for the scheduled snapshot when it is due."""
+        today = self._schedule_due()
+        if not today:
+            return False
+        # Recorded before asking: a helper that is down is not asked again every hour of the same day;
+        # the failure is in the cron's log.
+        self.env["ir.config_parameter"].sudo().set_param(SCHEDULE_LAST_PARAM, today)
+        self.action_capture(kind="scheduled", label=_("Scheduled snapshot of %s", today))
+        return True
 
     def action_refresh(self):
         """Follow the helper: its journal holds every job's outcome, this capture's included."""

@@ -185,3 +185,44 @@ class DeploymentRollbackHelper(models.AbstractModel):
                 )
             )
         return document
+
+    @api.model
+    def _open_stream(self, path):
+        """GET a reply the helper streams (a snapshot as a zip): (response, connection), read by the caller,
+        who closes the connection. A refusal is a UserError before any byte is passed on."""
+        address = self._address()
+        timestamp = str(int(time.time()))
+        nonce = secrets.token_hex(16)
+        headers = {
+            "X-Rollback-Timestamp": timestamp,
+            "X-Rollback-Nonce": nonce,
+            "X-Rollback-Signature": sign(self._secret(), "GET", path, timestamp, nonce, b""),
+        }
+        conn = self._connection(address)
+        try:
+            conn.request("GET", path, body=b"", headers=headers)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise UserError(
+                _(
+                    "The rollback helper at %(address)s cannot be reached (%(error)s). Is odoo-rollback serve running?",
+                    address=address,
+                    error=exc,
+                )
+            ) from exc
+        if response.status != 200:
+            raw = response.read()
+            conn.close()
+            try:
+                error = json.loads(raw).get("error")
+            except ValueError:
+                error = raw[:200]
+            raise UserError(
+                _(
+                    "The rollback helper refused the request (%(status)s): %(error)s",
+                    status=response.status,
+                    error=error,
+                )
+            )
+        return response, conn

@@ -38,6 +38,20 @@ class ResConfigSettings(models.TransientModel):
     deployment_retention = fields.Char(
         string="Snapshots Kept", compute="_compute_deployment_helper_config", readonly=True
     )
+    deployment_schedule_enabled = fields.Boolean(
+        string="Scheduled Snapshots",
+        config_parameter="deployment_rollback.schedule_enabled",
+        help="Ask the helper for a verified snapshot every scheduled day, as auto_backup does.",
+    )
+    deployment_schedule_hour = fields.Integer(
+        string="Snapshot Hour (UTC)", config_parameter="deployment_rollback.schedule_hour", default=2
+    )
+    deployment_schedule_days = fields.Selection(
+        [("daily", "Every day"), ("weekdays", "Monday to Friday"), ("weekly", "Sundays")],
+        string="Snapshot Days",
+        config_parameter="deployment_rollback.schedule_days",
+        default="daily",
+    )
     deployment_standby_after_capture = fields.Boolean(
         string="Warm Standby after Capture",
         config_parameter="deployment_rollback.standby_after_capture",
@@ -113,6 +127,12 @@ class ResConfigSettings(models.TransientModel):
         for record in self:
             if not 0 <= record.deployment_drill_reminder_days <= 92:
                 raise ValidationError(_("The drill reminder comes 0 to 92 days before the end of the quarter."))
+
+    @api.constrains("deployment_schedule_hour")
+    def _check_deployment_schedule_hour(self):
+        for record in self:
+            if not 0 <= record.deployment_schedule_hour <= 23:
+                raise ValidationError(_("The scheduled snapshot hour is 0 to 23 (UTC)."))
 
     # The settings form computes on its first onchange only what depends on a field it fills in.
     @api.depends("company_id")

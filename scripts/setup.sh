@@ -51,6 +51,14 @@ fi
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$odoo_src" >"$site/odoo-src.pth"
 
+# The off-host copy tests talk to moto's S3 server, a separate program with its own environment: its
+# Flask and Werkzeug would not fit Odoo's pinned Werkzeug.
+if [ ! -x "$venv/s3/bin/moto_server" ]; then
+    say "installing moto's S3 server in $venv/s3 (off-host copy tests)"
+    "$python" -m venv "$venv/s3"
+    "$venv/s3/bin/python" -m pip --disable-pip-version-check --quiet install 'moto[server]>=5,<6'
+fi
+
 # 3. Addons path: Odoo finds a module by its folder name, and this repository is the module.
 mkdir -p "$venv/addons"
 ln -sfn "$repo" "$venv/addons/deployment_rollback"
@@ -99,5 +107,6 @@ ROLLBACK_TEST_PGPORT=$pg_port
 ROLLBACK_TEST_PGUSER=rollback_helper
 ROLLBACK_TEST_PGPASSWORD=rollback_helper
 ROLLBACK_TEST_ODOO_PGUSER=rollback_odoo
+ROLLBACK_TEST_S3_SERVER=$venv/s3/bin/moto_server
 CONF
 say "ready: run 'make test'"

@@ -57,7 +57,10 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
 
     def test_capture_from_settings_with_a_warm_standby(self):
         self.env["ir.config_parameter"].sudo().set_param("deployment_rollback.standby_after_capture", "True")
-        action = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        dialog = self.env["res.config.settings"].create({}).action_deployment_capture_snapshot()
+        capture = Form(self.env["deployment.snapshot.capture"].with_context(**dialog["context"]))
+        capture.label = "with a standby"
+        action = capture.save().action_capture()
         snapshot = self.env["deployment.snapshot"].browse(action["res_id"])
         # Whatever the test's outcome, no standby database is left behind.
         self.addCleanup(lambda: snapshot.helper_id and self.helper.cli("standby", "drop", snapshot.helper_id))

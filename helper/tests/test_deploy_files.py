@@ -7,6 +7,7 @@ paths are checked against the helper configuration that goes with it, loaded by 
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from odoo_rollback.cli import build_parser
 from odoo_rollback.config import Config, parse_config, tomllib
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -240,3 +242,27 @@ def test_compose_services_agree_with_the_helper_config(compose: dict[str, Any], 
     health = urlsplit(cfg.health.url or "")
     assert health.hostname == "odoo" and health.port == 8069
     assert cfg.smoke.url == "http://odoo:8069"
+
+
+def test_the_snapshot_timer_runs_a_verified_scheduled_snapshot_as_hardened_as_the_service() -> None:
+    timer = read_unit(SYSTEMD / "odoo-rollback-snapshot.timer")
+    service = read_unit(SYSTEMD / "odoo-rollback-snapshot.service")
+    # No Unit= in the timer: it starts the service of its own name.
+    assert "Unit" not in timer["Timer"] and one(timer, "Timer", "Persistent") == "yes"
+    assert one(timer, "Install", "WantedBy") == "timers.target"
+    assert one(service, "Service", "Type") == "oneshot"
+    # The command line is one the helper accepts, for a verified snapshot of kind "scheduled".
+    argv = shlex.split(one(service, "Service", "ExecStart"))
+    args = build_parser().parse_args(argv[1:])
+    assert (args.command, args.kind, args.verify) == ("snapshot", "scheduled", True)
+    served = read_unit(SYSTEMD / "odoo-rollback.service")["Service"]
+    for key in ("User", "Group", "SupplementaryGroups", "Environment", "UMask", "ReadWritePaths", "ProtectSystem"):
+        assert service["Service"][key] == served[key], key
+    hardening = {k for k in served if k.startswith(("Protect", "Restrict", "Private", "NoNew", "SystemCall"))}
+    assert {k: service["Service"].get(k) for k in hardening} == {k: served[k] for k in hardening}
+    binary = shutil.which("systemd-analyze")
+    if binary:
+        calendar = subprocess.run(
+            [binary, "calendar", one(timer, "Timer", "OnCalendar")], capture_output=True, text=True, check=False
+        )
+        assert calendar.returncode == 0, calendar.stderr

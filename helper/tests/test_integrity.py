@@ -157,3 +157,18 @@ def test_a_filestore_archive_changed_after_the_preflight_is_caught_as_tar_reads_
     assert not [p for p in helper_env.filestore.parent.iterdir() if "__restore_" in p.name]
     assert list_databases(helper_env.db.name) == [helper_env.db.name]
     assert database_counts(helper_env.db.name)["res_partner"] == 57
+
+
+def test_drill_fails_when_the_filestore_archive_is_damaged(helper_env: HelperEnv) -> None:
+    """A drill proves the attachments come back too: a truncated filestore archive fails it."""
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    archive = Path(snap["path"]) / "filestore.tar"
+    with archive.open("r+b") as handle:
+        handle.truncate(archive.stat().st_size // 2)
+
+    drill = helper_env.run("drill", snap["id"], "--json")
+
+    assert drill.returncode == 1
+    assert "the filestore could not be restored" in drill.stdout
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert not list((helper_env.storage / "snapshots").glob(".partial-*"))

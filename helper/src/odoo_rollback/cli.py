@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .config import ENV_VAR, Config, load_config
 from .errors import EXIT_FAILED, RollbackError, os_failure
+from .manifest import SNAPSHOT_KINDS
 from .output import Output
 
 Handler = Callable[[Config, argparse.Namespace, Output], int]
-
-SNAPSHOT_KINDS = ("pre_deploy", "manual", "drill")
 
 
 def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]:
@@ -34,7 +33,7 @@ def _handler(target: str) -> Callable[[Config, argparse.Namespace, Output], int]
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaration per command
     # The global options are accepted before or after the command. After it they must not reset what
     # was given before it, so the sub-commands' copies default to SUPPRESS (parents share action objects,
     # hence one parent parser for each level).
@@ -86,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("counts", "snapshots:counts", "exact live row counts of the tracked tables")
 
-    p = command("prune", "snapshots:prune", "remove old snapshots, keeping the newest of each kind")
-    p.add_argument("--keep", type=int, required=True, metavar="N", help="snapshots of each kind to keep")
+    p = command("prune", "snapshots:prune", "apply the retention of [retention] to snapshots and kept databases")
+    p.add_argument(
+        "--keep", type=int, metavar="N", help="this once: keep the N newest snapshots of each kind, whatever the age"
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
     request_help = "JSON file of Odoo's rollback record and whom to mail the progress to (see README)"
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("drill", "restore:drill", "restore a snapshot into a scratch database and time it")
     p.add_argument("id", nargs="?", help="snapshot id (default: the newest verified pre_deploy one)")
+    p.add_argument(
+        "--no-neutralize", action="store_true", help="leave the scratch database as it is (default: neutralized)"
+    )
 
     p = command("serve", "serve:serve", "serve the HTTP API for Odoo")
     p.add_argument("--socket", help="Unix socket path (overrides [api] socket)")
@@ -125,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _deploy_commands(command)
+    _backup_commands(command)
     return parser
 
 
@@ -147,6 +152,31 @@ def _deploy_commands(command: Callable[[str, str, str], argparse.ArgumentParser]
     p = command("logs", "deploy:logs_command", "read Odoo's service log (docker, systemd or [deploy] log_file)")
     p.add_argument("--since", metavar="ISO", help="ISO 8601 time, UTC without a zone (default: one hour ago)")
     p.add_argument("--errors", action="store_true", help="only the errors and tracebacks (exit 1 when there are)")
+
+
+def _backup_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """export, import, copy, push, kept: snapshots to and from the rest of the Odoo world."""
+    p = command("push", "snapshots:push", "copy a verified snapshot to the remotes of [remotes] and check the copy")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--remote", metavar="NAME", help="only this remote")
+
+    command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
+
+    p = command("export", "interop:export", "write a snapshot as an Odoo backup zip (dump.sql, filestore/)")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--format", choices=["odoo-zip"], default="odoo-zip")
+    p.add_argument("file", metavar="FILE", help="the zip to write ('-': standard output)")
+
+    p = command("import", "interop:import_file", "make a verified snapshot of an Odoo backup zip or a pg_dump file")
+    p.add_argument("file", metavar="FILE", help="Odoo zip, pg_dump custom or plain file, or pg_dump directory")
+    p.add_argument("--label", default="", help="a note on where the backup comes from")
+
+    p = command("copy", "interop:copy", "restore a snapshot into a new database and filestore, beside the live one")
+    p.add_argument("id", help="snapshot id")
+    p.add_argument("--to", required=True, metavar="NAME", help="the new database's name (must not exist)")
+    p.add_argument(
+        "--neutralize", action="store_true", help="run each installed module's data/neutralize.sql, as Odoo does"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

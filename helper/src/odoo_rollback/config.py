@@ -260,6 +260,49 @@ class StandbyConfig:
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """Keep the *keep_last* newest (per kind, for snapshots) and nothing older than *max_days*; 0: no limit."""
+
+    keep_last: int = 0
+    max_days: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.keep_last or self.max_days)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keep_last": self.keep_last, "max_days": self.max_days}
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    snapshots: RetentionRule = RetentionRule()
+    # The databases and filestores a restore keeps aside, and scratch leftovers of drills.
+    kept: RetentionRule = RetentionRule(keep_last=2, max_days=7.0)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """An off-host copy target, written with rclone."""
+
+    name: str
+    target: str  # rclone "remote:path"
+    rclone_config: Path  # rclone.conf holding the remote's credentials; refused when others can read it
+    kinds: tuple[str, ...] = ()  # snapshot kinds copied; empty: every kind
+    retention: RetentionRule = RetentionRule()
+
+    def wants(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
+
+
+@dataclass(frozen=True)
+class NeutralizeConfig:
+    # Odoo's addons folders (odoo.conf's addons_path, Odoo's own odoo/addons included), where each
+    # module's data/neutralize.sql is found; empty: copies cannot be neutralized, drills are not.
+    addons_path: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig
     filestore: FilestoreConfig
@@ -273,6 +316,9 @@ class Config:
     api: ApiConfig = ApiConfig()
     smtp: SmtpConfig = SmtpConfig()
     deploy: DeployConfig = DeployConfig()
+    retention: RetentionConfig = RetentionConfig()
+    remotes: tuple[RemoteConfig, ...] = ()
+    neutralize: NeutralizeConfig = NeutralizeConfig()
     capture: CaptureConfig = CaptureConfig()
     standby: StandbyConfig = StandbyConfig()
     source: Path | None = None
@@ -377,6 +423,9 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         "api",
         "smtp",
         "deploy",
+        "retention",
+        "remotes",
+        "neutralize",
         "capture",
         "standby",
     }
@@ -480,6 +529,9 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     )
     code = CodeConfig(path=section_named("code").path("path"))
     deploy = parse_deploy(section_named("deploy"))
+    retention = parse_retention(section_named("retention"))
+    remotes = parse_remotes(section_named("remotes"))
+    neutralize = parse_neutralize(section_named("neutralize"))
     capture = parse_capture(section_named("capture"))
     standby = parse_standby(section_named("standby"))
     # Last, once every key was read: a typo must never be silently ignored.
@@ -498,6 +550,9 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
         api=api,
         smtp=smtp,
         deploy=deploy,
+        retention=retention,
+        remotes=remotes,
+        neutralize=neutralize,
         capture=capture,
         standby=standby,
         source=source,
@@ -582,6 +637,58 @@ def parse_deploy(section: _Section) -> DeployConfig:
     if deploy.reuse_snapshot_minutes < 0:
         raise ConfigError("deploy.reuse_snapshot_minutes must be 0 (always a new snapshot) or more")
     return deploy
+
+
+def parse_rule(section: _Section, default: RetentionRule) -> RetentionRule:
+    rule = RetentionRule(
+        keep_last=section.get("keep_last", int, default.keep_last),
+        max_days=section.get("max_days", float, default.max_days),
+    )
+    if rule.keep_last < 0 or rule.max_days < 0:
+        raise ConfigError(f"{section.name}: keep_last and max_days must be 0 (no limit) or more")
+    return rule
+
+
+def parse_retention(section: _Section) -> RetentionConfig:
+    kept = section.section("kept")
+    return RetentionConfig(
+        snapshots=parse_rule(section, RetentionRule()), kept=parse_rule(kept, RetentionConfig().kept)
+    )
+
+
+def parse_neutralize(section: _Section) -> NeutralizeConfig:
+    folders = []
+    for entry in section.strings("addons_path"):
+        folder = Path(os.path.expanduser(entry))
+        folder = folder if folder.is_absolute() else section.base / folder
+        if not folder.is_dir():
+            raise ConfigError(f"neutralize.addons_path: {folder} is not a folder")
+        folders.append(folder)
+    return NeutralizeConfig(addons_path=tuple(folders))
+
+
+REMOTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def parse_remotes(section: _Section) -> tuple[RemoteConfig, ...]:
+    remotes = []
+    for name in section.data:
+        if not REMOTE_NAME.match(name):
+            raise ConfigError(f"remotes.{name}: a remote's name is lowercase letters, digits, '_' and '-'")
+        sub = section.section(name)
+        target = sub.require("target", str)
+        if ":" not in target or target.startswith(("-", ":")):
+            raise ConfigError(f"remotes.{name}.target must be an rclone 'remote:path', not {target!r}")
+        remotes.append(
+            RemoteConfig(
+                name=name,
+                target=target.rstrip("/"),
+                rclone_config=sub.path("rclone_config", required=True),  # type: ignore[arg-type]
+                kinds=sub.strings("kinds"),
+                retention=parse_rule(sub, RetentionRule()),
+            )
+        )
+    return tuple(remotes)
 
 
 def parse_standby(section: _Section) -> StandbyConfig:

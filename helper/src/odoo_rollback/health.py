@@ -19,7 +19,9 @@ from .capture import capture_check
 from .config import Config, HealthConfig
 from .db import connect
 from .errors import RollbackError
-from .kept import kept_databases
+from .journal import Journal
+from .kept import kept_databases, list_kept, select_droppable
+from .output import human_size
 from .services import backend_for
 from .snapshot import expected_size, needed_space
 from .standby import storage_check as standby_storage_check
@@ -155,11 +157,24 @@ def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
         return Check("storage", False, f"{cfg.storage.path} does not exist"), None
     free = shutil.disk_usage(storage).free
     detail = f"{free // 2**20} MiB free in {storage}"
-    if needed is None:
-        return Check("storage", free > 0, detail), free
-    # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
-    ok = free >= needed
-    detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
+    snapshots = SnapshotStore(cfg.storage).list()
+    detail += f"; snapshots {human_size(sum(s.manifest.size for s in snapshots))}"
+    try:
+        kept = list_kept(cfg, Journal(cfg.storage.journal_path))
+        detail += f", {len(kept)} kept database(s) and filestore(s) {human_size(sum(i.size for i in kept))}"
+    except RollbackError:
+        kept = []  # the database check says why the server cannot be reached
+        detail += ", kept databases not counted (no database server)"
+    ok = free > 0
+    if needed is not None:
+        # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
+        ok = free >= needed
+        detail += f"; the next snapshot needs about {needed // 2**20} MiB" + ("" if ok else ": too little")
+    overdue = select_droppable(kept, cfg.retention.kept)
+    if overdue:
+        ok = False
+        names = ", ".join(i.name for i in overdue)
+        detail += f"; {len(overdue)} kept beyond retention ({names}): run 'odoo-rollback prune'"
     return Check("storage", ok, detail), free
 
 

@@ -1,11 +1,162 @@
-"""The databases a restore kept aside (``<db>__failed_<time>``): they hold disk until someone drops them."""
+"""Databases and filestores left beside the live ones: listed, sized, and dropped by their own retention.
+
+A restore keeps the replaced database and filestore as ``<db>__failed_<time>``; a restore that was
+interrupted leaves ``<db>__restore_<time>``; a drill or a deep verify that was killed leaves
+``<db>__drill_<time>`` / ``<db>__verify_<time>``. Each is a full copy of the database: on a disk that
+also holds the snapshots they are what fills it, so ``health`` counts them and ``[retention.kept]``
+drops them (default: the last 2, at most 7 days).
+
+Never dropped: anything an unfinished operation names (``resume`` needs it), and the database and
+filestore kept by the newest restore, which Odoo is still validating (they are the way back).
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
-from .config import DatabaseConfig
+from .config import Config, DatabaseConfig, RetentionRule
 from .db import maintenance
+from .dump import drop_database
+from .filestore import folder_size
+from .journal import DONE, FAILED, Journal
+from .leftovers import is_dead
+
+PURPOSES = ("failed", "restore", "drill", "verify", "import")
+SUFFIX = re.compile(r"^__(?P<purpose>" + "|".join(PURPOSES) + r")_(?P<stamp>[0-9]{14})$")
+
+
+@dataclass
+class KeptItem:
+    name: str  # the database's name (also when only the filestore is left)
+    purpose: str  # failed: kept by a restore; restore, drill, verify: leftovers of an interrupted run
+    created_at: datetime
+    database_size: int | None = None  # None: no such database
+    filestore: Path | None = None
+    filestore_size: int = 0
+    protected: str | None = None  # why retention leaves it alone
+
+    @property
+    def size(self) -> int:
+        return (self.database_size or 0) + self.filestore_size
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "purpose": self.purpose,
+            "created_at": self.created_at.isoformat(timespec="seconds"),
+            "database": self.database_size is not None,
+            "database_size": self.database_size,
+            "filestore": str(self.filestore) if self.filestore else None,
+            "filestore_size": self.filestore_size,
+            "size": self.size,
+            "protected": self.protected,
+        }
+
+
+def _parse(suffix: str) -> tuple[str, datetime] | None:
+    match = SUFFIX.match(suffix)
+    if not match:
+        return None
+    stamp = datetime.strptime(match["stamp"], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    return match["purpose"], stamp
+
+
+def in_use(journal: Journal) -> set[str]:
+    """Database and filestore names that a running operation, or an interrupted restore, refers to."""
+    names: set[str] = set()
+    for op in journal.unfinished():
+        if op.kind not in ("restore", "deploy") and is_dead(op):
+            continue  # the next snapshot, prune or resume cleans a dead drill's scratch database
+        names.update(str(v) for v in (op.data.get("names") or {}).values())
+        if op.data.get("scratch"):
+            names.add(str(op.data["scratch"]))
+    return names
+
+
+def newest_restore_kept(journal: Journal) -> set[str]:
+    """What the newest restore kept aside: the way back while Odoo validates that restore."""
+    for op in journal.operations(kind="restore", limit=20):
+        names = op.data.get("names") or {}
+        if op.state == DONE and names:
+            return {str(names.get("failed")), str(names.get("filestore_failed"))}
+    return set()
+
+
+def list_kept(cfg: Config, journal: Journal) -> list[KeptItem]:
+    """Everything kept beside the live database and filestore, newest first."""
+    db = cfg.database.name
+    items: dict[str, KeptItem] = {}
+    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT datname, pg_database_size(datname) FROM pg_database WHERE starts_with(datname, %s)", (db + "__",)
+        )
+        for name, size in cur.fetchall():
+            parsed = _parse(name[len(db) :])
+            if parsed:
+                items[name] = KeptItem(name, parsed[0], parsed[1], database_size=int(size))
+    fs = cfg.filestore.path
+    if fs.parent.is_dir():
+        for path in fs.parent.iterdir():
+            # The staging filestore of a restore is hidden (".<name>__restore_<time>").
+            base = path.name[1:] if path.name.startswith(".") else path.name
+            if not base.startswith(fs.name + "__") or not path.is_dir():
+                continue
+            parsed = _parse(base[len(fs.name) :])
+            if not parsed:
+                continue
+            name = f"{db}{base[len(fs.name) :]}"
+            item = items.setdefault(name, KeptItem(name, parsed[0], parsed[1]))
+            item.filestore, item.filestore_size = path, folder_size(path)
+    used, newest = in_use(journal), newest_restore_kept(journal)
+    for item in items.values():
+        names = {item.name, str(item.filestore)}
+        if names & used:
+            item.protected = "an unfinished operation uses it"
+        elif names & newest:
+            item.protected = "kept by the newest restore"
+    return sorted(items.values(), key=lambda i: (i.created_at, i.name), reverse=True)
+
+
+def select_droppable(items: list[KeptItem], rule: RetentionRule, now: datetime | None = None) -> list[KeptItem]:
+    """The kept items *rule* drops: beyond the *keep_last* newest, or older than *max_days*."""
+    if not rule.active:
+        return []
+    oldest = (now or datetime.now(timezone.utc)) - timedelta(days=rule.max_days) if rule.max_days else None
+    return [
+        item
+        for position, item in enumerate(items, start=1)
+        if item.protected is None
+        and ((rule.keep_last and position > rule.keep_last) or (oldest is not None and item.created_at < oldest))
+    ]
+
+
+def drop_kept(cfg: Config, item: KeptItem, journal: Journal, reason: str) -> None:
+    op = journal.begin("drop_kept", cfg.database.name, {"kept": item.as_dict(), "reason": reason})
+    try:
+        if item.database_size is not None:
+            drop_database(cfg.database, item.name)
+        if item.filestore is not None:
+            shutil.rmtree(item.filestore)
+    except BaseException as exc:
+        journal.finish(op, FAILED, str(exc) or exc.__class__.__name__)
+        raise
+    journal.finish(op, DONE, f"{item.name} dropped: {reason}")
+
+
+def apply_kept_retention(
+    cfg: Config, journal: Journal, rule: RetentionRule | None = None, dry_run: bool = False
+) -> list[KeptItem]:
+    rule = rule or cfg.retention.kept
+    doomed = select_droppable(list_kept(cfg, journal), rule)
+    if not dry_run:
+        for item in doomed:
+            drop_kept(cfg, item, journal, "retention")
+    return doomed
 
 
 def kept_databases(cfg: DatabaseConfig) -> list[dict[str, Any]]:

@@ -10,6 +10,8 @@ from typing import Any
 MANIFEST_NAME = "manifest.json"
 DUMP_NAME = "db.dump"
 FILESTORE_NAME = "filestore.tar"
+# scheduled: taken by the Odoo cron or the systemd timer; imported: made from an Odoo zip or a pg_dump file.
+SNAPSHOT_KINDS = ("pre_deploy", "manual", "drill", "scheduled")
 
 
 @dataclass

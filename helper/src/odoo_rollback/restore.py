@@ -358,10 +358,11 @@ class RestoreRun:
             # built from them); should the standby be refused, staging makes the checked copy then.
             self.stage_dump()
 
-    def stage_dump(self) -> None:
+    def stage_dump(self) -> Path:
         """The checked private copy of the dump that pg_restore reads (see verify.staged_dump)."""
         root = SnapshotStore(self.cfg.storage).root
         self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, self.cfg.storage.free_space_margin))
+        return self.dump
 
     def use_standby(self) -> None:
         """A ready standby in the place of the staging database, once proven; else staging as ever."""
@@ -409,11 +410,8 @@ class RestoreRun:
     def build_staging(self) -> None:
         """pg_restore and the filestore's tar at the same time: tar waits on the disk while pg_restore
         and the server use the CPUs, so the filestore costs (almost) nothing on top of the database."""
-        if self.dump is None:  # a refused standby: the copy was not made in the preflight
-            self.stage_dump()
-        dump = self.dump
-        if dump is None:
-            raise OperationFailed("the checked copy of the dump could not be made")
+        # A refused standby: the copy was not made in the preflight, it is made now.
+        dump = self.dump if self.dump is not None else self.stage_dump()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         manifest = self.snapshot.manifest
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:

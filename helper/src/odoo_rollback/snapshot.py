@@ -28,12 +28,14 @@ from .dump import dump_database
 from .errors import RollbackError, StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal, JournalError
+from .kept import apply_kept_retention
 from .leftovers import clean_dead_runs
 from .lock import operation_lock
 from .lost_rows import schema_of
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
+from .prune import apply_retention
 from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
 
@@ -131,8 +133,21 @@ def _take_snapshot(
         ceiling = capture_check(cfg)
         if ceiling["detail"].startswith("WARNING"):
             journal.event(op, "capture", "info", ceiling["detail"])
+    apply_retention_after(cfg, journal, op)
     journal.finish(op, DONE, f"snapshot {snapshot_id} complete", {"summary": snapshot.summary()})
     return snapshot
+
+
+def apply_retention_after(cfg: Config, journal: Journal, op: str) -> None:
+    """Retention after a snapshot, as its last step; a deletion that fails does not undo the snapshot."""
+    journal.event(op, "retention", "start")
+    try:
+        removed = [s.id for s in apply_retention(cfg, journal)]
+        dropped = [i.name for i in apply_kept_retention(cfg, journal)]
+    except (OSError, RollbackError) as exc:
+        journal.event(op, "retention", "failed", f"retention not applied: {exc}")
+        return
+    journal.event(op, "retention", "done", data={"removed": removed, "dropped": dropped})
 
 
 def _write_snapshot(

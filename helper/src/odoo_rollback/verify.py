@@ -29,6 +29,7 @@ from .errors import OperationFailed, PreconditionError, RollbackError, StorageEr
 from .journal import DONE, FAILED, Journal, JournalError
 from .lock import operation_lock
 from .manifest import DUMP_NAME, MANIFEST_NAME
+from .remote import push_in_background
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 
 # The manifest's own replacement while ``mark_verified`` writes it (see storage.write_atomically).
@@ -162,6 +163,8 @@ def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None
         if deep and not result.problems:
             scratch = scratch_name(snapshot.manifest.database, "verify")
             if op and journal:
+                # In the operation's data too: retention leaves an unfinished operation's scratch alone.
+                journal.update(op, {"scratch": scratch})
                 journal.event(op, "scratch_restore", "start", data={"database": scratch})
             created = False  # only ever drop a database this run made (another may hold the name)
             try:
@@ -186,7 +189,9 @@ def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None
                 )
         result.ok = not result.problems
         if result.ok:
-            SnapshotStore(cfg.storage).mark_verified(snapshot.id, deep)
+            verified = SnapshotStore(cfg.storage).mark_verified(snapshot.id, deep)
+            # Off-host copies start once a snapshot is known good, without making anyone wait for them.
+            push_in_background(cfg, verified)
     except BaseException as exc:
         if op and journal:
             with suppress(JournalError):  # a full journal must not hide the error; the next run closes it

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
-from typing import Any
+from typing import IO, Any
 
 from .signing import signed_headers
 
@@ -46,5 +47,17 @@ class HelperClient:
             response = conn.getresponse()
             data = response.read()
             return response.status, json.loads(data) if data else None
+        finally:
+            conn.close()
+
+    def download(self, path: str, target: IO[bytes]) -> int:
+        """GET a streamed reply (a snapshot as a zip) into *target*; returns the HTTP status."""
+        headers = {"Content-Type": "application/json", **signed_headers(self.secret, "GET", path, b"")}
+        conn = self._connection()
+        try:
+            conn.request("GET", path, body=b"", headers=headers)
+            response = conn.getresponse()
+            shutil.copyfileobj(response, target, 1 << 20)
+            return response.status
         finally:
             conn.close()

@@ -12,6 +12,7 @@ import re
 import socket
 import socketserver
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,11 @@ from ..config import Config, read_private_file
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import health_report
 from ..journal import Journal
+from ..kept import list_kept
 from ..logs import log_source, parse_since, service_log_errors
+from ..manifest import SNAPSHOT_KINDS
+from ..odoo_zip import write_odoo_zip
+from ..prune import retention_settings
 from ..request import REQUEST_KEYS, RestoreRequest, parse_request
 from ..restore_capture import plan_lost_changes
 from ..storage import SnapshotStore
@@ -33,7 +38,7 @@ from .signing import SignatureError, Verifier
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
-SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview)$")
+SNAPSHOT_ROUTE = re.compile(r"^/v1/snapshots/([^/]+)/(verify|preview|odoo-zip)$")
 JOB_ROUTE = re.compile(r"^/v1/jobs/([^/]+)$")
 RESTORE_KEYS = REQUEST_KEYS | {"snapshot", "confirm_database"}
 
@@ -96,7 +101,7 @@ class Api:
         if method == "POST" and path == "/v1/snapshots":
             check_body(body, SNAPSHOT_BODY, "POST /v1/snapshots")
             kind = body.get("kind") or "pre_deploy"
-            if kind not in ("pre_deploy", "manual", "drill"):
+            if kind not in SNAPSHOT_KINDS:
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown snapshot kind {kind!r}")
             if body.get("requested_by"):
                 log.info("snapshot requested by %s", body["requested_by"])
@@ -111,6 +116,8 @@ class Api:
                 snapshot = self.snapshot(snapshot_id)
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
             snapshot = self.snapshot(snapshot_id)
+            if method == "GET" and action == "odoo-zip":
+                return HTTPStatus.OK, odoo_zip_reply(snapshot)
             if method == "GET" and action == "preview":
                 lost = plan_lost_changes(self.cfg, snapshot).report()
                 return HTTPStatus.OK, {
@@ -142,6 +149,8 @@ class Api:
             if job is None:
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no job {match.group(1)}")
             return HTTPStatus.OK, job.as_dict(self.journal)
+        if method == "GET" and path == "/v1/kept":
+            return HTTPStatus.OK, {"kept": [item.as_dict() for item in list_kept(self.cfg, self.journal)]}
         if method == "GET" and path == "/v1/journal":
             return HTTPStatus.OK, self.journal_since(query)
         if method == "GET" and path == "/v1/logs/errors":
@@ -179,10 +188,7 @@ class Api:
             "rto": dataclasses.asdict(self.cfg.rto),
             "counts": {"tables": list(self.cfg.counts.tables)},
         }
-        # How many snapshots are kept, when this helper's configuration has a [retention] section.
-        retention = getattr(self.cfg, "retention", None)
-        if dataclasses.is_dataclass(retention) and not isinstance(retention, type):
-            view["retention"] = dataclasses.asdict(retention)
+        view["retention"] = retention_settings(self.cfg)
         return view
 
     def log_errors(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -221,6 +227,39 @@ CONTENT_LENGTH = re.compile(r"^[0-9]{1,10}$")
 WRITE_TIMEOUT = 30.0  # seconds a reply may take to be sent
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamReply:
+    """A reply written as it is produced (chunked), for what is too big to hold: a snapshot as a zip."""
+
+    content_type: str
+    filename: str
+    write: Callable[[Any], None]
+
+
+def odoo_zip_reply(snapshot: Any) -> StreamReply:
+    """A snapshot as Odoo's backup zip, written into the reply as it is read."""
+    return StreamReply("application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(snapshot, stream))
+
+
+class ChunkedWriter:
+    """A write-only file over an HTTP/1.1 chunked body; it cannot seek, which zipfile handles."""
+
+    def __init__(self, wfile: Any) -> None:
+        self.wfile = wfile
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        self.wfile.flush()
+
+    def close(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
 class Handler(BaseHTTPRequestHandler):
     """One request per connection: its deadline and byte budget cover the whole connection."""
 
@@ -256,7 +295,26 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
+    def _stream(self, reply: StreamReply) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Disposition", f'attachment; filename="{reply.filename}"')
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        writer = ChunkedWriter(self.wfile)
+        try:
+            reply.write(writer)
+        except Exception:
+            # The status line is gone: a cut connection without the last chunk tells the client it failed.
+            log.exception("streaming %s failed", reply.filename)
+            self.close_connection = True
+            return
+        writer.close()
+
     def _reply(self, status: HTTPStatus, document: Any) -> None:
+        if isinstance(document, StreamReply):
+            self._stream(document)
+            return
         payload = json.dumps(document, default=str).encode()
         self.close_connection = True
         try:

@@ -13,6 +13,7 @@ from ..journal import Journal
 from ..leftovers import clean_dead_runs
 from ..lock import OperationRunning, operation_lock
 from ..output import Output, table
+from ..remote import ensure_local
 from ..request import RestoreRequest, load_request
 from ..restore import plan_restore, restore_snapshot
 from ..restore import resume as resume_restores
@@ -122,7 +123,7 @@ def _request(args: argparse.Namespace) -> RestoreRequest | None:
 
 def restore(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     request = _request(args)
-    return _restore(cfg, SnapshotStore(cfg.storage).get(args.id), request, args, out)
+    return _restore(cfg, ensure_local(cfg, args.id, Journal(cfg.storage.journal_path)), request, args, out)
 
 
 def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
@@ -178,8 +179,14 @@ def journal(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def drill(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    snapshot = SnapshotStore(cfg.storage).get(args.id) if args.id else _newest_verified(cfg)
-    result = run_drill(cfg, snapshot, Journal(cfg.storage.journal_path), show_progress=out.interactive)
+    snapshot = ensure_local(cfg, args.id, Journal(cfg.storage.journal_path)) if args.id else _newest_verified(cfg)
+    result = run_drill(
+        cfg,
+        snapshot,
+        Journal(cfg.storage.journal_path),
+        show_progress=out.interactive,
+        neutralize=not args.no_neutralize,
+    )
 
     def human(d: dict[str, Any]) -> str:
         verdict = "passed" if d["ok"] else "FAILED: " + "; ".join(d["problems"])
