@@ -112,6 +112,7 @@ class TestCostaRicanSpanish(TransactionCase):
             "No",
             "RTO",
             "Total",
+            "h (UTC)",
             "min",
             "min,",
         }
