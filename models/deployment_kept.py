@@ -34,6 +34,11 @@ class DeploymentKept(models.TransientModel):
         """Ask the helper what it keeps, and show it (the helper's retention drops these, not Odoo)."""
         reply = self.env["deployment.rollback.helper"]._request("GET", "/v1/kept")
         self.search([("create_uid", "=", self.env.uid)]).unlink()
+        # The helper never imports Odoo and says why it keeps a database in English: its two reasons, read here.
+        reasons = {
+            "an unfinished operation uses it": _("an unfinished operation uses it"),
+            "kept by the newest restore": _("kept by the newest restore"),
+        }
         records = self.create(
             [
                 {
@@ -42,7 +47,7 @@ class DeploymentKept(models.TransientModel):
                     "created_at": parse_helper_time(item["created_at"]),
                     "size_human": human_size(item["size"]),
                     "filestore": item.get("filestore") or False,
-                    "protected": item.get("protected") or False,
+                    "protected": reasons.get(item.get("protected"), item.get("protected")) or False,
                 }
                 for item in reply.get("kept", [])
             ]

@@ -7,6 +7,8 @@ operation, a per-model summary (``lost_summary``) and the export as a zip (``los
 :meth:`DeploymentRollback._sync_lost_changes` turns them into these lines and an attachment.
 """
 
+import re
+
 from odoo import _, api, fields, models
 
 from .deployment_rollback import DeploymentRollback as BaseRollback
@@ -127,10 +129,60 @@ class DeploymentRollback(models.Model):
     )
     lost_rows_mode = fields.Selection(MODES, string="Found By", readonly=True)
     lost_limits = fields.Text(string="What This Mode Cannot See", readonly=True)
+    lost_limits_text = fields.Text(string="Limits in the Reader's Language", compute="_compute_lost_limits_text")
     lost_export_id = fields.Many2one("ir.attachment", string="Export", readonly=True, ondelete="set null")
     lost_authority_count = fields.Integer(
         string="E-invoices Known to the Tax Authority", compute="_compute_lost_authority_count"
     )
+
+    @api.depends("lost_limits")
+    @api.depends_context("lang")
+    def _compute_lost_limits_text(self):
+        # The helper never imports Odoo and writes its limits in English (lost_rows.LIMITS): read here,
+        # in a loop rather than a comprehension so that _() finds this method's env.
+        known = {
+            "DDL is not in the change stream: new or dropped tables and columns are listed from a comparison "
+            "with the snapshot's schema": _(
+                "DDL is not in the change stream: new or dropped tables and columns are listed from a comparison "
+                "with the snapshot's schema"
+            ),
+            "a TRUNCATE is reported per table, without its rows": _(
+                "a TRUNCATE is reported per table, without its rows"
+            ),
+            "the values before an update or a delete are the snapshot's, restored; the export holds the key only": _(
+                "the values before an update or a delete are the snapshot's, restored; the export holds the key only"
+            ),
+            "deletions are seen only in the tracked tables (counts.tables)": _(
+                "deletions are seen only in the tracked tables (counts.tables)"
+            ),
+            "outside the tracked tables an insert and an update are not told apart (kind 'written')": _(
+                "outside the tracked tables an insert and an update are not told apart (kind 'written')"
+            ),
+            "the values before a change are not known": _("the values before a change are not known"),
+            "this database is not the one the snapshot was taken of: only rows of the tracked tables whose "
+            "create_date or write_date is later than the snapshot are seen; deletions, other tables and "
+            "transactions that began before the snapshot are not": _(
+                "this database is not the one the snapshot was taken of: only rows of the tracked tables whose "
+                "create_date or write_date is later than the snapshot are seen; deletions, other tables and "
+                "transactions that began before the snapshot are not"
+            ),
+            "before the restore, deletions are not counted and inserts are not told from updates": _(
+                "before the restore, deletions are not counted and inserts are not told from updates"
+            ),
+        }
+        slot = re.compile(r"the snapshot's replication slot (\S+) is gone \(dropped past the WAL ceiling\?\)")
+        for record in self:
+            lines = []
+            for line in (record.lost_limits or "").splitlines():
+                match = slot.fullmatch(line)
+                if match:
+                    shown = _(
+                        "the snapshot's replication slot %s is gone (dropped past the WAL ceiling?)", match.group(1)
+                    )
+                else:
+                    shown = known.get(line, line)
+                lines.append(shown)
+            record.lost_limits_text = "\n".join(lines) or False
 
     @api.depends("lost_record_ids.priority")
     def _compute_lost_authority_count(self):
