@@ -147,3 +147,24 @@ class TestCostaRicanSpanish(TransactionCase):
         self.assertIn("Corto plazo: Redactar el borrador del análisis post-mortem", summaries)
         english = {task for _key, _label, _due, tasks in POST_ROLLBACK_TASKS for task in tasks}
         self.assertFalse([s for s in summaries if s.split(": ", 1)[1] in english])
+
+    def test_the_helpers_limits_of_lost_changes_read_in_spanish(self):
+        # The helper writes them in English (it never imports Odoo); the Lost changes tab shows them translated.
+        rollback = (
+            self.env["deployment.rollback"]
+            ._helper_sync()
+            .create(
+                {
+                    "reason": "Facturas sin líneas",
+                    "decision": "rollback",
+                    "lost_rows_mode": "fallback",
+                    "lost_limits": "the snapshot's replication slot rb_slot_7 is gone (dropped past the WAL ceiling?)\n"
+                    "the values before a change are not known",
+                }
+            )
+        )
+        self.assertEqual(
+            rollback.with_context(lang="es_CR").lost_limits_text,
+            "la ranura de replicación rb_slot_7 de la instantánea ya no existe "
+            "(¿se eliminó al superar el límite de WAL?)\nno se conocen los valores anteriores a un cambio",
+        )
