@@ -7,8 +7,9 @@ with its API and journal. What matters is the Odoo series and the oldest helper 
 speaks, not equal numbers.
 """
 
-# The oldest helper that answers every request this addon sends (signed API v1, journal with pages).
-HELPER_MIN_VERSION = "16.0.1.0.0"
+# The oldest helper that answers every request this addon sends (signed API v1, journal read by its
+# sequence, GET /v1/config, snapshot labels and standbys: a 16.0.1 helper refuses those keys).
+HELPER_MIN_VERSION = "16.0.2.0.0"
 
 
 def parse_version(text):

@@ -11,6 +11,7 @@ SECTIONS = [
     ("QUICKSTART.rst", "Quick start"),
     ("CONFIGURE.rst", "Configuration"),
     ("USAGE.rst", "Usage"),
+    ("SAFETY.rst", "Safety guarantees"),
     ("SCREENSHOTS.rst", "Screenshots"),
     ("HELPER.rst", "The helper's manual"),
     ("DEVELOP.rst", "Development"),

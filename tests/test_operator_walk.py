@@ -106,9 +106,10 @@ class TestOperatorWalk(TransactionCase):
         self.assertNotIn(self.env.ref("deployment_rollback.deployment_overview_menu").id, menus)
 
     def test_versions_that_matter(self):
-        self.assertIsNone(version_problem("16.0.1.0.0", "16.0.2.0.0"))
+        self.assertIsNone(version_problem("16.0.2.0.0", "16.0.3.0.0"))
+        self.assertIsNone(version_problem("16.0.2.1.0", "16.0.3.0.0"))
         self.assertEqual(version_problem("17.0.1.0.0", "16.0.2.0.0")[0], "series")
-        self.assertEqual(version_problem("16.0.0.9.0", "16.0.2.0.0")[0], "old")
+        self.assertEqual(version_problem("16.0.1.0.0", "16.0.3.0.0")[0], "old")
         self.assertEqual(version_problem("", "16.0.2.0.0")[0], "unknown")
         settings = self.env["res.config.settings"]
         text = settings._version_text(version_problem("17.0.1.0.0", "16.0.2.0.0"), "17.0.1.0.0", "16.0.2.0.0")

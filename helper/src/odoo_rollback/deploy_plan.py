@@ -6,7 +6,6 @@ starts from it, so a deployment never does what its plan did not show.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from .errors import ConfigError, PreconditionError, UsageError
 from .health import health_report
 from .journal import FAILED, Journal
 from .modules import installed_modules
+from .owner import pid_exists
 from .restore import check_no_unfinished
 from .services import backend_for
 from .smoke import check_smoke_config
@@ -99,13 +99,7 @@ def _check_health_now(cfg: Config) -> None:
 def _process_alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return True  # unknown: assume it runs, the safe side
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_exists(pid)
 
 
 def close_interrupted_deployments(journal: Journal, operation: str | None) -> None:

@@ -59,12 +59,13 @@ class Owner:
             return True
         start = process_start(self.pid)
         if start is None:
-            return not Path("/proc/self/stat").exists() and _exists(self.pid)
+            return not Path("/proc/self/stat").exists() and pid_exists(self.pid)
         return self.start is None or start == self.start
 
 
-def _exists(pid: int) -> bool:
-    """Without /proc: the signal 0 probe (a reused PID reads as alive, the safe side)."""
+def pid_exists(pid: int) -> bool:
+    """The signal 0 probe: whether a process of that PID exists (a reused PID reads as alive, the
+    safe side; :meth:`Owner.alive` also compares the start time where /proc has it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,10 +10,11 @@ snapshots are deleted.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from .owner import pid_exists
 
 STANDBY_DIR = "standby"
 
@@ -59,7 +60,7 @@ class StandbyState:
 
     @property
     def shown_state(self) -> str:
-        if self.state == BUILDING and not process_alive(self.pid):
+        if self.state == BUILDING and not pid_exists(self.pid):
             return INTERRUPTED
         return self.state
 
@@ -78,16 +79,6 @@ class StandbyState:
             "link_problem": self.link_problem,
             "error": self.error,
         }
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def state_path(snapshot_path: Path) -> Path:
