@@ -102,6 +102,11 @@ def test_snapshot_job_then_journal_and_preview(served: Served, helper_env: Helpe
     status, listed = served.client.request("GET", "/v1/snapshots")
     assert [s["id"] for s in listed["snapshots"]] == [job["result"]["id"]]
 
+    # Nothing written yet: every tracked table that exists is listed with 0 (Odoo shows one line each).
+    status, preview = served.client.request("GET", f"/v1/snapshots/{job['result']['id']}/preview")
+    assert status == 200 and preview["lost_rows"] == {"account_move": 0, "res_partner": 0}
+    assert preview["total"] == 0
+
     helper_env.db.execute("INSERT INTO res_partner (name) VALUES ('late')")
     status, preview = served.client.request("GET", f"/v1/snapshots/{job['result']['id']}/preview")
     assert status == 200 and preview["lost_rows"]["res_partner"] == 1 and preview["total"] == 1

@@ -8,6 +8,7 @@ beside it (same rows, one name changed) is what these tests plant.
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,13 @@ def test_drill_fails_when_the_filestore_archive_is_damaged(helper_env: HelperEnv
     snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
     archive = Path(snap["path"]) / "filestore.tar"
     with archive.open("r+b") as handle:
-        handle.truncate(archive.stat().st_size // 2)
+        handle.truncate(10)  # tar no longer recognises it: "does not look like a tar archive"
 
     drill = helper_env.run("drill", snap["id"], "--json")
 
     assert drill.returncode == 1
-    assert "the filestore could not be restored" in drill.stdout
+    problems = json.loads(drill.stdout)["problems"]
+    # The damaged file is named, not only tar's complaint about it.
+    assert [p for p in problems if "the filestore could not be restored: filestore.tar differs" in p], problems
     assert list_databases(helper_env.db.name) == [helper_env.db.name]
     assert not list((helper_env.storage / "snapshots").glob(".partial-*"))

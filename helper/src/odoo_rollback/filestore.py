@@ -66,10 +66,13 @@ def extract_filestore(tar_path: Path, target_dir: Path, expected: dict[str, Any]
         process.wait()
         errors.seek(0)
         detail = errors.read().decode(errors="replace")
+    # A damaged archive is named first: tar's own complaint about it ("does not look like a tar
+    # archive") does not say which file is wrong, and a drill reports exactly that to people.
+    if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
+        failed = f" (tar: {error_line(detail) or process.returncode})" if process.returncode != 0 else ""
+        raise OperationFailed(
+            f"{tar_path.name} differs from its checksum in the manifest (damaged or altered since it was "
+            f"checked){failed}: the extracted filestore was discarded"
+        )
     if process.returncode != 0:
         raise OperationFailed(f"tar extract of the filestore failed: {error_line(detail) or process.returncode}")
-    if size != expected["size"] or digest.hexdigest() != expected["sha256"]:
-        raise OperationFailed(
-            f"{tar_path.name} differs from its checksum in the manifest (altered since it was checked): "
-            "the extracted filestore was discarded"
-        )

@@ -105,10 +105,13 @@ class LostChanges:
     rows: list[LostRow] = field(default_factory=list)
     schema: list[dict[str, str]] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
+    # Tables reported even when nothing in them is lost: a preview lists the tracked tables with 0, so
+    # that "nothing lost in Contact" is told apart from "not looked at".
+    listed: list[str] = field(default_factory=list)
 
     def by_table(self) -> dict[str, int]:
         """{table: rows lost}: the ``lost_rows`` of every report."""
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = dict.fromkeys(self.listed, 0)
         for row in self.rows:
             counts[row.table] = counts.get(row.table, 0) + 1
         return dict(sorted(counts.items()))

@@ -80,7 +80,12 @@ def server_position(db_cfg: DatabaseConfig) -> dict[str, str]:
 def plan_lost_changes(cfg: Config, snapshot: Snapshot) -> LostChanges:
     """What a restore now would lose, read from the live database (the plan changes nothing)."""
     with connect(cfg.database) as conn:
-        return collect(conn, snapshot.manifest.capture, snapshot.manifest.created_at, cfg.counts.tables)
+        changes = collect(conn, snapshot.manifest.capture, snapshot.manifest.created_at, cfg.counts.tables)
+        # Every tracked table is in the plan, 0 when nothing in it would be lost: the exact and the
+        # fallback modes list only the tables with changes, and Odoo's preview shows one line a table.
+        existing = user_tables(conn)
+        changes.listed = [table for table in cfg.counts.tables if table in existing]
+        return changes
 
 
 @dataclass
