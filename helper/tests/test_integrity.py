@@ -137,18 +137,20 @@ def test_a_dump_changed_after_the_preflight_is_not_what_is_restored(helper_env: 
     assert partner_names(helper_env.db.name) == ["Partner 1"]
 
 
-def test_a_filestore_archive_changed_after_the_preflight_is_caught_as_tar_reads_it(helper_env: HelperEnv) -> None:
+def test_a_filestore_archive_altered_in_place_is_caught_as_tar_reads_it(helper_env: HelperEnv) -> None:
+    """The preflight only compares the archive's size: its bytes are hashed as tar reads them, so an
+    archive altered at any moment before the extraction (here, deterministically, before the restore
+    starts; racing the preflight would test the same hash) never reaches the live filestore."""
     attachment = next(p for p in helper_env.filestore.rglob("*") if p.is_file())
     content = attachment.read_bytes()
     snap = snapshot_slow_to_restore(helper_env)
     archive = Path(snap["path"]) / "filestore.tar"
     offset = archive.read_bytes().index(content)
-    restore = start(helper_env, "restore", snap["id"], "--yes")
-    wait_for_event(helper_env.storage, "restore", "staging")
     with archive.open("r+b") as handle:  # same size, same valid tar: one attachment's bytes differ
         handle.seek(offset)
         handle.write(bytes(b ^ 0xFF for b in content[:64]))
 
+    restore = start(helper_env, "restore", snap["id"], "--yes")
     _, err = restore.communicate(timeout=300)
 
     assert restore.returncode == 4, err
