@@ -38,8 +38,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     "${pip[@]}" install --upgrade pip 'setuptools<70' wheel
     # python-ldap needs the LDAP headers and only auth_ldap uses it. Odoo pins requests 2.25.1, older
     # than the Docker SDK needs (>= 2.26); Odoo 16 itself runs on newer ones (its Python 3.12 line pins
-    # 2.31), so the pin becomes a range.
+    # 2.31), so the pin becomes a range. polib likewise: OCA's po checks (pre-commit) need 1.2, whose
+    # API Odoo's translation export uses unchanged.
     sed -E -e '/^python-ldap/Id' -e 's/^requests==2\.25\.1/requests>=2.26,<2.33/' \
+        -e 's/^polib==1\.1\.0/polib>=1.1.0,<2/' \
         "$odoo_src/requirements.txt" >"$venv/odoo-requirements.txt"
     # One resolver run for everything, so that no later step downgrades what an earlier one needed.
     "${pip[@]}" install -r "$venv/odoo-requirements.txt" -e "$repo/helper[test]" -r "$repo/requirements-dev.txt"
