@@ -14,6 +14,8 @@ import json
 import os
 from datetime import date, datetime, timedelta, timezone
 
+from odoo_rollback.restore import STEP_NAMES
+
 env = globals()["env"]
 data = json.loads(os.environ["SHOTS_DATA"])
 admin = env.ref("base.user_admin")
@@ -73,19 +75,13 @@ env["deployment.operation"]._helper_sync().create(
 vals["escalation_level_id"] = env.ref("deployment_rollback.escalation_level_technical_lead").id
 rollback = env["deployment.rollback"]._helper_sync().create(vals)
 
-# The restore's steps (restore.py) with the durations of a small production database.
+# The restore's steps, in the helper's own order (restore.STEPS), with the durations of a small
+# production database; the standby's two steps are left out (this rollback staged).
+SECONDS = {"preflight": 4, "staging": 96, "check": 12, "stop": 8, "swap": 3, "code": 21, "verify_live": 1}
+SECONDS.update(start=11, lost_rows=6)
 events, at = [], started
-for step, seconds in [
-    ("preflight", 4),
-    ("staging", 96),
-    ("check", 12),
-    ("stop", 8),
-    ("lost_rows", 6),
-    ("swap", 3),
-    ("code", 21),
-    ("verify_live", 15),
-    ("start", 11),
-]:
+for step in (name for name in STEP_NAMES if name in SECONDS):
+    seconds = SECONDS[step]
     events.append({"step": step, "status": "start", "at": at.isoformat()})
     at += timedelta(seconds=seconds)
     events.append({"step": step, "status": "done", "at": at.isoformat()})
