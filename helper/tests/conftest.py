@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,20 @@ def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+
+
+@contextmanager
+def tmpfs(path: Path, size: int | str, inodes: int | None = None) -> Iterator[Path]:
+    """A small file system mounted at *path* for a disk-full case (skipped where mounting is refused);
+    *inodes* limits its files too, so that it fills with room left in bytes."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes is not None else "")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import errno
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, database_counts, list_databases
+from conftest import HelperEnv, database_counts, list_databases, tmpfs
 from test_deploy import (  # the deployment's world: real Odoo, a git repository, a stand-in container
     DeployEnv,
     addon_repo,  # noqa: F401
@@ -28,23 +26,6 @@ from test_deploy import (  # the deployment's world: real Odoo, a git repository
     template_db,  # noqa: F401
 )
 from test_lock import kill_9, operations, slow_stop, start, wait_for_event
-
-
-@contextmanager
-def tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 def fill(path: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, database_counts, list_databases
+from conftest import HelperEnv, database_counts, list_databases, tmpfs
 from odoo_rollback.config import load_config
 from odoo_rollback.errors import OperationFailed
 from odoo_rollback.journal import Journal
@@ -181,17 +181,7 @@ def test_drill_restores_into_a_scratch_database_and_records_it(
 def test_disk_full_mid_restore_leaves_the_live_side_untouched(helper_env: HelperEnv, tmp_path: Path) -> None:
     # A filesystem with room in bytes but few inodes: the preflight's free-space check passes, and
     # unpacking the snapshot's filestore beside the live one runs out of space half-way.
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,nr_inodes=100", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "16m", inodes=100) as mount:
         live_filestore = mount / "filestore"
         shutil.copytree(helper_env.filestore, live_filestore)
         helper_env.write(filestore={"path": str(live_filestore)})
@@ -207,8 +197,6 @@ def test_disk_full_mid_restore_leaves_the_live_side_untouched(helper_env: Helper
         assert sorted(p.name for p in mount.iterdir()) == ["filestore"]
         events = helper_env.run_json("journal")["events"]
         assert any(e["step"] == "staging" and e["status"] == "failed" for e in events)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_the_live_database_is_proven_to_be_the_checked_one_by_its_oid(
