@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from unittest.mock import patch
 
@@ -117,3 +118,29 @@ class RealHelperMixin:
         patcher = self.helper.patch_odoo(self.env)
         patcher.start()
         self.addCleanup(patcher.stop)
+
+
+ROLLBACK_STARTED = datetime(2026, 11, 25, 9, 0, 0)
+
+
+def running_rollback(env, decider, **vals):
+    """A rollback the helper is running, made through the helper's path; returned without that path's
+    token, as the rest of Odoo sees it."""
+    created = (
+        env["deployment.rollback"]
+        ._helper_sync()
+        .create(
+            {
+                "reason": "Invoices cannot be posted",
+                "decision": "rollback",
+                "decided_by_id": decider.id,
+                "state": "running",
+                "started_at": ROLLBACK_STARTED,
+                "rto_target_minutes": 15,
+                "rto_max_minutes": 30,
+                "database": env.cr.dbname,
+                **vals,
+            }
+        )
+    )
+    return env["deployment.rollback"].browse(created.id)

@@ -8,9 +8,9 @@ from odoo.addons.deployment_rollback.models.helper_version import version_proble
 from odoo.exceptions import AccessError
 from odoo.tests.common import TransactionCase, new_test_user
 
-from .common import RealHelperMixin
+from .common import ROLLBACK_STARTED, RealHelperMixin, running_rollback
 
-STARTED = datetime(2026, 11, 25, 9, 0, 0)
+STARTED = ROLLBACK_STARTED
 
 
 class TestOperatorWalk(TransactionCase):
@@ -22,23 +22,7 @@ class TestOperatorWalk(TransactionCase):
         )
 
     def _rollback(self, **vals):
-        return (
-            self.env["deployment.rollback"]
-            ._helper_sync()
-            .create(
-                {
-                    "reason": "Invoices cannot be posted",
-                    "decision": "rollback",
-                    "decided_by_id": self.decider.id,
-                    "state": "running",
-                    "started_at": STARTED,
-                    "rto_target_minutes": 15,
-                    "rto_max_minutes": 30,
-                    "database": self.env.cr.dbname,
-                    **vals,
-                }
-            )
-        )
+        return running_rollback(self.env, self.decider, **vals)
 
     def test_escalation_level_and_drills_by_quarter_show_their_names(self):
         level = self.env.ref("deployment_rollback.escalation_level_technical_lead")

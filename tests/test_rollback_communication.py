@@ -2,12 +2,14 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Progress updates, escalation by elapsed time, and what follows a rollback, with time frozen."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from odoo.exceptions import AccessError
 from odoo.tests.common import TransactionCase, new_test_user
 
-STARTED = datetime(2026, 11, 25, 9, 0, 0)
+from .common import ROLLBACK_STARTED, running_rollback
+
+STARTED = ROLLBACK_STARTED
 
 
 class TestRollbackCommunication(TransactionCase):
@@ -28,24 +30,7 @@ class TestRollbackCommunication(TransactionCase):
         )
 
     def _rollback(self, **vals):
-        created = (
-            self.env["deployment.rollback"]
-            ._helper_sync()
-            .create(
-                {
-                    "reason": "Invoices cannot be posted",
-                    "decision": "rollback",
-                    "decided_by_id": self.decider.id,
-                    "state": "running",
-                    "started_at": STARTED,
-                    "rto_target_minutes": 15,
-                    "rto_max_minutes": 30,
-                    "database": self.env.cr.dbname,
-                    **vals,
-                }
-            )
-        )
-        return self.env["deployment.rollback"].browse(created.id)
+        return running_rollback(self.env, self.decider, **vals)
 
     def _cron_at(self, minutes):
         self.env["deployment.rollback"].with_context(
