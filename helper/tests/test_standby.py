@@ -58,13 +58,19 @@ def wait_ready(env: HelperEnv, snapshot_id: str, timeout: float = 120) -> dict[s
 
 
 def database_row(name: str) -> tuple[Any, ...] | None:
+    """Whether *name* takes connections, and its owner; then its oid."""
     conn = pg_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT datallowconn, pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,))
+            cur.execute("SELECT datallowconn, pg_get_userbyid(datdba), oid FROM pg_database WHERE datname = %s", (name,))
             return cur.fetchone()
     finally:
         conn.close()
+
+
+def database_oid(name: str) -> int | None:
+    row = database_row(name)
+    return row[2] if row else None
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -81,7 +87,7 @@ def test_snapshot_with_standby_builds_a_closed_copy_in_the_background(odoo_files
     # A copy of the snapshot under the helper's name, closed to connections, owned by the helper's role
     # until it is used (Odoo lists only its own databases).
     assert standby["database"].startswith(f"{env.db.name}__standby_")
-    assert database_row(standby["database"]) == (False, "rollback_helper")
+    assert database_row(standby["database"])[:2] == (False, "rollback_helper")
     # The attachments are the live ones' inodes: no copy, no space; the others are copies.
     assert standby["linked"] == 20 and standby["copied"] == 30 and standby["files"] == 50
     standby_fs = Path(standby["filestore"])
@@ -102,6 +108,7 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     live_files = files_of(env.filestore)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
     standby = wait_ready(env, snap["id"])
+    standby_oid = database_oid(standby["database"])
     env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
     attachment(env.filestore, b"written after the snapshot")
 
@@ -111,8 +118,13 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     assert steps["staging"].get("skipped") and steps["check"].get("skipped")
     assert database_counts(env.db.name) == before
     assert files_of(env.filestore) == live_files
-    # It is the standby that went live, given back to the live database's owner and opened.
-    assert database_row(env.db.name) == (True, "rollback_helper")
+    # It is the standby itself that went live (a rename keeps the oid): no proof failed on the way,
+    # not even the last one with the services stopped, so nothing was restored during the downtime.
+    assert database_oid(env.db.name) == standby_oid
+    events = env.run_json("journal")["events"]
+    assert not any("refused" in e["message"] for e in events)
+    # Given to the live database's owner, and opened by the start.
+    assert database_row(env.db.name)[:2] == (True, "rollback_helper")
     assert standby["database"] not in list_databases(env.db.name)
     assert standby_of(env, snap["id"]) is None  # used: a later rollback restores from the snapshot
 
@@ -276,7 +288,10 @@ def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv
     changed_counts = database_counts(env.db.name)
     restore_killed_at(env, snap["id"], kill_at)
 
-    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    if swapped:  # the standby is live but still closed to everyone, until resume starts the services
+        assert database_row(env.db.name)[0] is False
+    else:
+        assert database_counts(env.db.name) == changed_counts
     outcome = env.run_json("resume")
 
     assert [o["outcome"] for o in outcome] == ["finished" if swapped else "undone"]

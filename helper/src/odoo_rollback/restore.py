@@ -18,7 +18,7 @@ their texts and the tests read their names from the same table:
 3. ``check``       the staging database's exact counts and module versions equal the manifest's.
 4. ``stop``        services stopped; the live and staging databases closed to connections (a writer
                    the backend does not stop cannot write into either until the start).
-   ``standby_recheck`` the standby proven again, then given to the live owner and opened; if it changed,
+   ``standby_recheck`` the standby proven again, then given to the live owner (it stays closed); if it changed,
                    staging and check are done here after all (the services stay stopped).
 5. ``swap``        one transaction renames live -> ``<db>__failed_<time>`` and staging -> live (atomic:
                    the live name always holds a whole database); then the filestore folders by rename.
@@ -71,7 +71,7 @@ from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
 from .services import ServiceBackend, backend_for
-from .standby import NotUsable, cancel_build, drop_standby, open_for_use, prove_standby, remove_state, standby_lock
+from .standby import NotUsable, adopt_standby, cancel_build, drop_standby, prove_standby, remove_state, standby_lock
 from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
@@ -405,7 +405,7 @@ class RestoreRun:
             self.build_staging()
             self.check_staging()
             return
-        open_for_use(self.cfg, self.standby.database)
+        adopt_standby(self.cfg, self.standby.database)
 
     def build_staging(self) -> None:
         """pg_restore and the filestore's tar at the same time: tar waits on the disk while pg_restore
@@ -589,7 +589,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "standby_recheck",
         RestoreRun.recheck_standby,
-        "proving the standby unchanged and opening it",
+        "proving the standby unchanged and giving it to the live owner",
         skipped=lambda run: None if run.standby else "no standby used",
     ),
     Step(SWAP, RestoreRun.swap, "putting the restored database in place", journal_data=lambda run: dict(run.names)),

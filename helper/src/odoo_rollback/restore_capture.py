@@ -22,7 +22,7 @@ from psycopg2 import sql
 
 from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
-from .db import connect, database_exists, maintenance
+from .db import connect, maintenance
 from .lost_rows import FALLBACK, LostChanges, collect, export, keys_of, scan_written, slot_usable, user_tables
 from .lost_summary import export_archive, odoo_summary
 from .storage import Snapshot
@@ -44,17 +44,25 @@ def set_connections(db_cfg: DatabaseConfig, name: str, allowed: bool, limit: int
     Allowing restores both, with the connection limit the database had (*limit*).
     """
     with maintenance(db_cfg) as conn, conn.cursor() as cur:
-        if not database_exists(conn, name):
+        cur.execute(
+            "SELECT r.rolsuper, d.datallowconn FROM pg_roles r, pg_database d"
+            " WHERE r.rolname = current_user AND d.datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+        if row is None:
             return
+        superuser, open_now = row
         ident = sql.Identifier(name)
         if allowed:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident))
             cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT {}").format(ident, sql.Literal(limit)))
             return
-        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if cur.fetchone()[0]:
+        # One closed to everyone already (a warm standby) is left as it is: altering it would change
+        # the catalog row whose identity proves the standby untouched since it was built.
+        if open_now and superuser:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT 0").format(ident))
-        else:
+        elif open_now:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(ident))
         cur.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",

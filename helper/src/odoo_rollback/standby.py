@@ -761,13 +761,13 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
     return state
 
 
-def open_for_use(cfg: Config, name: str) -> None:
-    """Give the standby to the live database's owner and open it to connections: it is about to go live."""
+def adopt_standby(cfg: Config, name: str) -> None:
+    """Give the standby to the live database's owner: it is about to go live. It stays closed to
+    connections; the restore opens it, under the live name, right before the services start."""
     owner = database_owner(cfg.database, cfg.database.name)
-    with maintenance(cfg.database) as conn, conn.cursor() as cur:
-        if owner:
+    if owner:
+        with maintenance(cfg.database) as conn, conn.cursor() as cur:
             cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
-        cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
 
 
 def drop_standby(cfg: Config, snapshot: Snapshot, journal: Journal, reason: str, locked: bool = False) -> bool:
