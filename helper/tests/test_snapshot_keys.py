@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,27 @@ def test_an_altered_keys_file_fails_verify_and_is_not_used(fallback: HelperEnv) 
     # Not a wrong answer: the file is refused and the report says what is not counted.
     assert "deleted" not in plan["lost_changes"]["account_move"]
     assert any(KEYS_FILE in limit and "deletions are not counted" in limit for limit in plan["lost_rows_limits"])
+
+
+def test_a_snapshot_without_keys_still_reports_deletions_when_staged_and_says_what_the_plan_cannot(
+    fallback: HelperEnv,
+) -> None:
+    snap = fallback.run_json("snapshot", "--kind", "pre_deploy")
+    # As an older helper wrote it: no keys in the folder nor in the manifest.
+    folder = Path(snap["path"])
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["capture"]["keys"]
+    manifest["files"] = {name: entry for name, entry in manifest["files"].items() if not name.startswith("keys/")}
+    manifest_path.write_text(json.dumps(manifest))
+    shutil.rmtree(folder / "keys")
+    change_invoices(fallback)
+
+    plan = fallback.run_json("restore", snap["id"])
+    result = fallback.run_json("restore", snap["id"], "--yes")
+
+    assert plan["lost_changes"]["account_move"] == {"written": 2}
+    assert any("does not record its primary keys" in limit for limit in plan["lost_rows_limits"])
+    assert_invoices_reported(result)
+    # The staging database's keys were read into a private folder, gone with the restore.
+    assert not list(fallback.storage.rglob(".partial-keys-*"))

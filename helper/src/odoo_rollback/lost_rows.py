@@ -7,8 +7,9 @@ Three ways to find them, the best the snapshot allows (``mode`` in every report)
   inserted then updated is one inserted row with its last values; inserted then deleted is nothing lost.
 - ``fallback``: a row whose ``xmin`` the snapshot's ``pg_current_snapshot()`` does not see was written
   after it, in every table, long transactions included. Whether it was inserted or updated is told by
-  the primary keys the staged snapshot holds, and deletions by the keys missing from the database being
-  replaced; both only for the tracked tables (``counts.tables``). Elsewhere a row is "written".
+  the primary keys the snapshot recorded (snapshot_keys.py), and deletions by the keys missing from the
+  database being replaced, both compared in the server; only for the tracked tables (``counts.tables``).
+  Elsewhere a row is "written".
 - ``timestamps``: the database is not the one the snapshot was taken of (it was restored since), so
   neither the slot nor ``xmin`` apply: rows of the tracked tables whose ``create_date``/``write_date``
   are later than the snapshot. This misses what the two others see; the report says so.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg2
 from psycopg2 import sql
 
 from .decoding import DecodedChange, parse_change
@@ -342,12 +344,16 @@ def _load_keys(
             continue
         temp = sql.Identifier(f"rollback_snapshot_keys_{number}")
         cur.execute("SAVEPOINT snapshot_keys")
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0").format(
-                temp, sql.SQL(", ").join(map(sql.Identifier, columns)), table_ident(names[table])
+        try:
+            # LIMIT 0 of the table itself: the key columns with the types they have now.
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0").format(
+                    temp, sql.SQL(", ").join(map(sql.Identifier, columns)), table_ident(names[table])
+                )
             )
-        )
-        problem = keys.copy_into(cur, table, temp)
+            problem = keys.copy_into(cur, table, temp)
+        except psycopg2.Error as exc:  # no TEMP privilege, say
+            problem = f"no temporary table for them: {str(exc).strip().splitlines()[0]}"
         if problem:
             cur.execute("ROLLBACK TO SAVEPOINT snapshot_keys")
             limits.append(NOT_KEYED.format(table=table, problem=problem))
