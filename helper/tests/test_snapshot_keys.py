@@ -97,6 +97,10 @@ def test_resume_after_a_crash_after_the_swap_names_the_deleted_row(fallback: Hel
     # What Odoo reads: the restore's journal operation.
     operation = next(o for o in fallback.run_json("journal")["operations"] if o["id"] == outcome[0]["id"])
     assert_invoices_reported(operation["data"])
+    # Odoo's Lost changes tab, by model: the deleted invoice named from the restored database.
+    summary = next(m for m in operation["data"]["lost_summary"] if m["table"] == "account_move")
+    assert summary["counts"] == EXPECTED
+    assert "INV/7" in json.dumps(summary["records"])
 
 
 def test_an_altered_keys_file_fails_verify_and_is_not_used(fallback: HelperEnv) -> None:

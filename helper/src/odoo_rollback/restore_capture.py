@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,15 +209,30 @@ class RestoreCapture:
         (rows found, or the server's tuple counters moved): then the caller keeps it, not drops it."""
         if not self.opened:
             return {"keep": False, "lost_rows_total": 0}
+        # Read before the scan (its temporary tables of the snapshot's keys count as tuples too), once
+        # the ended sessions are gone: a backend flushes its counters before it leaves pg_stat_activity.
+        sessions_gone(self.cfg.database, restored)
+        touched = tuple_changes(self.cfg.database, restored)
         with connect(self.cfg.database, restored) as conn:
             known = (self.snapshot.manifest.capture or {}).get("schema") or user_tables(conn)
             # The restored database was the snapshot when it was opened: its keys are the snapshot's.
             rows, limits = scan_written(conn, self.opened["snapshot"], known, self.keys)
             changes = LostChanges(FALLBACK, rows, limits=limits)
             files = export(conn, changes, folder)
-        touched = tuple_changes(self.cfg.database, restored)
         keep = bool(rows) or touched != self.opened.get("tuples")
         return {"keep": keep, **changes.report(), **files}
+
+
+def sessions_gone(db_cfg: DatabaseConfig, name: str, timeout: float = 5.0) -> None:
+    """Wait (up to *timeout*) until no session is connected to *name* any more."""
+    deadline = time.monotonic() + timeout
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,))
+            if cur.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def tuple_changes(db_cfg: DatabaseConfig, name: str) -> str:
