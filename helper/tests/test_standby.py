@@ -62,7 +62,9 @@ def database_row(name: str) -> tuple[Any, ...] | None:
     conn = pg_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT datallowconn, pg_get_userbyid(datdba), oid FROM pg_database WHERE datname = %s", (name,))
+            cur.execute(
+                "SELECT datallowconn, pg_get_userbyid(datdba), oid FROM pg_database WHERE datname = %s", (name,)
+            )
             return cur.fetchone()
     finally:
         conn.close()
