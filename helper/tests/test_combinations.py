@@ -1,0 +1,106 @@
+"""Features built apart, run together: the warm standby with a helper role that is not a superuser,
+with the fallback capture, after a guarded deploy and through the API.
+
+What a user notices of a rollback with a ready standby: the database that went live is the standby
+that was proven (its oid), it holds the snapshot's rows, it is open to Odoo's role, and nothing was
+restored while the services were stopped (no staging, no refusal in the journal).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import PG, HelperEnv, database_counts, list_databases, pg_connect
+from psycopg2 import sql
+from test_standby import attachment, database_oid, database_row, files_of, odoo_filestore, standby_of, wait_ready  # noqa: F401
+
+
+def restored_during_the_downtime(env: HelperEnv) -> list[str]:
+    """The journal lines of the last restore, between its stop and its start, that restored anything."""
+    journal = env.run_json("journal", "--limit", "100000")
+    operation = [o for o in journal["operations"] if o["kind"] == "restore"][0]["id"]
+    events = [e for e in journal["events"] if e["operation_id"] == operation]
+    names = [(e["step"], e["status"]) for e in events]
+    stop, start = names.index(("stop", "start")), names.index(("start", "start"))
+    return [
+        f"{e['step']}:{e['status']} {e['message']}"
+        for e in events[stop:start]
+        if (e["step"] in ("staging", "check") and e["status"] != "skipped") or "refused" in e["message"]
+    ]
+
+
+def assert_the_standby_went_live(env: HelperEnv, result: dict[str, Any], standby_oid: int, before: dict[str, int]):
+    assert result["ok"], result.get("error")
+    assert database_oid(env.db.name) == standby_oid
+    assert database_counts(env.db.name) == before
+    assert restored_during_the_downtime(env) == []
+
+
+# -- a helper role that is not a superuser ------------------------------------------------------------
+@pytest.fixture
+def operator_roles(odoo_filestore: HelperEnv) -> Iterator[tuple[HelperEnv, str]]:
+    """As an operator without a superuser to spare sets it up: Odoo's database owned by Odoo's role,
+    and the helper's own role, NOSUPERUSER with CREATEDB and REPLICATION, a member of Odoo's role."""
+    env = odoo_filestore
+    suffix = uuid.uuid4().hex[:8]
+    odoo_role, helper_role = f"rbtest_odoo_{suffix}", f"rbtest_helper_{suffix}"
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'odoo'").format(sql.Identifier(odoo_role)))
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'helper' NOSUPERUSER CREATEDB REPLICATION").format(
+                    sql.Identifier(helper_role)
+                )
+            )
+            cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(odoo_role), sql.Identifier(helper_role)))
+            cur.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(env.db.name), sql.Identifier(odoo_role))
+            )
+            cur.execute("SHOW data_directory")  # hidden from the helper's role: the operator configures it
+            data_directory = cur.fetchone()[0]
+        env.db.execute(
+            sql.SQL(
+                "ALTER TABLE ir_module_module OWNER TO {0}; ALTER TABLE res_partner OWNER TO {0};"
+                " ALTER TABLE account_move OWNER TO {0}"
+            ).format(sql.Identifier(odoo_role))
+        )
+        env.write(database={"user": helper_role, "password": "helper"}, standby={"data_directory": data_directory})
+        yield env, odoo_role
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                " WHERE database LIKE %s AND NOT active",
+                (env.db.name + "%",),
+            )
+        for leftover in list_databases(env.db.name):
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (leftover,))
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(leftover)))
+        with conn.cursor() as cur:
+            for role in (helper_role, odoo_role):
+                cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.close()
+        env.write(database={"user": PG["user"], "password": PG["password"]})
+
+
+def test_a_helper_that_is_not_a_superuser_swaps_the_standby_in(operator_roles: tuple[HelperEnv, str]) -> None:
+    env, odoo_role = operator_roles
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    standby = wait_ready(env, snap["id"])
+    standby_oid = database_oid(standby["database"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    attachment(env.filestore, b"written after the snapshot")
+
+    result = env.run_json("rollback", "--yes")
+
+    assert_the_standby_went_live(env, result, standby_oid, before)
+    assert files_of(env.filestore) == live_files
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
