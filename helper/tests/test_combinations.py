@@ -13,8 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import PG, HelperEnv, database_counts, list_databases, pg_connect
+from conftest import PG, HelperEnv, Served, database_counts, list_databases, pg_connect
 from psycopg2 import sql
+from test_deploy import (  # noqa: F401 (fixtures)
+    EXIT_ROLLED_BACK,
+    DeployEnv,
+    addon_repo,
+    assert_at_revision_1,
+    deploy_env,
+    stand_in,
+    template_db,
+)
 from test_standby import attachment, database_oid, database_row, files_of, odoo_filestore, standby_of, wait_ready  # noqa: F401
 
 
@@ -145,3 +154,71 @@ def test_the_fallback_reports_the_same_lost_changes_with_a_standby_as_without(
     assert result["lost_rows_mode"] == "fallback" and "lost_rows_error" not in result
     assert result["lost_changes"]["res_partner"] == {"inserted": 7, "updated": 2}
     assert result["lost_changes"]["account_move"] == {"deleted": 20}
+
+
+# -- a guarded deploy, then a rollback ---------------------------------------------------------------------
+def test_a_rollback_after_a_good_deploy_swaps_in_the_standby_the_deploy_built(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    env.helper.write(standby={"enabled": True})
+    status, doc = env.deploy_json("--to", env.repo.good, "--changed", "--yes")
+    assert status == 0 and doc["outcome"] == "deployed", doc
+    standby = wait_ready(env.helper, doc["snapshot"], timeout=300)
+    standby_oid = database_oid(standby["database"])
+    env.query("UPDATE rb_deploy_probe SET code = 'TWO' RETURNING id")
+
+    result = env.helper.run_json("rollback", "--yes", timeout=900)
+
+    assert result["ok"], result.get("error")
+    assert database_oid(env.db) == standby_oid
+    assert restored_during_the_downtime(env.helper) == []
+    assert_at_revision_1(env)
+    assert database_row(env.db)[:2] == (True, "rollback_odoo")  # Odoo's role can open its database again
+    assert env.stand_in.states() == {"db": "running", "odoo": "running", "nginx": "running"}
+    assert result["lost_changes"]["rb_deploy_probe"]
+
+
+def test_a_broken_deploy_rolls_back_while_its_standby_is_built(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    env.helper.write(standby={"enabled": True})
+
+    status, doc = env.deploy_json("--to", env.repo.broken, "--changed", "--yes")
+
+    assert status == EXIT_ROLLED_BACK, doc
+    assert_at_revision_1(env)
+    assert database_row(env.db)[:2] == (True, "rollback_odoo")
+    assert env.stand_in.states() == {"db": "running", "odoo": "running", "nginx": "running"}
+    # The rollback took the standby if it was ready, else stopped its build and staged: either way no
+    # half-built standby is left behind, and a standby that went live was the proven one.
+    assert not [n for n in list_databases(env.db) if "__standby_" in n]
+    assert not [p for p in env.helper.filestore.parent.iterdir() if "__standby_" in p.name]
+
+
+# -- through the API ---------------------------------------------------------------------------------------
+def test_a_rollback_through_the_api_swaps_in_the_standby_the_api_asked_for(
+    odoo_filestore: HelperEnv, served: Served
+) -> None:
+    env = odoo_filestore
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    status, reply = served.client.request("POST", "/v1/snapshots", {"kind": "pre_deploy", "standby": True})
+    assert status == 202
+    snapshot = served.wait_job(reply["job"]["id"])
+    assert snapshot["state"] == "done", snapshot
+    snap_id = snapshot["result"]["id"]
+    standby_oid = database_oid(wait_ready(env, snap_id)["database"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    attachment(env.filestore, b"written after the snapshot")
+
+    status, reply = served.client.request(
+        "POST", "/v1/restores", {"snapshot": snap_id, "confirm_database": env.db.name, "rollback": {"reason": "bad deploy"}}
+    )
+    assert status == 202, reply
+    job = served.wait_job(reply["job"]["id"], timeout=300)
+
+    assert job["state"] == "done", job
+    assert_the_standby_went_live(env, job["result"], standby_oid, before)
+    assert files_of(env.filestore) == live_files
+    assert database_row(env.db.name)[:2] == (True, "rollback_helper")
+    # What Odoo reads back to re-create its rollback record tells the truth about the swap.
+    restore_op = [o for o in env.run_json("journal")["operations"] if o["kind"] == "restore"][0]
+    assert restore_op["data"]["standby_used"] and restore_op["data"]["rollback"] == {"reason": "bad deploy"}
