@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,6 +114,40 @@ def test_a_helper_that_is_not_a_superuser_swaps_the_standby_in(operator_roles: t
     assert files_of(env.filestore) == live_files
     assert database_row(env.db.name)[:2] == (True, odoo_role)
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="staging at the last check reads the snapshot's keys (RestoreCapture.read_staging) through a "
+    "connection to the live database, which the stop closed to a helper that is not a superuser: the restore "
+    "fails and is undone (restore_capture.py, being reworked by the keys work: then drop this mark)",
+)
+def test_a_helper_that_is_not_a_superuser_stages_when_the_standby_changed_during_the_stop(
+    operator_roles: tuple[HelperEnv, str],
+) -> None:
+    env, odoo_role = operator_roles
+    before = database_counts(env.db.name)
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    standby = wait_ready(env, snap["id"])
+    standby_oid = database_oid(standby["database"])
+    victim = next(p for p in Path(standby["filestore"]).rglob("*") if p.is_file() and p.stat().st_nlink == 1)
+    env.write(
+        services={
+            "backend": "command",
+            "stop_command": ["sh", "-c", f"echo tampered >> {victim}"],
+            "start_command": ["true"],
+        }
+    )
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+
+    result = env.run("rollback", "--yes", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert database_counts(env.db.name) == before
+    assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
+    assert database_oid(env.db.name) != standby_oid
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
 
 
 # -- the fallback capture --------------------------------------------------------------------------------
