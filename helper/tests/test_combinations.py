@@ -14,24 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_deploy
+import test_standby
 from conftest import PG, HelperEnv, Served, database_counts, list_databases, pg_connect
 from psycopg2 import sql
-from test_deploy import (  # noqa: F401 (fixtures)
-    EXIT_ROLLED_BACK,
-    DeployEnv,
-    addon_repo,
-    assert_at_revision_1,
-    deploy_env,
-    stand_in,
-    template_db,
-)
-from test_standby import attachment, database_oid, database_row, files_of, odoo_filestore, standby_of, wait_ready  # noqa: F401
+from test_deploy import EXIT_ROLLED_BACK, DeployEnv, assert_at_revision_1
+from test_standby import attachment, database_oid, database_row, files_of, wait_ready
+
+# The fixtures these combinations share with the features' own tests.
+odoo_filestore = test_standby.odoo_filestore
+addon_repo, template_db, stand_in = test_deploy.addon_repo, test_deploy.template_db, test_deploy.stand_in
+deploy_env = test_deploy.deploy_env
 
 
 def restored_during_the_downtime(env: HelperEnv) -> list[str]:
     """The journal lines of the last restore, between its stop and its start, that restored anything."""
     journal = env.run_json("journal", "--limit", "100000")
-    operation = [o for o in journal["operations"] if o["kind"] == "restore"][0]["id"]
+    operation = next(o for o in journal["operations"] if o["kind"] == "restore")["id"]
     events = [e for e in journal["events"] if e["operation_id"] == operation]
     names = [(e["step"], e["status"]) for e in events]
     stop, start = names.index(("stop", "start")), names.index(("start", "start"))
@@ -245,7 +244,9 @@ def test_a_rollback_through_the_api_swaps_in_the_standby_the_api_asked_for(
     attachment(env.filestore, b"written after the snapshot")
 
     status, reply = served.client.request(
-        "POST", "/v1/restores", {"snapshot": snap_id, "confirm_database": env.db.name, "rollback": {"reason": "bad deploy"}}
+        "POST",
+        "/v1/restores",
+        {"snapshot": snap_id, "confirm_database": env.db.name, "rollback": {"reason": "bad deploy"}},
     )
     assert status == 202, reply
     job = served.wait_job(reply["job"]["id"], timeout=300)
@@ -255,5 +256,5 @@ def test_a_rollback_through_the_api_swaps_in_the_standby_the_api_asked_for(
     assert files_of(env.filestore) == live_files
     assert database_row(env.db.name)[:2] == (True, "rollback_helper")
     # What Odoo reads back to re-create its rollback record tells the truth about the swap.
-    restore_op = [o for o in env.run_json("journal")["operations"] if o["kind"] == "restore"][0]
+    restore_op = next(o for o in env.run_json("journal")["operations"] if o["kind"] == "restore")
     assert restore_op["data"]["standby_used"] and restore_op["data"]["rollback"] == {"reason": "bad deploy"}

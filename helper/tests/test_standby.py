@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, database_counts, list_databases, pg_connect
+from conftest import (
+    HelperEnv,
+    database_counts,
+    databases_seen_by_the_services,
+    list_databases,
+    pg_connect,
+    read_databases_seen,
+)
 from odoo_rollback.restore import STEP_NAMES, SWAP
 from psycopg2 import sql
 from test_crash import restore_killed_at
@@ -63,7 +70,9 @@ def database_row(name: str) -> tuple[Any, ...] | None:
     conn = pg_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT datallowconn, pg_get_userbyid(datdba), oid FROM pg_database WHERE datname = %s", (name,))
+            cur.execute(
+                "SELECT datallowconn, pg_get_userbyid(datdba), oid FROM pg_database WHERE datname = %s", (name,)
+            )
             return cur.fetchone()
     finally:
         conn.close()
@@ -112,6 +121,7 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     standby_oid = database_oid(standby["database"])
     env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
     attachment(env.filestore, b"written after the snapshot")
+    seen = databases_seen_by_the_services(env, env.db.name)
 
     result = env.run_json("rollback", "--yes")
 
@@ -124,6 +134,10 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     assert database_oid(env.db.name) == standby_oid
     events = env.run_json("journal")["events"]
     assert not any("refused" in e["message"] for e in events)
+    # As the services saw it: the standby, and no staging copy, at the stop; the standby live at the start.
+    at_stop, at_start = read_databases_seen(seen["stop"]), read_databases_seen(seen["start"])
+    assert at_stop[standby["database"]] == standby_oid and not [n for n in at_stop if "__restore_" in n]
+    assert at_start[env.db.name] == standby_oid
     # Given to the live database's owner, and opened by the start.
     assert database_row(env.db.name)[:2] == (True, "rollback_helper")
     assert standby["database"] not in list_databases(env.db.name)
