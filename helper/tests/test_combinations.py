@@ -18,6 +18,7 @@ import test_deploy
 import test_standby
 from conftest import PG, HelperEnv, Served, database_counts, list_databases, pg_connect
 from psycopg2 import sql
+from test_crash import restore_killed_at
 from test_deploy import EXIT_ROLLED_BACK, DeployEnv, assert_at_revision_1
 from test_standby import attachment, database_oid, database_row, files_of, wait_ready
 
@@ -258,3 +259,28 @@ def test_a_rollback_through_the_api_swaps_in_the_standby_the_api_asked_for(
     # What Odoo reads back to re-create its rollback record tells the truth about the swap.
     restore_op = next(o for o in env.run_json("journal")["operations"] if o["kind"] == "restore")
     assert restore_op["data"]["standby_used"] and restore_op["data"]["rollback"] == {"reason": "bad deploy"}
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "swapped"),
+    [("stop:done", False), ("standby_recheck:done", False), ("swap_database:done", True), ("verify_live:done", True)],
+)
+def test_a_helper_that_is_not_a_superuser_resumes_a_rollback_with_a_standby(
+    operator_roles: tuple[HelperEnv, str], kill_at: str, swapped: bool
+) -> None:
+    env, odoo_role = operator_roles
+    snapshot_counts = database_counts(env.db.name)
+    live_oid = database_oid(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    standby_oid = database_oid(env.run_json("standby", "build", snap["id"])["database"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    changed_counts = database_counts(env.db.name)
+    restore_killed_at(env, snap["id"], kill_at)
+
+    outcome = env.run_json("resume")
+
+    assert [o["outcome"] for o in outcome] == ["finished" if swapped else "undone"], outcome
+    assert database_oid(env.db.name) == (standby_oid if swapped else live_oid)
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
+    assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n or "__restore_" in n]
