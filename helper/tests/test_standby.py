@@ -246,8 +246,12 @@ def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_fil
     assert steps["staging"].get("skipped") and steps["standby_recheck"]["ok"]
     assert database_counts(env.db.name) == before
     assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
-    events = env.run_json("journal")["events"]
-    assert any("refused at the last check" in e["message"] for e in events)
+    journal = env.run_json("journal")
+    assert any("refused at the last check" in e["message"] for e in journal["events"])
+    # It is gone, and the journal says so (Odoo shows a snapshot's standby from the journal alone).
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n] and standby_of(env, snap["id"]) is None
+    restore_op = next(o for o in journal["operations"] if o["kind"] == "restore")
+    assert restore_op["data"]["standby_taken"] == standby["database"] and restore_op["data"]["standby_used"] is None
 
 
 def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filestore: HelperEnv) -> None:
