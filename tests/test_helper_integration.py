@@ -3,6 +3,7 @@
 import time
 from unittest.mock import patch
 
+from odoo import sql_db
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM
 from odoo.addons.deployment_rollback.models.helper_client import SECRET_OPTION
 from odoo.exceptions import UserError
@@ -73,7 +74,12 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
             time.sleep(0.5)
             self.env["deployment.operation"]._import_journal()
         self.assertEqual(snapshot.standby_state, "ready")
-        self.assertTrue(snapshot.standby_database.startswith(f"{self.env.cr.dbname}__standby_"))
+        # The database Odoo names is the helper's standby of this snapshot, really there and closed.
+        listed = next(s for s in self.helper.cli("list") if s["id"] == snapshot.helper_id)["standby"]
+        self.assertEqual((listed["state"], snapshot.standby_database), ("ready", listed["database"]))
+        with sql_db.db_connect("postgres").cursor() as cr:  # the test's own transaction predates it
+            cr.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (snapshot.standby_database,))
+            self.assertEqual(cr.fetchall(), [(False,)])
 
     def test_history_survives_a_restore(self):
         first = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
