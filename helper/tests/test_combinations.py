@@ -78,7 +78,11 @@ def operator_roles(odoo_filestore: HelperEnv) -> Iterator[tuple[HelperEnv, str]]
                 " ALTER TABLE account_move OWNER TO {0}"
             ).format(sql.Identifier(odoo_role))
         )
-        env.write(database={"user": helper_role, "password": "helper"}, standby={"data_directory": data_directory})
+        env.write(
+            database={"user": helper_role, "password": "helper"},
+            standby={"data_directory": data_directory},
+            capture={"slot_wait_seconds": 600},  # the tests' server is shared: a slot waits for all of it
+        )
         yield env, odoo_role
     finally:
         with conn.cursor() as cur:
@@ -114,6 +118,9 @@ def test_a_helper_that_is_not_a_superuser_swaps_the_standby_in(operator_roles: t
     assert files_of(env.filestore) == live_files
     assert database_row(env.db.name)[:2] == (True, odoo_role)
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+    # The replaced database was read, its slot too (REPLICATION): the 7 partners are in the export.
+    assert "lost_rows_error" not in result and result["lost_rows_mode"] == "exact"
+    assert result["lost_changes"] == {"res_partner": {"inserted": 7}}
 
 
 @pytest.mark.xfail(
@@ -284,3 +291,25 @@ def test_a_helper_that_is_not_a_superuser_resumes_a_rollback_with_a_standby(
     assert database_row(env.db.name)[:2] == (True, odoo_role)
     assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n or "__restore_" in n]
+
+
+def test_a_helper_that_is_not_a_superuser_undoes_a_standby_swap_whose_health_check_fails(
+    operator_roles: tuple[HelperEnv, str],
+) -> None:
+    env, odoo_role = operator_roles
+    live_oid = database_oid(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    wait_ready(env, snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    changed_counts, changed_files = database_counts(env.db.name), files_of(env.filestore)
+    env.write(health={"url": "http://127.0.0.1:9/web/login", "attempts": 2, "interval": 0.1, "timeout": 1})
+
+    result = env.run("rollback", "--yes", "--json")
+
+    assert result.returncode != 0 and "health check" in result.stderr + result.stdout
+    # The deployment's database is live again, as it was, open to Odoo's role; nothing is lost.
+    assert database_oid(env.db.name) == live_oid
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
+    assert database_counts(env.db.name) == changed_counts
+    assert files_of(env.filestore) == changed_files
+    assert env.run_json("resume") == []
