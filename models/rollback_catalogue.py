@@ -51,9 +51,11 @@ DECISION_ROLLBACK = "rollback"
 # helper adds later shows its own name until it is listed here.
 RESTORE_STEPS = {
     "preflight": _lt("Preflight checks"),
+    "standby": _lt("Look for a ready standby of the snapshot"),
     "staging": _lt("Restore into a staging database"),
     "check": _lt("Compare the staging database with the snapshot"),
     "stop": _lt("Stop the services"),
+    "standby_recheck": _lt("Prove the standby unchanged"),
     "lost_rows": _lt("Export the rows the restore replaces"),
     "swap": _lt("Put the restored database in place"),
     "code": _lt("Check out the snapshot's code"),
