@@ -62,6 +62,12 @@ RESTORE_STEPS = {
     "verify_live": _lt("Check the restored database"),
     "start": _lt("Start the services"),
     "undo": _lt("Put the previous database back"),
+    "restore": _lt("The restore as a whole"),
+    # What the helper journals beside the steps: the swap's rename, an undo's clean-up and restart, a resume.
+    "swap_database": _lt("Rename the databases"),
+    "cleanup": _lt("Remove the staging copy"),
+    "restart": _lt("Start the services again"),
+    "resume": _lt("Resume after an interruption"),
 }
 
 
