@@ -313,3 +313,15 @@ def test_a_helper_that_is_not_a_superuser_undoes_a_standby_swap_whose_health_che
     assert database_counts(env.db.name) == changed_counts
     assert files_of(env.filestore) == changed_files
     assert env.run_json("resume") == []
+
+
+def test_a_helper_that_is_not_a_superuser_drills_and_deep_verifies(operator_roles: tuple[HelperEnv, str]) -> None:
+    env, _odoo_role = operator_roles
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+
+    drill = env.run("drill", snap["id"], "--json")
+    deep = env.run("verify", snap["id"], "--deep", "--json")
+
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert list_databases(env.db.name) == [env.db.name]  # their scratch copies are gone
