@@ -415,6 +415,8 @@ class DeploymentRollback(models.Model):
             status = event.get("status")
             if status == "done":
                 line.write({"finished_at": at, "result": "ok"})
+            elif status == "skipped":  # journaled once: it neither starts nor ends
+                line.write({"finished_at": at, "result": "skipped", "message": (event.get("message") or "")[:250]})
             elif status == "failed":
                 line.write({"finished_at": at, "result": "failed", "message": (event.get("message") or "")[:250]})
 

@@ -18,7 +18,10 @@ class DeploymentRollbackStep(models.Model):
     started_at = fields.Datetime(string="Start")
     finished_at = fields.Datetime(string="End")
     seconds = fields.Float(compute="_compute_seconds", digits=(16, 2))
-    result = fields.Selection([("running", "Running"), ("ok", "Done"), ("failed", "Failed")], default="running")
+    # skipped: not needed in this run (staging and check, when a ready standby takes the staging's place).
+    result = fields.Selection(
+        [("running", "Running"), ("ok", "Done"), ("skipped", "Skipped"), ("failed", "Failed")], default="running"
+    )
     message = fields.Char()
 
     @api.depends("name")

@@ -408,8 +408,11 @@ class DeploymentSnapshot(models.Model):
             return
         self.ensure_one()
         state = self._STANDBY_BY_OPERATION.get((operation["kind"], operation["state"]))
-        if operation["kind"] == "restore" and (operation.get("data") or {}).get("standby_used"):
-            state = "none"  # it went live: a later rollback to this snapshot restores from its files
+        data = operation.get("data") or {}
+        if operation["kind"] == "restore" and (data.get("standby_used") or data.get("standby_taken")):
+            # Taken by a rollback, it went live or was dropped (refused at the last check, or undone):
+            # a later rollback to this snapshot restores from its files.
+            state = "none"
         if state:
             database = (operation.get("data") or {}).get("database") if state != "none" else False
             self.write({"standby_state": state, "standby_database": database or False})

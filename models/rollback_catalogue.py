@@ -51,15 +51,23 @@ DECISION_ROLLBACK = "rollback"
 # helper adds later shows its own name until it is listed here.
 RESTORE_STEPS = {
     "preflight": _lt("Preflight checks"),
+    "standby": _lt("Look for a ready standby of the snapshot"),
     "staging": _lt("Restore into a staging database"),
     "check": _lt("Compare the staging database with the snapshot"),
     "stop": _lt("Stop the services"),
+    "standby_recheck": _lt("Prove the standby unchanged"),
     "lost_rows": _lt("Export the rows the restore replaces"),
     "swap": _lt("Put the restored database in place"),
     "code": _lt("Check out the snapshot's code"),
     "verify_live": _lt("Check the restored database"),
     "start": _lt("Start the services"),
     "undo": _lt("Put the previous database back"),
+    "restore": _lt("The restore as a whole"),
+    # What the helper journals beside the steps: the swap's rename, an undo's clean-up and restart, a resume.
+    "swap_database": _lt("Rename the databases"),
+    "cleanup": _lt("Remove the staging copy"),
+    "restart": _lt("Start the services again"),
+    "resume": _lt("Resume after an interruption"),
 }
 
 

@@ -68,3 +68,11 @@ class TestDeploymentStandby(TransactionCase):
         restore = dict(_operation("restore", "done", 3), data={"snapshot": SNAPSHOT, "standby_used": STANDBY_DB})
         operations._import_page(_page(restore))
         self.assertEqual(self.snapshot.standby_state, "none")
+
+    def test_a_rollback_that_refused_the_standby_at_its_last_check_leaves_none(self):
+        # Taken by the restore, then refused right before the swap and dropped: the restore staged.
+        operations = self.env["deployment.operation"]
+        operations._import_page(_page(_operation("standby", "done", 1)))
+        data = {"snapshot": SNAPSHOT, "standby_taken": STANDBY_DB, "standby_used": None}
+        operations._import_page(_page(dict(_operation("restore", "done", 3), data=data)))
+        self.assertEqual((self.snapshot.standby_state, self.snapshot.standby_database), ("none", False))

@@ -3,8 +3,10 @@
 import time
 from unittest.mock import patch
 
+from odoo import sql_db
 from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_PARAM
 from odoo.addons.deployment_rollback.models.helper_client import SECRET_OPTION
+from odoo.addons.deployment_rollback.models.rollback_catalogue import RESTORE_STEPS
 from odoo.exceptions import UserError
 from odoo.tests.common import Form, TransactionCase
 from odoo.tools import config
@@ -73,7 +75,12 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
             time.sleep(0.5)
             self.env["deployment.operation"]._import_journal()
         self.assertEqual(snapshot.standby_state, "ready")
-        self.assertTrue(snapshot.standby_database.startswith(f"{self.env.cr.dbname}__standby_"))
+        # The database Odoo names is the helper's standby of this snapshot, really there and closed.
+        listed = next(s for s in self.helper.cli("list") if s["id"] == snapshot.helper_id)["standby"]
+        self.assertEqual((listed["state"], snapshot.standby_database), ("ready", listed["database"]))
+        with sql_db.db_connect("postgres").cursor() as cr:  # the test's own transaction predates it
+            cr.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (snapshot.standby_database,))
+            self.assertEqual(cr.fetchall(), [(False,)])
 
     def test_history_survives_a_restore(self):
         first = self.helper.cli("snapshot", "--kind", "pre_deploy", "--verify")
@@ -98,6 +105,13 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
         self.assertEqual(imported.kind, "drill")
         self.assertEqual(imported.state, "done")
         self.assertEqual(imported.snapshot_id.helper_id, first["id"])
+
+    def test_every_step_the_helper_plans_is_labelled_for_people(self):
+        # The restore's steps are the helper's (its plan lists them); Odoo shows each by its label.
+        taken = self.helper.cli("snapshot", "--kind", "manual")
+        plan = self.helper.cli("restore", taken["id"])
+        self.assertIn("standby_recheck", plan["steps"])
+        self.assertEqual([step for step in plan["steps"] if step not in RESTORE_STEPS], [])
 
     def test_failed_job_is_shown_on_the_record(self):
         taken = self.helper.cli("snapshot", "--kind", "manual")

@@ -233,3 +233,27 @@ class TestRollbackWizard(RealHelperMixin, TransactionCase):
         # Imported twice, still one record.
         self.env["deployment.operation"]._import_journal()
         self.assertEqual(self.env["deployment.rollback"].search_count([("rollback_uid", "=", uid)]), 1)
+
+    def test_with_a_standby_the_steps_it_skipped_read_as_skipped(self):
+        # Named to run last: the restore it journals would come back into the other tests by the import.
+        wizard = self._walk_to_confirmation()
+        standby = self.helper.cli("standby", "build", wizard.snapshot_id.helper_id)
+        self.addCleanup(lambda: self.helper.cli("standby", "drop", wizard.snapshot_id.helper_id))
+        self.assertEqual(standby["state"], "ready")
+        wizard.confirm_database = self.env.cr.dbname
+        rollback = self.env["deployment.rollback"].browse(wizard.action_start()["res_id"])
+        deadline = time.monotonic() + 120
+        while rollback.state == "running" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            rollback.action_refresh()
+
+        # The stop command fails, as above; the standby had taken the staging's place: no step of the
+        # finished rollback reads as still running, and each reads in words, not by its journal name.
+        self.assertEqual(rollback.state, "failed")
+        steps = {step.name: step.result for step in rollback.step_ids}
+        self.assertEqual(
+            {name: steps.get(name) for name in ("preflight", "standby", "staging", "check", "stop")},
+            {"preflight": "ok", "standby": "ok", "staging": "skipped", "check": "skipped", "stop": "failed"},
+        )
+        self.assertFalse(rollback.step_ids.filtered(lambda step: step.result == "running"))
+        self.assertEqual([step.name for step in rollback.step_ids if step.label == step.name], [])

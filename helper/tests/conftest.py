@@ -226,6 +226,26 @@ def helper_env(tmp_path: Path, odoo_db: OdooLikeDatabase, filestore: Path) -> He
     return env
 
 
+def databases_seen_by_the_services(helper: ConfiguredHelper, prefix: str) -> dict[str, Path]:
+    """The command backend, whose stop and start each write down the databases named *prefix*...
+    with their oids, as the services would find them: what was restored during the downtime shows."""
+    seen = {when: helper.tmp_path / f"databases-at-{when}.txt" for when in ("stop", "start")}
+    query = f"SELECT datname || ' ' || oid FROM pg_database WHERE datname LIKE '{prefix}%' ORDER BY 1"
+    psql = f"PGPASSWORD={PG['password']} psql -h {PG['host']} -p {PG['port']} -U {PG['user']} -d postgres -Atc"
+    helper.write(
+        services={
+            "backend": "command",
+            **{f"{when}_command": ["sh", "-c", f'{psql} "{query}" > {path}'] for when, path in seen.items()},
+        }
+    )
+    return seen
+
+
+def read_databases_seen(path: Path) -> dict[str, int]:
+    """Name -> oid, as the stop or the start wrote them down."""
+    return {name: int(oid) for name, oid in (line.split() for line in path.read_text().splitlines())}
+
+
 # -- restore helpers ------------------------------------------------------------------------------
 def database_counts(name: str) -> dict[str, int]:
     conn = pg_connect(name)

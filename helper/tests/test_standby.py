@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, database_counts, list_databases, pg_connect
+from conftest import (
+    HelperEnv,
+    database_counts,
+    databases_seen_by_the_services,
+    list_databases,
+    pg_connect,
+    read_databases_seen,
+)
+from odoo_rollback.restore import STEP_NAMES, SWAP
 from psycopg2 import sql
 from test_crash import restore_killed_at
 
@@ -113,6 +121,7 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     standby_oid = database_oid(standby["database"])
     env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
     attachment(env.filestore, b"written after the snapshot")
+    seen = databases_seen_by_the_services(env, env.db.name)
 
     result = env.run_json("rollback", "--yes")
 
@@ -123,8 +132,12 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     # It is the standby itself that went live (a rename keeps the oid): no proof failed on the way,
     # not even the last one with the services stopped, so nothing was restored during the downtime.
     assert database_oid(env.db.name) == standby_oid
-    events = env.run_json("journal")["events"]
+    events = env.run_json("journal", "--limit", "100000")["events"]  # all: an absence proves nothing in a page
     assert not any("refused" in e["message"] for e in events)
+    # As the services saw it: the standby, and no staging copy, at the stop; the standby live at the start.
+    at_stop, at_start = read_databases_seen(seen["stop"]), read_databases_seen(seen["start"])
+    assert at_stop[standby["database"]] == standby_oid and not [n for n in at_stop if "__restore_" in n]
+    assert at_start[env.db.name] == standby_oid
     # Given to the live database's owner, and opened by the start.
     assert database_row(env.db.name)[:2] == (True, "rollback_helper")
     assert standby["database"] not in list_databases(env.db.name)
@@ -233,8 +246,12 @@ def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_fil
     assert steps["staging"].get("skipped") and steps["standby_recheck"]["ok"]
     assert database_counts(env.db.name) == before
     assert files_of(env.filestore) == live_files  # the snapshot's bytes, staged after all
-    events = env.run_json("journal")["events"]
-    assert any("refused at the last check" in e["message"] for e in events)
+    journal = env.run_json("journal")
+    assert any("refused at the last check" in e["message"] for e in journal["events"])
+    # It is gone, and the journal says so (Odoo shows a snapshot's standby from the journal alone).
+    assert not [n for n in list_databases(env.db.name) if "__standby_" in n] and standby_of(env, snap["id"]) is None
+    restore_op = next(o for o in journal["operations"] if o["kind"] == "restore")
+    assert restore_op["data"]["standby_taken"] == standby["database"] and restore_op["data"]["standby_used"] is None
 
 
 def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filestore: HelperEnv) -> None:
@@ -277,30 +294,57 @@ def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filesto
     assert any("was stopped: the restore stages" in e["message"] for e in events)
 
 
-@pytest.mark.parametrize(
-    ("kill_at", "swapped"),
-    [("standby:done", False), ("standby_recheck:done", False), ("swap_database:done", True)],
-)
+def standby_kill_points() -> list[tuple[str, bool]]:
+    """(journal line after which the helper dies, whether the swap has committed by then), for a
+    restore that uses a standby: staging and check are journaled once, as skipped."""
+    after_swap = STEP_NAMES.index(SWAP)
+    points = []
+    for index, name in enumerate(STEP_NAMES):
+        if name in ("staging", "check"):
+            points.append((f"{name}:skipped", False))
+            continue
+        points.append((f"{name}:start", index > after_swap))
+        if name == SWAP:
+            points.append(("swap_database:done", True))
+        points.append((f"{name}:done", index >= after_swap))
+    return points
+
+
+@pytest.mark.parametrize(("kill_at", "swapped"), standby_kill_points())
 def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv, kill_at: str, swapped: bool) -> None:
     env = odoo_filestore
     snapshot_counts = database_counts(env.db.name)
+    snapshot_files = files_of(env.filestore)
+    live_oid = database_oid(env.db.name)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
-    env.run_json("standby", "build", snap["id"])
+    standby_oid = database_oid(env.run_json("standby", "build", snap["id"])["database"])
     env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
-    changed_counts = database_counts(env.db.name)
+    attachment(env.filestore, b"written after the snapshot")
+    changed_counts, changed_files = database_counts(env.db.name), files_of(env.filestore)
     restore_killed_at(env, snap["id"], kill_at)
 
-    if swapped:  # the standby is live but still closed to everyone, until resume starts the services
-        assert database_row(env.db.name)[0] is False
-    else:
-        assert database_counts(env.db.name) == changed_counts
+    # Whatever the moment, the live name holds a whole database: the old one or the proven standby.
+    assert database_oid(env.db.name) == (standby_oid if swapped else live_oid)
     outcome = env.run_json("resume")
 
     assert [o["outcome"] for o in outcome] == ["finished" if swapped else "undone"]
+    # The database Odoo gets back is the proven standby or the old one, open, with its rows and files.
+    assert database_oid(env.db.name) == (standby_oid if swapped else live_oid)
+    assert database_row(env.db.name)[0] is True
     assert database_counts(env.db.name) == (snapshot_counts if swapped else changed_counts)
-    # Taken by the run, the standby went live or was dropped with the run's staging: none is left over.
-    assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
-    assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+    assert files_of(env.filestore) == (snapshot_files if swapped else changed_files)
+    # Nothing was staged from the snapshot on the way: the standby was never refused.
+    events = env.run_json("journal", "--limit", "100000")["events"]
+    assert not any(e["step"] == "staging" and e["status"] == "start" for e in events)
+    if kill_at in ("preflight:start", "preflight:done", "standby:start"):
+        # Not yet taken: it is still there, untouched, for the next rollback.
+        assert standby_of(env, snap["id"])["state"] == "ready"
+        assert database_row(standby_of(env, snap["id"])["database"]) == (False, "rollback_helper", standby_oid)
+    else:
+        # Taken by the run, it went live or was dropped with the run's staging: none is left over.
+        assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
+        assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+    assert env.run_json("resume") == []
 
 
 def test_a_snapshot_whose_archive_changed_since_it_was_verified_gets_no_standby(odoo_filestore: HelperEnv) -> None:

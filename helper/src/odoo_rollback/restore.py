@@ -380,8 +380,16 @@ class RestoreRun:
             self.names.update(staging=state.database, filestore_staging=state.filestore)
             # Its oid is part of what was proven: verify_live compares the live one with it.
             self.staging_oid = state.oid
+            # standby_taken stays, whatever happens next: the standby is this run's now, and gone
+            # after it (live, or dropped with the staging); Odoo reads from it that none is left.
             self.journal.update(
-                self.op, {"names": self.names, "standby_used": state.database, "staging_oid": state.oid}
+                self.op,
+                {
+                    "names": self.names,
+                    "standby_used": state.database,
+                    "standby_taken": state.database,
+                    "staging_oid": state.oid,
+                },
             )
             remove_state(self.snapshot.path)
             self.standby = state

@@ -7,8 +7,9 @@ backends too, while Odoo runs. The build's steps, each journaled (operation kind
 1. ``check``      the snapshot is verified and its checksums still hold; the database and the filestore
                   copies fit on their disks (a superseded standby's space counts as free).
 2. ``supersede``  older standbys of the database are dropped: at most one exists, each a database's size.
-3. ``restore``    pg_restore (``[standby] jobs``, default 1) into ``<db>__standby_<time>``, owned by the
-                  helper's role until it is used, so that Odoo neither lists nor opens it.
+3. ``restore``    pg_restore (``[standby] jobs``, default 1) into ``<db>__standby_<time>``, created as
+                  the live database's owner (as staging is), then owned by the helper's role until it
+                  is used, so that Odoo neither lists nor opens it.
 4. ``filestore``  the archive into ``.<filestore>__standby_<time>`` beside the live filestore. Odoo names
                   an attachment by the SHA-1 of its content and never rewrites one in place, so a file
                   whose bytes equal the live file of the same name (and hash to that name) is hard-linked
@@ -620,8 +621,14 @@ class StandbyBuild:
             staged_dump(self.snapshot, work, margin) as dump,
             LowPriorityBackends(self.cfg, self.names.database) as backends,
         ):
-            # Owned by the helper's role until it is used: Odoo lists only its own databases.
-            restore_dump(self.cfg.database, dump, self.names.database, self.cfg.standby.jobs)
+            # Created as the live database's owner, as a restore's staging database is: the dump gives
+            # its tables to that role, which a helper that is not a superuser can do only where that
+            # role may create (PostgreSQL 15's schema public: its database's owner alone).
+            owner = database_owner(self.cfg.database, self.cfg.database.name)
+            restore_dump(self.cfg.database, dump, self.names.database, self.cfg.standby.jobs, owner=owner)
+        # Then owned by the helper's role until it is used: Odoo lists only its own databases.
+        with maintenance(self.cfg.database) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(self.names.database)))
         if backends.reniced:
             self.state.priority += f"; {len(backends.reniced)} server backend(s) reniced"
         return self.state.priority
