@@ -1,5 +1,6 @@
 from . import (
     test_access_rpc,
+    test_actions,
     test_deployment_backup,
     test_deployment_drill,
     test_deployment_import,
