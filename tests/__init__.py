@@ -11,6 +11,7 @@ from . import (
     test_helper_integration,
     test_i18n,
     test_install,
+    test_migration,
     test_operator_walk,
     test_rollback_communication,
     test_rollback_lost_changes,

@@ -18,9 +18,13 @@ class DeploymentDrillOverview(models.TransientModel):
     _description = "Rollback Drills by Quarter"
 
     year = fields.Integer(required=True, default=lambda self: fields.Date.context_today(self).year)
-    line_ids = fields.One2many("deployment.drill.overview.line", "overview_id", compute="_compute_line_ids")
-    done_count = fields.Integer(string="Quarters Done", compute="_compute_line_ids")
-    missing_count = fields.Integer(string="Quarters Failed or Missing", compute="_compute_line_ids")
+    # Stored: the menu opens a saved overview, whose lines the form reads back; lines computed but not
+    # stored would exist in memory only and read as none.
+    line_ids = fields.One2many(
+        "deployment.drill.overview.line", "overview_id", compute="_compute_line_ids", store=True
+    )
+    done_count = fields.Integer(string="Quarters Done", compute="_compute_line_ids", store=True)
+    missing_count = fields.Integer(string="Quarters Failed or Missing", compute="_compute_line_ids", store=True)
 
     @api.depends("year")
     def _compute_line_ids(self):
