@@ -17,6 +17,7 @@ from . import (
     test_rollback_lost_changes,
     test_rollback_measure,
     test_rollback_wizard,
+    test_schedule_tz,
     test_tours,
     test_tours_walk,
 )

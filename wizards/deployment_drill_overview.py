@@ -20,9 +20,7 @@ class DeploymentDrillOverview(models.TransientModel):
     year = fields.Integer(required=True, default=lambda self: fields.Date.context_today(self).year)
     # Stored: the menu opens a saved overview, whose lines the form reads back; lines computed but not
     # stored would exist in memory only and read as none.
-    line_ids = fields.One2many(
-        "deployment.drill.overview.line", "overview_id", compute="_compute_line_ids", store=True
-    )
+    line_ids = fields.One2many("deployment.drill.overview.line", "overview_id", compute="_compute_line_ids", store=True)
     done_count = fields.Integer(string="Quarters Done", compute="_compute_line_ids", store=True)
     missing_count = fields.Integer(string="Quarters Failed or Missing", compute="_compute_line_ids", store=True)
 
