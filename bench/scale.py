@@ -5,7 +5,8 @@ attachments), in one run:
 
 - raw snapshot: ``pg_dump -Fd -j2 -Z1`` + ``tar``; ``odoo-rollback snapshot``;
 - raw restore: ``dropdb; createdb; pg_restore -j2`` + ``tar -x``; ``odoo-rollback restore --yes`` (total,
-  the downtime it reports, and how long a client probing every 0.2 s found the service unavailable);
+  the downtime it reports, and how long a client probing every 0.2 s found the service unavailable),
+  alternated ``--repeat`` times (3), medians reported;
 - ``odoo-rollback standby build`` (low priority, 1 job) while a read load runs on the live database:
   its duration and how much slower the reads were than just before;
 - ``odoo-rollback restore --yes`` again, now with the ready standby (the rollback is a swap).
@@ -200,24 +201,57 @@ def measure_snapshots(row: dict[str, Any], cli: list[str], work: Path, filestore
 
 
 def measure_restores(
-    row: dict[str, Any], cli: list[str], work: Path, snapshot_id: str, url: str, jobs: int, env: Any
+    row: dict[str, Any], cli: list[str], work: Path, snapshot_id: str, url: str, jobs: int, env: Any, repeat: int
 ) -> None:
+    """Raw and odoo-rollback restores, alternated *repeat* times; the medians are reported (one run
+    each on this 2-core machine varies by 20 %, more than the difference being measured).
+
+    Each helper restore after the first restores a snapshot taken (untimed) just before it, of the
+    database it then replaces: the case of a deployment rolled back, whose lost changes come from the
+    snapshot's slot. Restoring one snapshot over its own restore instead would read every tracked
+    table by timestamps (the database is no longer the snapshot's), which is the rare case."""
     raw = work / "raw"
-    started = time.monotonic()
-    subprocess.run(["dropdb", "--force", "--if-exists", f"{DB}_raw"], env=env, capture_output=True, check=False)
-    run(["createdb", f"{DB}_raw"], env)
-    run(["pg_restore", f"-j{jobs}", "-d", f"{DB}_raw", str(raw / "db.dump")], env)
-    (work / "raw_fs").mkdir()
-    run(["tar", "-x", "-f", str(raw / "filestore.tar"), "-C", str(work / "raw_fs")])
-    row["raw_restore"] = time.monotonic() - started
-    subprocess.run(["dropdb", "--force", f"{DB}_raw"], env=env, capture_output=True, check=False)
-    shutil.rmtree(work / "raw_fs")
-    with Prober(url).running() as prober:
-        row["restore"], out = timed([*cli, "restore", snapshot_id, "--yes", "--json"])
-    row["restore_downtime"], row["restore_unavailable"] = json.loads(out)["downtime_seconds"], prober.longest
+    runs: dict[str, list[float]] = {"raw_restore": [], "restore": [], "restore_downtime": [], "restore_unavailable": []}
+    steps: dict[str, list[float]] = {}
+    for attempt in range(repeat):
+        if attempt:
+            snapshot_id = json.loads(run([*cli, "snapshot", "--kind", "pre_deploy", "--verify", "--json"]))["id"]
+        started = time.monotonic()
+        subprocess.run(["dropdb", "--force", "--if-exists", f"{DB}_raw"], env=env, capture_output=True, check=False)
+        run(["createdb", f"{DB}_raw"], env)
+        run(["pg_restore", f"-j{jobs}", "-d", f"{DB}_raw", str(raw / "db.dump")], env)
+        (work / "raw_fs").mkdir()
+        run(["tar", "-x", "-f", str(raw / "filestore.tar"), "-C", str(work / "raw_fs")])
+        runs["raw_restore"].append(time.monotonic() - started)
+        subprocess.run(["dropdb", "--force", f"{DB}_raw"], env=env, capture_output=True, check=False)
+        shutil.rmtree(work / "raw_fs")
+        with Prober(url).running() as prober:
+            seconds, out = timed([*cli, "restore", snapshot_id, "--yes", "--json"])
+        result = json.loads(out)
+        runs["restore"].append(seconds)
+        runs["restore_downtime"].append(result["downtime_seconds"])
+        runs["restore_unavailable"].append(prober.longest)
+        for step in result["steps"]:
+            if not step.get("skipped"):
+                steps.setdefault(step["name"], []).append(step["seconds"])
+        drop_kept(env)
+    row.update({key: statistics.median(values) for key, values in runs.items()})
+    row["restore_ratios"] = [ours / raw_s for ours, raw_s in zip(runs["restore"], runs["raw_restore"], strict=True)]
+    row["restore_steps"] = {name: statistics.median(values) for name, values in steps.items()}
 
 
-def measure_standby(row: dict[str, Any], cli: list[str], snapshot_id: str, url: str, conninfo: Any, moves: int) -> None:
+def drop_kept(env: Any) -> None:
+    """The database each restore replaced and kept: not needed here, and each is the database's size."""
+    names = run(["psql", "-XtAc", "SELECT datname FROM pg_database", "-d", "postgres"], env).split()
+    for name in names:
+        if name.startswith(f"{DB}__failed_"):
+            subprocess.run(["dropdb", "--force", name], env=env, capture_output=True, check=False)
+
+
+def measure_standby(row: dict[str, Any], cli: list[str], url: str, conninfo: Any, moves: int) -> None:
+    # A snapshot of the live database (untimed), as a deployment takes one: the rollback replaces the
+    # database the snapshot was taken of.
+    snapshot_id = json.loads(run([*cli, "snapshot", "--kind", "pre_deploy", "--verify", "--json"]))["id"]
     load = ReadLoad(conninfo, moves)
     load.start()
     time.sleep(5)
@@ -236,7 +270,7 @@ def measure_standby(row: dict[str, Any], cli: list[str], snapshot_id: str, url: 
     row["rollback_steps"] = {s["name"]: s["seconds"] for s in result["steps"] if not s.get("skipped")}
 
 
-def measure(size: float, jobs: int, env: dict[str, str], conninfo: dict[str, Any]) -> dict[str, Any]:
+def measure(size: float, jobs: int, repeat: int, env: dict[str, str], conninfo: dict[str, Any]) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="rbscale-"))
     filestore = work / "data" / "filestore" / DB
     row: dict[str, Any] = {"scale": size}
@@ -256,9 +290,9 @@ def measure(size: float, jobs: int, env: dict[str, str], conninfo: dict[str, Any
         print(f"[{size}] snapshots ...", flush=True)
         snapshot_id = measure_snapshots(row, cli, work, filestore, jobs, env)
         print(f"[{size}] restores ...", flush=True)
-        measure_restores(row, cli, work, snapshot_id, url, jobs, env)
+        measure_restores(row, cli, work, snapshot_id, url, jobs, env, repeat)
         print(f"[{size}] standby, with a read load, then the rollback with it ...", flush=True)
-        measure_standby(row, cli, snapshot_id, url, conninfo, moves)
+        measure_standby(row, cli, url, conninfo, moves)
         return row
     finally:
         subprocess.run(["sh", "-c", f"kill $(cat {work / 'stub.pid'}) 2>/dev/null; true"], check=False)
@@ -303,10 +337,13 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines.append("")
     for r in rows:
         lines.append(
-            f"{r['db_gb']:.2f} GB: restore {r['restore'] / r['raw_restore']:.2f} x raw, snapshot "
+            f"{r['db_gb']:.2f} GB: restore {r['restore'] / r['raw_restore']:.2f} x raw (median of each; run by "
+            f"run {', '.join(f'{x:.2f}' for x in r['restore_ratios'])}), snapshot "
             f"{r['snapshot'] / r['raw_snapshot']:.2f} x raw; the standby linked {r['standby_linked']} "
             f"attachment(s) and copied {r['standby_copied']}; rollback steps: "
             + ", ".join(f"{name} {seconds:.2f}" for name, seconds in r["rollback_steps"].items())
+            + "; restore steps (median): "
+            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in r["restore_steps"].items())
         )
     return "\n".join(lines)
 
@@ -315,6 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="raw and helper restores alternated this many times")
     args = parser.parse_args()
     env = {**os.environ, "PGHOST": os.environ.get("PGHOST", "127.0.0.1")}
     conninfo = {
@@ -325,10 +363,13 @@ def main() -> None:
     }
     rows = []
     for size in args.sizes:
-        rows.append(measure(size, args.jobs, env, conninfo))
+        rows.append(measure(size, args.jobs, args.repeat, env, conninfo))
         print(report(rows[-1:]).splitlines()[2], flush=True)  # each size's row as soon as it is measured
     print()
-    print(f"sizes {' '.join(str(s) for s in args.sizes)}, {args.jobs} jobs, {os.cpu_count()} CPUs")
+    print(
+        f"sizes {' '.join(str(s) for s in args.sizes)}, {args.jobs} jobs, {os.cpu_count()} CPUs, "
+        f"restores x{args.repeat}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(report(rows))
 
 
