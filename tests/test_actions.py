@@ -74,6 +74,9 @@ class TestActionsTitled(TransactionCase):
         states = overview.line_ids.mapped("state")
         self.assertLessEqual(set(states), {"done", "failed", "missing", "upcoming"})
         self.assertIn("missing", states, "last year's quarters had no drill in this database")
+        # No "New" button on it either: a second overview would be an unsaved one, titled "New".
+        arch = self.env["deployment.drill.overview"].get_view(view_type="form")["arch"]
+        self.assertIn('create="0"', arch)
         # The dashboard's card opens the same screen.
         from_dashboard = self.env["deployment.overview"].with_user(self.manager).create({}).action_open_drills()
         self.assertEqual(from_dashboard["name"], "Drills by Quarter")
