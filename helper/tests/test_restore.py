@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import HelperEnv, database_counts, list_databases, tmpfs
 from odoo_rollback.config import load_config
+from odoo_rollback.dump import asynchronous_commits, make_durable, postmaster_start_time
 from odoo_rollback.errors import OperationFailed
 from odoo_rollback.journal import Journal
 from odoo_rollback.restore import STEP_NAMES, RestoreRun, database_oid
@@ -243,3 +244,17 @@ def test_a_code_folder_with_an_untracked_file_is_not_clean_for_a_restore_either(
     assert (code / "notes.txt").exists()
     (code / "notes.txt").unlink()
     assert helper_env.run_json("restore", snapshot["id"], "--yes")["ok"] is True
+
+
+def test_a_copy_restored_across_a_server_restart_is_not_trusted(helper_env: HelperEnv) -> None:
+    """pg_restore commits asynchronously (thousands of commits, none waiting for a flush); the copy is
+    made durable before use, unless the server restarted meanwhile and may have lost its last commits."""
+    cfg = load_config(helper_env.config_path)
+    started = postmaster_start_time(cfg.database)
+
+    make_durable(cfg.database, helper_env.db.name, started)  # the same server all along: flushed, fine
+
+    earlier = "2000-01-01 00:00:00+00"  # the start time recorded before a restart
+    with pytest.raises(OperationFailed, match=r"PostgreSQL restarted while .* was being restored"):
+        make_durable(cfg.database, helper_env.db.name, earlier)
+    assert asynchronous_commits({"PGOPTIONS": "-c role=odoo"})["PGOPTIONS"] == "-c role=odoo -c synchronous_commit=off"
