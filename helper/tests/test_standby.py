@@ -26,9 +26,10 @@ from conftest import (
     pg_connect,
     read_databases_seen,
 )
+from odoo_rollback.journal import Event, Journal
 from odoo_rollback.restore import STEP_NAMES, SWAP
 from psycopg2 import sql
-from test_crash import restore_killed_at
+from test_crash import CRASH_RUNNER, restore_killed_at
 
 
 def attachment(root: Path, content: bytes) -> Path:
@@ -256,29 +257,25 @@ def test_a_standby_changed_during_the_stop_is_refused_at_the_last_check(odoo_fil
 
 def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filestore: HelperEnv) -> None:
     env = odoo_filestore
-    # Enough rows that the build's pg_restore is still running when it is looked at.
-    env.db.execute("INSERT INTO account_move (name) SELECT 'bulk ' || i FROM generate_series(1, 300000) i")
     before = database_counts(env.db.name)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
-    record = env.storage / "standby" / f"{snap['id']}.json"
+    # Frozen as its pg_restore is about to start, whatever the machine's speed.
+    command = ["--config", str(env.config_path), "standby", "build", snap["id"]]
     build = subprocess.Popen(
-        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "standby", "build", snap["id"]],
+        [sys.executable, str(CRASH_RUNNER), "stop@restore:start", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not record.exists():
-        assert time.monotonic() < deadline and build.poll() is None, "the build did not start"
-        time.sleep(0.01)
-    build.send_signal(signal.SIGSTOP)  # caught in the middle of its work, whatever the machine's speed
+    wait_for(lambda: build_at_restore(env), "the build did not reach its restore")
     rollback = subprocess.Popen(
         [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "rollback", "--yes", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2)
+    # The restore has sent the build its SIGTERM (pending while it is stopped) and waits for it to go.
+    wait_for(lambda: journal_message(env, "was stopped: the restore stages"), "the restore did not stop the build")
     build.send_signal(signal.SIGCONT)
     out, err = rollback.communicate(timeout=300)
     assert rollback.returncode == 0, err
@@ -290,8 +287,30 @@ def test_a_build_still_running_is_stopped_by_a_restore_which_stages(odoo_filesto
     assert database_counts(env.db.name) == before
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
     assert standby_of(env, snap["id"]) is None
-    events = env.run_json("journal")["events"]
-    assert any("was stopped: the restore stages" in e["message"] for e in events)
+
+
+def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def journal_events(env: HelperEnv) -> list[Event]:
+    return Journal(env.storage / "journal.sqlite3").events(limit=100_000)
+
+
+def build_at_restore(env: HelperEnv) -> bool:
+    """The standby build has journaled the start of its pg_restore."""
+    kinds = {op.id: op.kind for op in Journal(env.storage / "journal.sqlite3").operations(limit=1000)}
+    return any(
+        kinds.get(e.operation_id) == "standby" and (e.step, e.status) == ("restore", "start")
+        for e in journal_events(env)
+    )
+
+
+def journal_message(env: HelperEnv, text: str) -> bool:
+    return any(text in e.message for e in journal_events(env))
 
 
 def standby_kill_points() -> list[tuple[str, bool]]:
