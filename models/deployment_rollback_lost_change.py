@@ -169,6 +169,11 @@ class DeploymentRollback(models.Model):
             "before the restore, deletions are not counted and inserts are not told from updates": _(
                 "before the restore, deletions are not counted and inserts are not told from updates"
             ),
+            "this snapshot does not record its primary keys (taken by an older helper): deletions are not counted "
+            "and inserts are not told from updates": _(
+                "this snapshot does not record its primary keys (taken by an older helper): deletions are not "
+                "counted and inserts are not told from updates"
+            ),
         }
         slot = re.compile(r"the snapshot's replication slot (\S+) is gone \(dropped past the WAL ceiling\?\)")
         for record in self:

@@ -6,6 +6,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import format_datetime, str2bool
 
+from .schedule_time import UTC, local_now
 from .texts import age_text, human_size
 
 # Written only by the helper's mirror (capture, refresh, journal import), never over RPC: the context
@@ -17,9 +18,11 @@ SNAPSHOT_CHANNEL = "deployment_rollback.snapshot"
 # How long a taken snapshot's page waits for its verification.
 FOLLOW_MINUTES = 15
 
-# Scheduled snapshots (Settings): on/off, the hour (UTC) and the days they are taken on.
+# Scheduled snapshots (Settings): on/off, the hour, its time zone and the days they are taken on.
 SCHEDULE_ENABLED_PARAM = "deployment_rollback.schedule_enabled"
 SCHEDULE_HOUR_PARAM = "deployment_rollback.schedule_hour"
+# The zone of whoever set the hour (schedule_time.setter_tz); none, as before 16.0.3.1.0, means UTC.
+SCHEDULE_TZ_PARAM = "deployment_rollback.schedule_tz"
 SCHEDULE_DAYS_PARAM = "deployment_rollback.schedule_days"
 SCHEDULE_LAST_PARAM = "deployment_rollback.schedule_last_date"
 SCHEDULE_DAYS = {"daily": range(7), "weekdays": range(5), "weekly": (6,)}
@@ -287,14 +290,23 @@ class DeploymentSnapshot(models.Model):
         }
 
     @api.model
+    def _schedule(self):
+        """Settings' schedule: (hour, its time zone, the weekdays)."""
+        params = self.env["ir.config_parameter"].sudo()
+        hour = int(params.get_param(SCHEDULE_HOUR_PARAM, 2) or 0)
+        tz_name = params.get_param(SCHEDULE_TZ_PARAM) or UTC
+        days = SCHEDULE_DAYS.get(params.get_param(SCHEDULE_DAYS_PARAM) or "daily", SCHEDULE_DAYS["daily"])
+        return hour, tz_name, days
+
+    @api.model
     def _schedule_due(self):
-        """The day (a date string) a scheduled snapshot is due for, or False: Settings' days and hour, once a day."""
+        """The day (a date string) a scheduled snapshot is due for, or False: Settings' days and hour, once a day.
+        Day and hour are those of the schedule's time zone: 2 set in Costa Rica is due from 8:00 UTC."""
         params = self.env["ir.config_parameter"].sudo()
         if not str2bool(params.get_param(SCHEDULE_ENABLED_PARAM, "False")):
             return False
-        now = fields.Datetime.now()
-        hour = int(params.get_param(SCHEDULE_HOUR_PARAM, 2) or 0)
-        days = SCHEDULE_DAYS.get(params.get_param(SCHEDULE_DAYS_PARAM) or "daily", SCHEDULE_DAYS["daily"])
+        hour, tz_name, days = self._schedule()
+        now = local_now(fields.Datetime.now(), tz_name)
         today = fields.Date.to_string(now.date())
         if now.hour < hour or now.weekday() not in days or params.get_param(SCHEDULE_LAST_PARAM) == today:
             return False

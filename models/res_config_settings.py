@@ -2,9 +2,12 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tools import str2bool
 
+from .deployment_snapshot import SCHEDULE_ENABLED_PARAM, SCHEDULE_HOUR_PARAM, SCHEDULE_TZ_PARAM
 from .helper_client import ADDRESS_PARAM, DEFAULT_ADDRESS, SECRET_OPTION
 from .helper_version import version_problem
+from .schedule_time import hour_in, next_run_utc, setter_tz
 
 STAKEHOLDERS_PARAM = "deployment_rollback.stakeholder_ids"
 
@@ -43,8 +46,17 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="deployment_rollback.schedule_enabled",
         help="Ask the helper for a verified snapshot every scheduled day, as auto_backup does.",
     )
+    # An hour of the setter's day, stored with the setter's time zone (models/schedule_time.py).
     deployment_schedule_hour = fields.Integer(
-        string="Snapshot Hour (UTC)", config_parameter="deployment_rollback.schedule_hour", default=2
+        string="Snapshot Hour",
+        compute="_compute_deployment_schedule_hour",
+        inverse="_inverse_deployment_schedule_hour",
+        readonly=False,
+        help="An hour of the day on the clock of the time zone shown beside it: yours (Preferences), "
+        "else the company's, else UTC. It stays that wall-clock hour through daylight saving time.",
+    )
+    deployment_schedule_tz = fields.Char(
+        string="Snapshot Time Zone", compute="_compute_deployment_schedule_hour", readonly=True
     )
     deployment_schedule_days = fields.Selection(
         [("daily", "Every day"), ("weekdays", "Monday to Friday"), ("weekly", "Sundays")],
@@ -132,7 +144,52 @@ class ResConfigSettings(models.TransientModel):
     def _check_deployment_schedule_hour(self):
         for record in self:
             if not 0 <= record.deployment_schedule_hour <= 23:
-                raise ValidationError(_("The scheduled snapshot hour is 0 to 23 (UTC)."))
+                raise ValidationError(_("The scheduled snapshot hour is 0 to 23."))
+
+    @api.depends("company_id")
+    def _compute_deployment_schedule_hour(self):
+        """The stored hour read on the clock of whoever looks: that zone applies once they save it."""
+        params = self.env["ir.config_parameter"].sudo()
+        hour, stored_tz, _days = self.env["deployment.snapshot"]._schedule()
+        viewer_tz = setter_tz(self.env)
+        if params.get_param(SCHEDULE_HOUR_PARAM) not in (None, False, ""):
+            hour = hour_in(hour, stored_tz, viewer_tz, fields.Datetime.now())
+        for record in self:
+            record.deployment_schedule_hour = hour
+            record.deployment_schedule_tz = viewer_tz
+
+    def _inverse_deployment_schedule_hour(self):
+        params = self.env["ir.config_parameter"].sudo()
+        stored = params.get_param(SCHEDULE_HOUR_PARAM) not in (None, False, "")
+        for record in self:
+            if not 0 <= record.deployment_schedule_hour <= 23:
+                continue  # the constraint says so
+            shown = self.new({})
+            if stored and record.deployment_schedule_hour == shown.deployment_schedule_hour:
+                # Saved unchanged (Settings saves every field): the hour keeps the zone it was set in,
+                # rather than moving to the clock of whoever saved something else.
+                continue
+            params.set_param(SCHEDULE_HOUR_PARAM, str(record.deployment_schedule_hour))
+            params.set_param(SCHEDULE_TZ_PARAM, setter_tz(self.env))
+
+    def set_values(self):
+        result = super().set_values()
+        self._schedule_cron_nextcall()
+        return result
+
+    @api.model
+    def _schedule_cron_nextcall(self):
+        """The cron's next call (UTC) at the schedule's next hour, so that the snapshot starts on the hour
+        rather than up to an hour later; a snapshot due now and not taken yet is asked at once."""
+        cron = self.env.ref("deployment_rollback.ir_cron_deployment_scheduled_snapshot", raise_if_not_found=False)
+        snapshots = self.env["deployment.snapshot"]
+        if not cron or not str2bool(self.env["ir.config_parameter"].sudo().get_param(SCHEDULE_ENABLED_PARAM, "False")):
+            return False
+        now = fields.Datetime.now().replace(microsecond=0)
+        hour, tz_name, days = snapshots._schedule()
+        nextcall = now if snapshots._schedule_due() else next_run_utc(now, hour, tz_name, days)
+        cron.sudo().write({"nextcall": nextcall})
+        return nextcall
 
     # The settings form computes on its first onchange only what depends on a field it fills in.
     @api.depends("company_id")

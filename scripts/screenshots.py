@@ -533,8 +533,11 @@ def screens(ids: dict[str, int]) -> list[dict[str, Any]]:
         },
         {
             "name": "drills_by_quarter",
-            "url": f"/web#action=deployment_rollback.deployment_drill_overview_action&menu_id={ids['menu']}",
-            "steps": [("true", exists(".o_field_widget[name='line_ids'] td[name='state']", "Done"))],
+            "url": f"/web#action=deployment_rollback.deployment_drill_overview_action_open&menu_id={ids['menu']}",
+            "steps": [
+                ("true", exists(".o_control_panel .breadcrumb", "Drills by Quarter")),
+                ("true", exists(".o_field_widget[name='line_ids'] td[name='state']", "Done")),
+            ],
         },
     ]
 

@@ -1,5 +1,6 @@
 from . import (
     test_access_rpc,
+    test_actions,
     test_deployment_backup,
     test_deployment_drill,
     test_deployment_import,
@@ -10,11 +11,13 @@ from . import (
     test_helper_integration,
     test_i18n,
     test_install,
+    test_migration,
     test_operator_walk,
     test_rollback_communication,
     test_rollback_lost_changes,
     test_rollback_measure,
     test_rollback_wizard,
+    test_schedule_tz,
     test_tours,
     test_tours_walk,
 )

@@ -154,4 +154,4 @@ class DeploymentOverview(models.TransientModel):
         return self._open("deployment.postmortem.action", domain=[("state", "=", "open")], name=_("Open Action Items"))
 
     def action_open_drills(self):
-        return self.env["ir.actions.actions"]._for_xml_id("deployment_rollback.deployment_drill_overview_action")
+        return self.env["deployment.drill.overview"].action_open()

@@ -7,8 +7,9 @@ Three ways to find them, the best the snapshot allows (``mode`` in every report)
   inserted then updated is one inserted row with its last values; inserted then deleted is nothing lost.
 - ``fallback``: a row whose ``xmin`` the snapshot's ``pg_current_snapshot()`` does not see was written
   after it, in every table, long transactions included. Whether it was inserted or updated is told by
-  the primary keys the staged snapshot holds, and deletions by the keys missing from the database being
-  replaced; both only for the tracked tables (``counts.tables``). Elsewhere a row is "written".
+  the primary keys the snapshot recorded (snapshot_keys.py), and deletions by the keys missing from the
+  database being replaced, both compared in the server; only for the tracked tables (``counts.tables``).
+  Elsewhere a row is "written".
 - ``timestamps``: the database is not the one the snapshot was taken of (it was restored since), so
   neither the slot nor ``xmin`` apply: rows of the tracked tables whose ``create_date``/``write_date``
   are later than the snapshot. This misses what the two others see; the report says so.
@@ -24,8 +25,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import psycopg2
 from psycopg2 import sql
 
 from .decoding import DecodedChange, parse_change
@@ -60,7 +62,11 @@ LIMITS = {
         "transactions that began before the snapshot are not",
     ],
 }
-PLAN_FALLBACK_LIMIT = "before the restore, deletions are not counted and inserts are not told from updates"
+# A snapshot taken before snapshots recorded their keys, read without a staged copy of it.
+NO_KEYS_LIMIT = (
+    "this snapshot does not record its primary keys (taken by an older helper): deletions are not counted "
+    "and inserts are not told from updates"
+)
 
 # Odoo models a person can re-enter with Odoo's own import (table -> model).
 SIMPLE_MODELS = {
@@ -154,7 +160,7 @@ def user_tables(conn: Any) -> dict[str, tuple[str, str]]:
         return {name: (schema, table) for name, schema, table in cur.fetchall()}
 
 
-def _table_ident(qualified: tuple[str, str]) -> sql.Identifier:
+def table_ident(qualified: tuple[str, str]) -> sql.Identifier:
     return sql.Identifier(*qualified)
 
 
@@ -302,42 +308,73 @@ def slot_usable(conn: Any, slot: str | None) -> bool:
 
 
 # -- fallback: xmin against the snapshot -------------------------------------------------------------
-def keys_of(conn: Any, tables: Iterable[str]) -> dict[str, set[tuple[Any, ...]]]:
-    """{table: its primary keys} for the given tables that exist and have one (the staged snapshot's)."""
-    pks = primary_keys(conn)
-    names = user_tables(conn)
-    found: dict[str, set[tuple[Any, ...]]] = {}
-    with conn.cursor() as cur:
-        for table in tables:
-            if table not in names or table not in pks:
-                continue
-            cur.execute(
-                sql.SQL("SELECT {} FROM {}").format(
-                    sql.SQL(", ").join(map(sql.Identifier, pks[table])), _table_ident(names[table])
-                )
-            )
-            found[table] = {tuple(row) for row in cur.fetchall()}
-    return found
+class KeyFiles(Protocol):
+    """The snapshot's primary keys of the tracked tables, as files (snapshot_keys.SnapshotKeys)."""
+
+    keyed: dict[str, list[str]]
+
+    def copy_into(self, cur: Any, table: str, target: sql.Composable) -> str | None: ...
 
 
 WRITTEN_AFTER = sql.SQL(
-    "SELECT row_to_json(t) FROM (SELECT * FROM {} WHERE age(xmin) >= 0 AND NOT "
+    "SELECT row_to_json(t), {existed} FROM (SELECT * FROM {table} WHERE age(xmin) >= 0 AND NOT "
     "pg_visible_in_snapshot((%(me)s::bigint - age(xmin))::text::xid8, %(snapshot)s::pg_snapshot)) t"
+)
+NOT_KEYED = (
+    "the snapshot's keys of {table} are not used ({problem}): its deletions are not counted and its inserts "
+    "are not told from updates"
 )
 
 
+def _row(columns: list[str], alias: str) -> sql.Composable:
+    return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns))
+
+
+def _load_keys(
+    cur: Any, keys: KeyFiles, names: Mapping[str, tuple[str, str]], pks: Mapping[str, list[str]], limits: list[str]
+) -> dict[str, sql.Identifier]:
+    """The snapshot's keys of each keyed table, in a TEMP table of the table's own key types (dropped
+    with the transaction); {table: temp table}. A file that is not the manifest's is not used: said."""
+    loaded: dict[str, sql.Identifier] = {}
+    for number, (table, columns) in enumerate(sorted(keys.keyed.items())):
+        if table not in names:
+            continue  # dropped since: the schema changes say so
+        if pks.get(table) != columns:
+            limits.append(NOT_KEYED.format(table=table, problem="its primary key changed since the snapshot"))
+            continue
+        temp = sql.Identifier(f"rollback_snapshot_keys_{number}")
+        cur.execute("SAVEPOINT snapshot_keys")
+        try:
+            # LIMIT 0 of the table itself: the key columns with the types they have now.
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0").format(
+                    temp, sql.SQL(", ").join(map(sql.Identifier, columns)), table_ident(names[table])
+                )
+            )
+            problem = keys.copy_into(cur, table, temp)
+        except psycopg2.Error as exc:  # no TEMP privilege, say
+            problem = f"no temporary table for them: {str(exc).strip().splitlines()[0]}"
+        if problem:
+            cur.execute("ROLLBACK TO SAVEPOINT snapshot_keys")
+            limits.append(NOT_KEYED.format(table=table, problem=problem))
+            continue
+        cur.execute("RELEASE SAVEPOINT snapshot_keys")
+        cur.execute(sql.SQL("ANALYZE {}").format(temp))  # a temp table has no statistics otherwise
+        loaded[table] = temp
+    return loaded
+
+
 def scan_written(
-    conn: Any,
-    txid_snapshot: str,
-    snapshot_tables: Iterable[str],
-    snapshot_keys: Mapping[str, set[tuple[Any, ...]]] | None,
-) -> list[LostRow]:
+    conn: Any, txid_snapshot: str, snapshot_tables: Iterable[str], keys: KeyFiles | None
+) -> tuple[list[LostRow], list[str]]:
     """Every row of every table whose xmin *txid_snapshot* does not see, and the deleted keys of the
-    tables in *snapshot_keys*. *conn* must be free to open a read-write transaction (rolled back)."""
+    tables in *keys*; with the limits met (a key file not used). Compared in the server, in a
+    read-write transaction of *conn* that is rolled back (*conn* must be free to open one)."""
     pks = primary_keys(conn)
     names = user_tables(conn)
     known_tables = set(snapshot_tables)
     rows: list[LostRow] = []
+    limits: list[str] = []
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
@@ -347,35 +384,40 @@ def scan_written(
             # A frozen row older than 2^31 transactions has a negative age and is older than any snapshot.
             cur.execute("SELECT pg_current_xact_id()::text")
             me = int(cur.fetchone()[0])
+            loaded = _load_keys(cur, keys, names, pks, limits) if keys is not None else {}
             for table, qualified in names.items():
                 columns = pks.get(table)
-                cur.execute(WRITTEN_AFTER.format(_table_ident(qualified)), {"me": me, "snapshot": txid_snapshot})
-                seen = set()
-                for (row,) in cur.fetchall():
+                existed: sql.Composable = sql.SQL("NULL::boolean")
+                if table in loaded and columns:
+                    existed = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {} = {})").format(
+                        loaded[table], _row(columns, "k"), _row(columns, "t")
+                    )
+                cur.execute(
+                    WRITTEN_AFTER.format(existed=existed, table=table_ident(qualified)),
+                    {"me": me, "snapshot": txid_snapshot},
+                )
+                for row, was_there in cur.fetchall():
                     key = _key(row, columns)
                     if table not in known_tables:
                         kind = INSERTED
-                    elif snapshot_keys is not None and table in snapshot_keys and key is not None:
-                        kind = UPDATED if key in snapshot_keys[table] else INSERTED
+                    elif was_there is not None:
+                        kind = UPDATED if was_there else INSERTED
                     else:
                         kind = WRITTEN
-                    seen.add(key)
                     rows.append(LostRow(table, kind, dict(zip(columns or [], key or (), strict=False)) or None, row))
-            for table, before in sorted((snapshot_keys or {}).items()):
-                if table not in names or table not in pks:
-                    continue
+            for table, temp in sorted(loaded.items()):
+                columns = pks[table]
+                listed = sql.SQL(", ").join(sql.Identifier("k", c) for c in columns)
+                gone = sql.SQL("SELECT {} FROM {} k WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {} = {}) ORDER BY {}")
                 cur.execute(
-                    sql.SQL("SELECT {} FROM {}").format(
-                        sql.SQL(", ").join(map(sql.Identifier, pks[table])), _table_ident(names[table])
-                    )
+                    gone.format(listed, temp, table_ident(names[table]), _row(columns, "t"), _row(columns, "k"), listed)
                 )
-                now = {tuple(r) for r in cur.fetchall()}
-                for key in sorted(before - now, key=repr):
-                    rows.append(LostRow(table, DELETED, dict(zip(pks[table], key, strict=True)), None, None))
+                for key in cur:
+                    rows.append(LostRow(table, DELETED, dict(zip(columns, key, strict=True)), None, None))
         conn.rollback()
     finally:
         conn.autocommit = autocommit
-    return rows
+    return rows, limits
 
 
 # -- timestamps: a database that is not the snapshot's own -------------------------------------------
@@ -421,7 +463,7 @@ def collect(
     tracked: Iterable[str],
     *,
     upto_lsn: str | None = None,
-    snapshot_keys: Mapping[str, set[tuple[Any, ...]]] | None = None,
+    keys: KeyFiles | None = None,
 ) -> LostChanges:
     """The changes made after the snapshot in the database *conn* is connected to."""
     capture = capture or {}
@@ -435,10 +477,10 @@ def collect(
     limits = list(LIMITS[FALLBACK])
     if capture.get("slot"):
         limits.insert(0, f"the snapshot's replication slot {capture['slot']} is gone (dropped past the WAL ceiling?)")
-    if snapshot_keys is None:
-        limits.append(PLAN_FALLBACK_LIMIT)
-    rows = scan_written(conn, capture["txid_snapshot"], capture.get("schema") or current, snapshot_keys)
-    return LostChanges(FALLBACK, rows, schema, limits)
+    if keys is None:
+        limits.append(NO_KEYS_LIMIT)
+    rows, not_keyed = scan_written(conn, capture["txid_snapshot"], capture.get("schema") or current, keys)
+    return LostChanges(FALLBACK, rows, schema, limits + not_keyed)
 
 
 # -- export -----------------------------------------------------------------------------------------

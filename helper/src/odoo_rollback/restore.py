@@ -700,7 +700,8 @@ def restore_snapshot(
     with operation_lock(cfg.storage.path, journal, "restore"):
         check_no_unfinished(journal)
         run = RestoreRun(cfg, snapshot, journal, show_progress)
-        with run.staged:  # the checked copy of the dump goes, however the run ends
+        # The checked copy of the dump and an older snapshot's staged keys go, however the run ends.
+        with run.staged, run.capture.staged_keys:
             return _restore(cfg, snapshot, journal, run, request)
 
 

@@ -14,6 +14,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +27,10 @@ from psycopg2 import sql
 from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
 from .db import connect, maintenance
-from .lost_rows import FALLBACK, LostChanges, collect, export, keys_of, scan_written, slot_usable, user_tables
+from .lost_rows import FALLBACK, LostChanges, collect, export, scan_written, slot_usable, user_tables
 from .lost_summary import export_archive, odoo_summary
-from .storage import Snapshot
+from .snapshot_keys import SnapshotKeys, staging_keys
+from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 
 
 def helper_is_superuser(db_cfg: DatabaseConfig) -> bool:
@@ -88,7 +93,13 @@ def server_position(db_cfg: DatabaseConfig) -> dict[str, str]:
 def plan_lost_changes(cfg: Config, snapshot: Snapshot) -> LostChanges:
     """What a restore now would lose, read from the live database (the plan changes nothing)."""
     with connect(cfg.database) as conn:
-        changes = collect(conn, snapshot.manifest.capture, snapshot.manifest.created_at, cfg.counts.tables)
+        changes = collect(
+            conn,
+            snapshot.manifest.capture,
+            snapshot.manifest.created_at,
+            cfg.counts.tables,
+            keys=SnapshotKeys.of_manifest(snapshot.path, snapshot.manifest),
+        )
         # Every tracked table is in the plan, 0 when nothing in it would be lost: the exact and the
         # fallback modes list only the tables with changes, and Odoo's preview shows one line a table.
         existing = user_tables(conn)
@@ -102,25 +113,41 @@ class RestoreCapture:
 
     cfg: Config
     snapshot: Snapshot
-    snapshot_keys: dict[str, set[tuple[Any, ...]]] | None = None
+    # The snapshot's primary keys of the tracked tables, which the fallback compares with to find
+    # deletions and to tell inserts from updates: the files the snapshot recorded (snapshot_keys.py).
+    keys: SnapshotKeys | None = None
     stop: dict[str, str] = field(default_factory=dict)
     opened: dict[str, str] = field(default_factory=dict)
+    # An older snapshot's keys, read from its staged copy: removed when the restore's process ends.
+    staged_keys: ExitStack = field(default_factory=ExitStack)
+
+    def __post_init__(self) -> None:
+        if self.keys is None:
+            self.keys = SnapshotKeys.of_manifest(self.snapshot.path, self.snapshot.manifest)
 
     @classmethod
     def from_journal(cls, cfg: Config, snapshot: Snapshot, data: dict[str, Any]) -> RestoreCapture:
-        """After a crash: what the interrupted restore recorded (the snapshot's keys are not kept)."""
+        """After a crash: what the interrupted restore recorded (an older snapshot's staged keys are not
+        kept: without a slot, its deletions are then not counted, and the report says so)."""
         return cls(
             cfg, snapshot, stop=dict(data.get("capture_stop") or {}), opened=dict(data.get("capture_opened") or {})
         )
 
     def read_staging(self, staging: str) -> None:
-        """Before the stop (no downtime): the snapshot's primary keys of the tracked tables, which the
-        fallback needs to tell deletions and inserts from updates. Not needed when the slot is usable."""
+        """Before the stop (no downtime), for a snapshot taken before snapshots recorded their keys: the
+        staged copy's keys, streamed into a private folder. Not needed when the slot is usable."""
+        if self.keys is not None:
+            return
         with connect(self.cfg.database) as conn:
             if slot_usable(conn, slot_of(self.snapshot.manifest)):
                 return
+        root = SnapshotStore(self.cfg.storage).root
+        folder = root / f"{PARTIAL_PREFIX}keys-{self.snapshot.id}-{os.urandom(3).hex()}"
+        self.staged_keys.enter_context(partial_in_use(folder))
+        self.staged_keys.callback(shutil.rmtree, folder, ignore_errors=True)
+        folder.mkdir(mode=0o700)
         with connect(self.cfg.database, staging) as conn:
-            self.snapshot_keys = keys_of(conn, self.cfg.counts.tables)
+            self.keys = staging_keys(conn, self.cfg.counts.tables, folder)
 
     def close(self, live: str, staging: str) -> dict[str, str]:
         """Right after the services stopped: nobody may connect to either database until the start."""
@@ -162,7 +189,7 @@ class RestoreCapture:
                 manifest.created_at,
                 self.cfg.counts.tables,
                 upto_lsn=self.stop.get("lsn"),
-                snapshot_keys=self.snapshot_keys,
+                keys=self.keys,
             )
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
@@ -182,15 +209,30 @@ class RestoreCapture:
         (rows found, or the server's tuple counters moved): then the caller keeps it, not drops it."""
         if not self.opened:
             return {"keep": False, "lost_rows_total": 0}
+        # Read before the scan (its temporary tables of the snapshot's keys count as tuples too), once
+        # the ended sessions are gone: a backend flushes its counters before it leaves pg_stat_activity.
+        sessions_gone(self.cfg.database, restored)
+        touched = tuple_changes(self.cfg.database, restored)
         with connect(self.cfg.database, restored) as conn:
             known = (self.snapshot.manifest.capture or {}).get("schema") or user_tables(conn)
             # The restored database was the snapshot when it was opened: its keys are the snapshot's.
-            rows = scan_written(conn, self.opened["snapshot"], known, self.snapshot_keys)
-            changes = LostChanges(FALLBACK, rows)
+            rows, limits = scan_written(conn, self.opened["snapshot"], known, self.keys)
+            changes = LostChanges(FALLBACK, rows, limits=limits)
             files = export(conn, changes, folder)
-        touched = tuple_changes(self.cfg.database, restored)
         keep = bool(rows) or touched != self.opened.get("tuples")
         return {"keep": keep, **changes.report(), **files}
+
+
+def sessions_gone(db_cfg: DatabaseConfig, name: str, timeout: float = 5.0) -> None:
+    """Wait (up to *timeout*) until no session is connected to *name* any more."""
+    deadline = time.monotonic() + timeout
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,))
+            if cur.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def tuple_changes(db_cfg: DatabaseConfig, name: str) -> str:

@@ -36,6 +36,7 @@ from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
 from .prune import apply_retention
+from .snapshot_keys import KEYS_DIR, write_keys
 from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
 
@@ -192,6 +193,8 @@ def _write_snapshot(
         version = server_version(conn)
         counts = counts_in_transaction(conn, cfg.counts.tables)
         capture["schema"] = schema_of(conn)
+        # Also with a slot: it may be dropped later (the WAL ceiling), and the fallback then needs them.
+        capture["keys"] = write_keys(conn, cfg.counts.tables, partial)
         journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})
         with watch_bytes(show_progress, "dump", partial, expected):
             dump_future.result()
@@ -201,6 +204,8 @@ def _write_snapshot(
 
     journal.event(op, "checksums", "start")
     files.update({f"{DUMP_NAME}/{name}": entry for name, entry in describe_files(partial / DUMP_NAME).items()})
+    if capture["keys"]:
+        files.update({f"{KEYS_DIR}/{n}": entry for n, entry in describe_files(partial / KEYS_DIR).items()})
     journal.event(op, "checksums", "done", data={"files": len(files)})
     manifest = Manifest(
         id=snapshot_id,

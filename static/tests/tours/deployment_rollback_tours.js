@@ -245,6 +245,16 @@ tour.register("deployment_rollback_drills", {test: true, url: "/web"}, [
         trigger: '[data-menu-xmlid="deployment_rollback.deployment_drill_overview_menu"]',
     },
     {
+        content: "The screen is titled by its name, not as a new record",
+        trigger: '.o_control_panel .breadcrumb:contains("Drills by Quarter")',
+        run() {
+            const title = document.querySelector(".o_control_panel .breadcrumb").textContent;
+            if (title.includes("New")) {
+                throw new Error(`Drills by Quarter opens titled "${title.trim()}"`);
+            }
+        },
+    },
+    {
         content: "This quarter's drill passed",
         trigger: `${quarterRow(currentQuarter)} td[name="state"]:contains("Done")`,
         run() {},

@@ -141,7 +141,7 @@ tour.register("deployment_rollback_spanish_columns_are_not_cut", {test: true, ur
 
 tour.register(
     "deployment_rollback_spanish_quarters_are_not_cut",
-    {test: true, url: "/web#action=deployment_rollback.deployment_drill_overview_action"},
+    {test: true, url: "/web#action=deployment_rollback.deployment_drill_overview_action_open"},
     [
     {
         content: "Los simulacros por trimestre en español",
