@@ -112,7 +112,6 @@ class TestCostaRicanSpanish(TransactionCase):
             "No",
             "RTO",
             "Total",
-            "h (UTC)",
             "min",
             "min,",
         }
