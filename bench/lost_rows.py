@@ -66,9 +66,7 @@ def drop_all(conninfo: dict[str, str]) -> None:
 
 def timed(cli: list[str], *args: str) -> tuple[int, dict[str, Any]]:
     """Peak RSS in kB of one helper process, and its JSON output."""
-    result = subprocess.run(
-        ["/usr/bin/time", "-v", *cli, *args, "--json"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(["/usr/bin/time", "-v", *cli, *args, "--json"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"{' '.join(args)} failed: {result.stderr.strip()[-800:]}")
     peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
