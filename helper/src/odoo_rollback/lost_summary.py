@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import heapq
-import io
 import json
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -169,13 +169,15 @@ def odoo_summary(changes: LostChanges, conn: Any, live_conn: Any | None = None) 
 
 
 def export_archive(folder: Path) -> dict[str, Any] | None:
-    """The export folder as a zip for Odoo to attach, when it is small enough to travel in the journal."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and (path.suffix in (".jsonl", ".csv")):
-                archive.write(path, path.name)
-    data = buffer.getvalue()
-    if len(data) > MAX_ATTACHED_BYTES:
-        return None
+    """The export folder as a zip for Odoo to attach, when it is small enough to travel in the journal.
+    Zipped into a temporary file, not memory: the export of a whole-table rewrite is large."""
+    with tempfile.TemporaryFile() as buffer:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and (path.suffix in (".jsonl", ".csv")):
+                    archive.write(path, path.name)
+        if buffer.tell() > MAX_ATTACHED_BYTES:
+            return None
+        buffer.seek(0)
+        data = buffer.read()
     return {"name": "lost_changes.zip", "data": base64.b64encode(data).decode("ascii")}
