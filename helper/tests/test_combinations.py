@@ -123,12 +123,6 @@ def test_a_helper_that_is_not_a_superuser_swaps_the_standby_in(operator_roles: t
     assert result["lost_changes"] == {"res_partner": {"inserted": 7}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="staging at the last check reads the snapshot's keys (RestoreCapture.read_staging) through a "
-    "connection to the live database, which the stop closed to a helper that is not a superuser: the restore "
-    "fails and is undone (restore_capture.py, being reworked by the keys work: then drop this mark)",
-)
 def test_a_helper_that_is_not_a_superuser_stages_when_the_standby_changed_during_the_stop(
     operator_roles: tuple[HelperEnv, str],
 ) -> None:
@@ -161,15 +155,7 @@ def test_a_helper_that_is_not_a_superuser_stages_when_the_standby_changed_during
 @pytest.mark.parametrize(
     "standby",
     [
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the fallback reads the snapshot's keys from the staging database, which a standby "
-                "replaces: inserts and updates become 'written' and deletions are not seen (keys kept in the "
-                "snapshot, being done in lost_rows/restore_capture/snapshot, fixes it: then drop this mark)",
-            ),
-        ),
+        True,
         False,
     ],
     ids=["with_standby", "staged"],
