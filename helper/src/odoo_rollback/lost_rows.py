@@ -498,6 +498,9 @@ def scan_written(
             # A frozen row older than 2^31 transactions has a negative age and is older than any snapshot.
             cur.execute("SELECT pg_current_xact_id()::text")
             me = int(cur.fetchone()[0])
+            # The rows are read through cursors, for which the planner favours the first rows (10 %):
+            # a nested loop over the snapshot's keys, quadratic on a whole-table rewrite. All rows are read.
+            cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             loaded = _load_keys(cur, keys, names, pks, limits) if keys is not None else {}
             for table, qualified in names.items():
                 columns = pks.get(table)
