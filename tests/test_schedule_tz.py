@@ -105,6 +105,7 @@ class TestScheduleTimeZone(TransactionCase):
         # 16.0.3.0.0 stored the hour alone, meant as UTC: it keeps meaning that until someone changes it.
         self.params.set_param("deployment_rollback.schedule_enabled", "True")
         self.params.set_param(SCHEDULE_HOUR_PARAM, "3")
+        self.params.set_param(SCHEDULE_TZ_PARAM, False)  # no zone stored: removed
         self.params.set_param("deployment_rollback.schedule_days", "daily")
         with freeze_time("2026-12-07 02:59:00"):
             self.assertFalse(self.snapshots._schedule_due())

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 import test_deploy
 import test_standby
-from conftest import PG, HelperEnv, Served, database_counts, list_databases, pg_connect
+from conftest import (
+    PG,
+    HelperEnv,
+    Served,
+    database_counts,
+    databases_seen_by_the_services,
+    list_databases,
+    pg_connect,
+    read_databases_seen,
+)
 from psycopg2 import sql
 from test_crash import restore_killed_at
 from test_deploy import EXIT_ROLLED_BACK, DeployEnv, assert_at_revision_1
@@ -152,14 +161,7 @@ def test_a_helper_that_is_not_a_superuser_stages_when_the_standby_changed_during
 
 
 # -- the fallback capture --------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "standby",
-    [
-        True,
-        False,
-    ],
-    ids=["with_standby", "staged"],
-)
+@pytest.mark.parametrize("standby", [True, False], ids=["with_standby", "staged"])
 def test_the_fallback_reports_the_same_lost_changes_with_a_standby_as_without(
     odoo_filestore: HelperEnv, standby: bool
 ) -> None:
@@ -311,3 +313,20 @@ def test_a_helper_that_is_not_a_superuser_drills_and_deep_verifies(operator_role
     assert drill.returncode == 0, drill.stdout + drill.stderr
     assert deep.returncode == 0, deep.stdout + deep.stderr
     assert list_databases(env.db.name) == [env.db.name]  # their scratch copies are gone
+
+
+def test_a_helper_that_is_not_a_superuser_restores_without_a_standby(operator_roles: tuple[HelperEnv, str]) -> None:
+    env, odoo_role = operator_roles
+    env.write(standby={"enabled": False})
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    seen = databases_seen_by_the_services(env, env.db.name)
+
+    result = env.run_json("restore", snap["id"], "--yes")
+
+    assert result["ok"] and database_counts(env.db.name) == before
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
+    staged = [name for name, oid in read_databases_seen(seen["stop"]).items() if oid == database_oid(env.db.name)]
+    assert len(staged) == 1 and "__restore_" in staged[0]  # staged while the services ran
+    assert result["lost_rows_mode"] == "exact" and result["lost_changes"] == {"res_partner": {"inserted": 7}}
