@@ -297,3 +297,51 @@ def test_the_export_holds_odoo_import_files_and_names_the_accepted_e_invoice_fir
         "aceptado",
     )
     assert operation["data"]["lost_export"]["name"] == "lost_changes.zip"
+
+
+WHOLE_TABLE = 150_000
+
+
+def test_a_deployment_that_rewrote_a_whole_table_is_exported_in_full(helper_env: HelperEnv, mode: str) -> None:
+    # A module update recomputing a stored field on every line, and removing some: the plan and the
+    # restore report every one of them, the export holds one line per row, Odoo's summary names a
+    # bounded sample of them (the counts are of all).
+    helper_env.write(counts={"tables": ["account_move", "res_partner", "account_move_line"]})
+    helper_env.db.execute(
+        "CREATE TABLE account_move_line (id serial PRIMARY KEY, name varchar, move_id int, debit numeric, "
+        "write_date timestamp);"
+        "INSERT INTO account_move_line (name, move_id, debit) "
+        "SELECT 'Line ' || i, i / 3, i * 1.5 FROM generate_series(1, %(rows)s) i",
+        {"rows": WHOLE_TABLE},
+    )
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    helper_env.db.execute("UPDATE account_move_line SET name = name || ' x', write_date = now()")
+    helper_env.db.execute("DELETE FROM account_move_line WHERE id % 10 = 0")
+    deleted = WHOLE_TABLE // 10
+    updated = WHOLE_TABLE - deleted
+
+    plan = helper_env.run_json("restore", snap["id"])
+    assert plan["lost_rows"]["account_move_line"] == WHOLE_TABLE
+    result = helper_env.run_json("restore", snap["id"], "--yes")
+
+    assert result["lost_rows"]["account_move_line"] == WHOLE_TABLE
+    expected = {"updated": updated, "deleted": deleted}
+    assert result["lost_changes"]["account_move_line"] == expected
+    counted: dict[str, int] = {}
+    ids = set()
+    with Path(result["lost_rows_file"]).open(encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["table"] == "account_move_line":
+                counted[row["kind"]] = counted.get(row["kind"], 0) + 1
+                ids.add(row["key"]["id"])
+                if row["kind"] != "deleted":
+                    assert row["after"]["name"].endswith(" x")
+    assert counted == expected
+    assert len(ids) == WHOLE_TABLE  # every row once
+    # Odoo's Lost changes tab reads the summary from the journal.
+    operation = next(o for o in helper_env.run_json("journal")["operations"] if o["kind"] == "restore")
+    summary = {model["table"]: model for model in operation["data"]["lost_summary"]}["account_move_line"]
+    assert summary["total"] == WHOLE_TABLE
+    assert summary["counts"] == expected
+    assert 0 < len(summary["records"]) <= 200

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,6 +86,9 @@ SIMPLE_MODELS = {
 AUDIT_COLUMNS = {"id", "create_uid", "create_date", "write_uid", "write_date"}
 # Records listed per model in the summary Odoo shows (the export holds them all).
 SUMMARY_RECORDS = 200
+# Rows fetched from the server at a time, and rows looked up together (names, external ids): a
+# deployment that rewrote a whole table changes millions of rows, which are never all in memory.
+BATCH = 5000
 
 
 @dataclass
@@ -105,10 +111,53 @@ class LostRow:
         }
 
 
+class RowSpool:
+    """The lost rows in the order found, on disk (a temporary file, one JSON line each, the export's
+    format) with their counts per table and kind in memory: a million changed rows cost a file, not
+    memory. Iterating reads them back one at a time."""
+
+    def __init__(self, rows: Iterable[LostRow] = ()) -> None:
+        # Open for the spool's life: removed by the system when closed or when the process ends.
+        self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self.counts: dict[str, dict[str, int]] = {}
+        self._total = 0
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: LostRow) -> None:
+        self._file.write(json.dumps(row.as_dict(), sort_keys=True, default=str) + "\n")
+        per = self.counts.setdefault(row.table, {})
+        per[row.kind] = per.get(row.kind, 0) + 1
+        self._total += 1
+
+    def __len__(self) -> int:
+        return self._total
+
+    def lines(self) -> Iterator[str]:
+        """One reading at a time (they share the file's position)."""
+        self._file.flush()
+        self._file.seek(0)
+        try:
+            yield from self._file
+        finally:
+            self._file.seek(0, 2)  # a later add appends, even after a reading left early
+
+    def __iter__(self) -> Iterator[LostRow]:
+        for line in self.lines():
+            yield LostRow(**json.loads(line))
+
+    def copy_to(self, target: Path) -> None:
+        self._file.flush()
+        self._file.seek(0)
+        with target.open("w", encoding="utf-8") as out:
+            shutil.copyfileobj(self._file, out)
+        self._file.seek(0, 2)
+
+
 @dataclass
 class LostChanges:
     mode: str
-    rows: list[LostRow] = field(default_factory=list)
+    rows: RowSpool = field(default_factory=RowSpool)
     schema: list[dict[str, str]] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     # Tables reported even when nothing in them is lost: a preview lists the tracked tables with 0, so
@@ -118,17 +167,13 @@ class LostChanges:
     def by_table(self) -> dict[str, int]:
         """{table: rows lost}: the ``lost_rows`` of every report."""
         counts: dict[str, int] = dict.fromkeys(self.listed, 0)
-        for row in self.rows:
-            counts[row.table] = counts.get(row.table, 0) + 1
+        for table, per in self.rows.counts.items():
+            counts[table] = sum(per.values())
         return dict(sorted(counts.items()))
 
     def by_kind(self) -> dict[str, dict[str, int]]:
         """{table: {kind: rows}}: the ``lost_changes`` of every report."""
-        counts: dict[str, dict[str, int]] = {}
-        for row in self.rows:
-            per = counts.setdefault(row.table, {})
-            per[row.kind] = per.get(row.kind, 0) + 1
-        return dict(sorted(counts.items()))
+        return {table: dict(per) for table, per in sorted(self.rows.counts.items())}
 
     def report(self) -> dict[str, Any]:
         lost = self.by_table()
@@ -236,64 +281,133 @@ class _RowState:
         return LostRow(self.table, kind, key, self.after if self.exists else None, self.before, self.changes)
 
 
-def fold_changes(changes: Iterable[DecodedChange], keys: Mapping[str, list[str]]) -> list[LostRow]:
+class _FoldStates:
+    """The state of every changed row, in a private SQLite file (deleted when closed) rather than in a
+    dict: folding a whole-table rewrite needs one state a row, and memory would grow with them."""
+
+    def __init__(self, keys: Mapping[str, list[str]]) -> None:
+        self.keys = keys
+        self.db = sqlite3.connect("")  # "": a temporary on-disk database, removed on close
+        self.db.execute(
+            "CREATE TABLE s (tbl TEXT, k TEXT, existed INT, exists_ INT, after TEXT, before TEXT, "
+            "changes INT, truncated INT DEFAULT 0)"
+        )
+        self.db.execute("CREATE UNIQUE INDEX s_key ON s (tbl, k)")  # NULL keys are distinct: never folded
+
+    def get(self, table: str, key: tuple[Any, ...] | None, existed: bool) -> tuple[int | None, _RowState]:
+        encoded = None if key is None else json.dumps(key, default=str)
+        if encoded is not None:
+            found = self.db.execute(
+                "SELECT rowid, existed, exists_, after, before, changes FROM s WHERE tbl = ? AND k = ?",
+                (table, encoded),
+            ).fetchone()
+            if found is not None:
+                rowid, was, now, after, before, changes = found
+                state = _RowState(table, key, self.keys.get(table), bool(was), bool(now), _load(after), _load(before))
+                state.changes = changes
+                return rowid, state
+        return None, _RowState(table, key, self.keys.get(table), existed)
+
+    def put(self, rowid: int | None, state: _RowState) -> None:
+        values = (state.existed, state.exists, _dump(state.after), _dump(state.before), state.changes)
+        if rowid is None:
+            encoded = None if state.key is None else json.dumps(state.key, default=str)
+            self.db.execute(
+                "INSERT INTO s (tbl, k, existed, exists_, after, before, changes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (state.table, encoded, *values),
+            )
+        else:
+            self.db.execute(
+                "UPDATE s SET existed = ?, exists_ = ?, after = ?, before = ?, changes = ? WHERE rowid = ?",
+                (*values, rowid),
+            )
+
+    def truncated(self, table: str) -> None:
+        self.db.execute("INSERT INTO s (tbl, truncated) VALUES (?, 1)", (table,))
+
+    def results(self) -> Iterator[LostRow]:
+        """In the order first changed (rowid: a state is inserted once, then updated in place)."""
+        cursor = self.db.execute(
+            "SELECT tbl, k, existed, exists_, after, before, changes, truncated FROM s ORDER BY rowid"
+        )
+        for table, key, existed, exists, after, before, changes, truncated in cursor:
+            if truncated:
+                yield LostRow(table, TRUNCATED, None)
+                continue
+            state = _RowState(
+                table, None if key is None else tuple(json.loads(key)), self.keys.get(table), bool(existed)
+            )
+            state.exists, state.after, state.before, state.changes = bool(exists), _load(after), _load(before), changes
+            row = state.result()
+            if row is not None:
+                yield row
+
+
+def _dump(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _load(value: str | None) -> dict[str, Any] | None:
+    return None if value is None else json.loads(value)
+
+
+def fold_changes(changes: Iterable[DecodedChange], keys: Mapping[str, list[str]]) -> RowSpool:
     """One LostRow per row that differs from the snapshot, in the order first changed."""
-    states: dict[tuple[str, tuple[Any, ...]], _RowState] = {}
-    ordered: list[_RowState | LostRow] = []
-
-    def state(table: str, key: tuple[Any, ...] | None, existed: bool) -> _RowState:
-        if key is not None and (table, key) in states:
-            return states[(table, key)]
-        entry = _RowState(table, key, keys.get(table), existed)
-        if key is not None:
-            states[(table, key)] = entry
-        ordered.append(entry)
-        return entry
-
-    for change in changes:
-        if change.action == "TRUNCATE":
-            ordered.extend(LostRow(table, TRUNCATED, None) for table in change.tables)
-            continue
-        table = change.tables[0]
-        columns = keys.get(table)
-        if change.action == "INSERT":
-            entry = state(table, _key(change.new, columns), existed=False)
-            entry.exists, entry.after = True, dict(change.new or {})
-        elif change.action == "UPDATE":
-            new_key = _key(change.new, columns)
-            old_key = _key(change.old, columns) if change.old else new_key
-            if old_key != new_key:  # the key itself changed: the old row went, a new one came
-                gone = state(table, old_key, existed=True)
-                gone.exists, gone.after, gone.changes = False, None, gone.changes + 1
-                gone.before = gone.before or change.old
-            entry = state(table, new_key, existed=True)
-            # A large value the update did not touch is not sent: keep what is known of it.
-            entry.exists, entry.after = True, {**(entry.after or {}), **(change.new or {})}
-        else:  # DELETE
-            entry = state(table, _key(change.old, columns) if change.old else None, existed=True)
-            entry.exists, entry.after = False, None
-            entry.before = entry.before or change.old
-        entry.changes += 1
-    rows = []
-    for item in ordered:
-        row = item.result() if isinstance(item, _RowState) else item
-        if row is not None:
-            rows.append(row)
-    return rows
+    states = _FoldStates(keys)
+    try:
+        for change in changes:
+            if change.action == "TRUNCATE":
+                for table in change.tables:
+                    states.truncated(table)
+                continue
+            table = change.tables[0]
+            columns = keys.get(table)
+            if change.action == "INSERT":
+                rowid, entry = states.get(table, _key(change.new, columns), existed=False)
+                entry.exists, entry.after = True, dict(change.new or {})
+            elif change.action == "UPDATE":
+                new_key = _key(change.new, columns)
+                old_key = _key(change.old, columns) if change.old else new_key
+                if old_key != new_key:  # the key itself changed: the old row went, a new one came
+                    gone_id, gone = states.get(table, old_key, existed=True)
+                    gone.exists, gone.after, gone.changes = False, None, gone.changes + 1
+                    gone.before = gone.before or change.old
+                    states.put(gone_id, gone)
+                rowid, entry = states.get(table, new_key, existed=True)
+                # A large value the update did not touch is not sent: keep what is known of it.
+                entry.exists, entry.after = True, {**(entry.after or {}), **(change.new or {})}
+            else:  # DELETE
+                rowid, entry = states.get(table, _key(change.old, columns) if change.old else None, existed=True)
+                entry.exists, entry.after = False, None
+                entry.before = entry.before or change.old
+            entry.changes += 1
+            states.put(rowid, entry)
+        return RowSpool(states.results())
+    finally:
+        states.db.close()
 
 
 def decode_slot(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterable[DecodedChange]:
-    """The slot's changes, without consuming them (peek: a second reading gives the same)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, "
-            "'include-xids', '0', 'skip-empty-xacts', '1')",
-            (slot, upto_lsn),
-        )
-        for (data,) in cur:
-            change = parse_change(data)
-            if change is not None:
-                yield change
+    """The slot's changes, without consuming them (peek: a second reading gives the same), fetched
+    BATCH at a time through a server-side cursor (a plain one would hold them all in memory), in a
+    transaction of *conn* that is rolled back."""
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor(name="rollback_decode_slot") as cur:
+            cur.itersize = BATCH
+            cur.execute(
+                "SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, "
+                "'include-xids', '0', 'skip-empty-xacts', '1')",
+                (slot, upto_lsn),
+            )
+            for (data,) in cur:
+                change = parse_change(data)
+                if change is not None:
+                    yield change
+        conn.rollback()
+    finally:
+        conn.autocommit = autocommit
 
 
 def slot_usable(conn: Any, slot: str | None) -> bool:
@@ -318,7 +432,7 @@ class KeyFiles(Protocol):
 
 WRITTEN_AFTER = sql.SQL(
     "SELECT row_to_json(t), {existed} FROM (SELECT * FROM {table} WHERE age(xmin) >= 0 AND NOT "
-    "pg_visible_in_snapshot((%(me)s::bigint - age(xmin))::text::xid8, %(snapshot)s::pg_snapshot)) t"
+    "pg_visible_in_snapshot((%(me)s::bigint - age(xmin))::text::xid8, %(snapshot)s::pg_snapshot)) t {join}"
 )
 NOT_KEYED = (
     "the snapshot's keys of {table} are not used ({problem}): its deletions are not counted and its inserts "
@@ -366,14 +480,14 @@ def _load_keys(
 
 def scan_written(
     conn: Any, txid_snapshot: str, snapshot_tables: Iterable[str], keys: KeyFiles | None
-) -> tuple[list[LostRow], list[str]]:
+) -> tuple[RowSpool, list[str]]:
     """Every row of every table whose xmin *txid_snapshot* does not see, and the deleted keys of the
     tables in *keys*; with the limits met (a key file not used). Compared in the server, in a
     read-write transaction of *conn* that is rolled back (*conn* must be free to open one)."""
     pks = primary_keys(conn)
     names = user_tables(conn)
     known_tables = set(snapshot_tables)
-    rows: list[LostRow] = []
+    rows = RowSpool()
     limits: list[str] = []
     autocommit = conn.autocommit
     conn.autocommit = False
@@ -384,36 +498,50 @@ def scan_written(
             # A frozen row older than 2^31 transactions has a negative age and is older than any snapshot.
             cur.execute("SELECT pg_current_xact_id()::text")
             me = int(cur.fetchone()[0])
+            # The rows are read through cursors, for which the planner favours the first rows (10 %):
+            # a nested loop over the snapshot's keys, quadratic on a whole-table rewrite. All rows are read.
+            cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             loaded = _load_keys(cur, keys, names, pks, limits) if keys is not None else {}
             for table, qualified in names.items():
                 columns = pks.get(table)
                 existed: sql.Composable = sql.SQL("NULL::boolean")
+                join: sql.Composable = sql.SQL("")
                 if table in loaded and columns:
-                    existed = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {} = {})").format(
+                    # A join (hashed), not an EXISTS per row: a whole-table rewrite has a million rows.
+                    # The snapshot's keys are unique: at most one match a row.
+                    existed = sql.SQL("{} IS NOT NULL").format(sql.Identifier("k", columns[0]))
+                    join = sql.SQL("LEFT JOIN {} k ON {} = {}").format(
                         loaded[table], _row(columns, "k"), _row(columns, "t")
                     )
-                cur.execute(
-                    WRITTEN_AFTER.format(existed=existed, table=table_ident(qualified)),
-                    {"me": me, "snapshot": txid_snapshot},
-                )
-                for row, was_there in cur.fetchall():
-                    key = _key(row, columns)
-                    if table not in known_tables:
-                        kind = INSERTED
-                    elif was_there is not None:
-                        kind = UPDATED if was_there else INSERTED
-                    else:
-                        kind = WRITTEN
-                    rows.append(LostRow(table, kind, dict(zip(columns or [], key or (), strict=False)) or None, row))
+                # Server-side: a table rewritten by the deployment is read BATCH rows at a time.
+                with conn.cursor(name="rollback_written") as written:
+                    written.itersize = BATCH
+                    written.execute(
+                        WRITTEN_AFTER.format(existed=existed, table=table_ident(qualified), join=join),
+                        {"me": me, "snapshot": txid_snapshot},
+                    )
+                    for row, was_there in written:
+                        key = _key(row, columns)
+                        if table not in known_tables:
+                            kind = INSERTED
+                        elif was_there is not None:
+                            kind = UPDATED if was_there else INSERTED
+                        else:
+                            kind = WRITTEN
+                        rows.add(LostRow(table, kind, dict(zip(columns or [], key or (), strict=False)) or None, row))
             for table, temp in sorted(loaded.items()):
                 columns = pks[table]
                 listed = sql.SQL(", ").join(sql.Identifier("k", c) for c in columns)
                 gone = sql.SQL("SELECT {} FROM {} k WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {} = {}) ORDER BY {}")
-                cur.execute(
-                    gone.format(listed, temp, table_ident(names[table]), _row(columns, "t"), _row(columns, "k"), listed)
-                )
-                for key in cur:
-                    rows.append(LostRow(table, DELETED, dict(zip(columns, key, strict=True)), None, None))
+                with conn.cursor(name="rollback_gone") as deleted:
+                    deleted.itersize = BATCH
+                    deleted.execute(
+                        gone.format(
+                            listed, temp, table_ident(names[table]), _row(columns, "t"), _row(columns, "k"), listed
+                        )
+                    )
+                    for key in deleted:
+                        rows.add(LostRow(table, DELETED, dict(zip(columns, key, strict=True)), None, None))
         conn.rollback()
     finally:
         conn.autocommit = autocommit
@@ -431,21 +559,28 @@ def _stamped_tables(conn: Any, tables: list[str]) -> dict[str, list[str]]:
         return {name: sorted(columns) for name, columns in cur.fetchall()}
 
 
-def scan_stamped(conn: Any, tables: Iterable[str], since_iso: str) -> list[LostRow]:
-    rows: list[LostRow] = []
-    with conn.cursor() as cur:
+def scan_stamped(conn: Any, tables: Iterable[str], since_iso: str) -> RowSpool:
+    rows = RowSpool()
+    autocommit = conn.autocommit
+    conn.autocommit = False  # a server-side cursor lives in a transaction (read only, rolled back)
+    try:
         for table, columns in sorted(_stamped_tables(conn, list(tables)).items()):
             condition = sql.SQL(" OR ").join(
                 sql.SQL("{} > %(since)s::timestamptz AT TIME ZONE 'UTC'").format(sql.Identifier(c)) for c in columns
             )
-            cur.execute(
-                sql.SQL("SELECT row_to_json(t) FROM (SELECT * FROM {} WHERE {}) t").format(
-                    sql.Identifier(table), condition
-                ),
-                {"since": since_iso},
-            )
-            for (row,) in cur.fetchall():
-                rows.append(LostRow(table, WRITTEN, {"id": row["id"]} if "id" in row else None, row))
+            with conn.cursor(name="rollback_stamped") as cur:
+                cur.itersize = BATCH
+                cur.execute(
+                    sql.SQL("SELECT row_to_json(t) FROM (SELECT * FROM {} WHERE {}) t").format(
+                        sql.Identifier(table), condition
+                    ),
+                    {"since": since_iso},
+                )
+                for (row,) in cur:
+                    rows.add(LostRow(table, WRITTEN, {"id": row["id"]} if "id" in row else None, row))
+        conn.rollback()
+    finally:
+        conn.autocommit = autocommit
     return rows
 
 
@@ -508,18 +643,33 @@ def external_ids(conn: Any, model: str, ids: list[int]) -> dict[int, str]:
         return dict(cur.fetchall())
 
 
+def _batches(rows: Iterable[LostRow], size: int = BATCH) -> Iterator[list[LostRow]]:
+    batch: list[LostRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str]:
     """For each simple model, the inserted and the updated records as CSV files for Odoo's import:
-    columns named by field (``partner_id/.id`` for a link), the external id where there is one."""
+    columns named by field (``partner_id/.id`` for a link), the external id where there is one.
+    Two readings of the spooled rows per file (its columns, then its lines), BATCH lines at a time."""
     written = []
     for table, model in SIMPLE_MODELS.items():
         for kind in (INSERTED, UPDATED):
-            rows = [r for r in changes.rows if r.table == table and r.kind == kind and r.after]
-            if not rows:
+            if not changes.rows.counts.get(table, {}).get(kind):
                 continue
-            ids = [int(a["id"]) for r in rows if (a := r.after) and isinstance(a.get("id"), int)]
-            xids = external_ids(conn, model, ids)
-            fields = sorted({c for r in rows for c in (r.after or {})} - AUDIT_COLUMNS)
+
+            def matching(table: str = table, kind: str = kind) -> Iterator[LostRow]:
+                return (r for r in changes.rows if r.table == table and r.kind == kind and r.after)
+
+            fields = sorted({c for r in matching() for c in (r.after or {})} - AUDIT_COLUMNS)
+            if not fields and not any(True for _ in matching()):
+                continue
             # New records by external id (empty: Odoo creates one); changed ones by database id,
             # which the restored database shares with the replaced one for rows the snapshot has.
             ident_header = "id" if kind == INSERTED else ".id"
@@ -528,10 +678,13 @@ def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str
             with path.open("w", encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(headers)
-                for row in rows:
-                    after = row.after or {}
-                    ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
-                    writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
+                for batch in _batches(matching()):
+                    ids = [int(a["id"]) for r in batch if (a := r.after) and isinstance(a.get("id"), int)]
+                    xids = external_ids(conn, model, ids) if kind == INSERTED else {}
+                    for row in batch:
+                        after = row.after or {}
+                        ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
+                        writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
             written.append(str(path))
     return written
 
@@ -540,8 +693,6 @@ def export(conn: Any, changes: LostChanges, folder: Path) -> dict[str, Any]:
     """Every lost change as JSON lines, and the import CSVs, in *folder*; what was written."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "lost_changes.jsonl"
-    with target.open("w", encoding="utf-8") as out:
-        for row in changes.rows:
-            out.write(json.dumps(row.as_dict(), sort_keys=True, default=str) + "\n")
+    changes.rows.copy_to(target)
     csvs = write_import_csvs(conn, changes, folder)
     return {"lost_rows_file": str(target), "lost_rows_csv": csvs}

@@ -8,16 +8,17 @@ first, accepted ones before all.
 from __future__ import annotations
 
 import base64
-import io
+import heapq
 import json
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from psycopg2 import sql
 
-from .lost_rows import DELETED, KINDS, SUMMARY_RECORDS, LostChanges, LostRow, user_tables
+from .lost_rows import BATCH, DELETED, KINDS, SUMMARY_RECORDS, LostChanges, LostRow, user_tables
 
 # Where e-invoicing modules keep the tax authority's answer: a column of account_move, or a table
 # beside it with move_id and state (account_edi's account_edi_document, a localisation's document).
@@ -104,40 +105,62 @@ def _rank(record: dict[str, Any]) -> int:
     return 0 if state and ACCEPTED.search(state) else 1 if state else 2
 
 
+def _records(
+    table: str, rows: list[LostRow], conn: Any, live_conn: Any | None
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """The records of a batch of one table's rows, with their ranks (names looked up together)."""
+    deleted_ids = [int(k["id"]) for r in rows if r.kind == DELETED and (k := r.key) and isinstance(k.get("id"), int)]
+    old = _rows_by_id(live_conn, table, deleted_ids) if live_conn is not None else {}
+    values = [r.after or old.get(int((r.key or {}).get("id") or 0), {}) for r in rows]
+    partners: dict[int, dict[str, Any]] = {}
+    if table == "account_move":
+        partner_ids = sorted({int(v["partner_id"]) for v in values if isinstance(v.get("partner_id"), int)})
+        partners = _rows_by_id(conn, "res_partner", partner_ids)
+    records = [_record(r, v, partners) for r, v in zip(rows, values, strict=True)]
+    if table == "account_move":
+        states = authority_states(conn, [r["res_id"] for r in records if r["res_id"]])
+        for record in records:
+            record["authority_state"] = record["authority_state"] or states.get(record["res_id"])
+    return [(_rank(record), 0, record) for record in records]
+
+
 def odoo_summary(changes: LostChanges, conn: Any, live_conn: Any | None = None) -> list[dict[str, Any]]:
-    """Per model: {model, table, counts by kind, records}. *conn* is the database the changes were made
-    in; *live_conn* (the restored one) names the deleted records, which only it still holds."""
+    """Per model: {model, table, counts by kind, total, records}. *conn* is the database the changes were
+    made in; *live_conn* (the restored one) names the deleted records, which only it still holds.
+
+    ``records`` are the first SUMMARY_RECORDS by rank (accepted e-invoices first), then in the order
+    found; the counts are of all rows. The spooled rows are read once, BATCH a table at a time, and
+    only the best SUMMARY_RECORDS of each table are kept: a whole-table rewrite costs no memory here."""
     models = model_names(conn)
-    by_table: dict[str, list[LostRow]] = {}
-    for row in changes.rows:
-        by_table.setdefault(row.table, []).append(row)
-    summary: list[dict[str, Any]] = []
-    for table, rows in by_table.items():
-        deleted_ids = [
-            int(k["id"]) for r in rows if r.kind == DELETED and (k := r.key) and isinstance(k.get("id"), int)
+    pending: dict[str, list[LostRow]] = {}
+    kept: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+    seen: dict[str, int] = {}
+
+    def flush(table: str) -> None:
+        batch = pending.pop(table, [])
+        ranked = [
+            (rank, seen.get(table, 0) + n, record)
+            for n, (rank, _, record) in enumerate(_records(table, batch, conn, live_conn))
         ]
-        old = _rows_by_id(live_conn, table, deleted_ids) if live_conn is not None else {}
-        values = {id(r): r.after or old.get(int((r.key or {}).get("id") or 0), {}) for r in rows}
-        partners: dict[int, dict[str, Any]] = {}
-        if table == "account_move":
-            partner_ids = sorted(
-                {int(v["partner_id"]) for v in values.values() if isinstance(v.get("partner_id"), int)}
-            )
-            partners = _rows_by_id(conn, "res_partner", partner_ids)
-        records = [_record(r, values[id(r)], partners) for r in rows]
-        if table == "account_move":
-            states = authority_states(conn, [r["res_id"] for r in records if r["res_id"]])
-            for record in records:
-                record["authority_state"] = record["authority_state"] or states.get(record["res_id"])
-        records.sort(key=_rank)
-        counts = {kind: sum(r.kind == kind for r in rows) for kind in KINDS}
+        seen[table] = seen.get(table, 0) + len(batch)
+        kept[table] = heapq.nsmallest(SUMMARY_RECORDS, kept.get(table, []) + ranked, key=lambda t: t[:2])
+
+    for row in changes.rows:
+        pending.setdefault(row.table, []).append(row)
+        if len(pending[row.table]) >= BATCH:
+            flush(row.table)
+    for table in list(pending):
+        flush(table)
+    summary: list[dict[str, Any]] = []
+    for table, per in changes.rows.counts.items():
+        records = [record for _, _, record in sorted(kept.get(table, []), key=lambda t: t[:2])]
         summary.append(
             {
                 "model": models.get(table, table.replace("_", ".")),
                 "table": table,
-                "counts": {k: v for k, v in counts.items() if v},
-                "total": len(rows),
-                "records": records[:SUMMARY_RECORDS],
+                "counts": {kind: per[kind] for kind in KINDS if per.get(kind)},
+                "total": sum(per.values()),
+                "records": records,
             }
         )
     # The tab opens on the worst: models with an accepted e-invoice first, then by size.
@@ -146,13 +169,15 @@ def odoo_summary(changes: LostChanges, conn: Any, live_conn: Any | None = None) 
 
 
 def export_archive(folder: Path) -> dict[str, Any] | None:
-    """The export folder as a zip for Odoo to attach, when it is small enough to travel in the journal."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and (path.suffix in (".jsonl", ".csv")):
-                archive.write(path, path.name)
-    data = buffer.getvalue()
-    if len(data) > MAX_ATTACHED_BYTES:
-        return None
+    """The export folder as a zip for Odoo to attach, when it is small enough to travel in the journal.
+    Zipped into a temporary file, not memory: the export of a whole-table rewrite is large."""
+    with tempfile.TemporaryFile() as buffer:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and (path.suffix in (".jsonl", ".csv")):
+                    archive.write(path, path.name)
+        if buffer.tell() > MAX_ATTACHED_BYTES:
+            return None
+        buffer.seek(0)
+        data = buffer.read()
     return {"name": "lost_changes.zip", "data": base64.b64encode(data).decode("ascii")}

@@ -219,7 +219,7 @@ class RestoreCapture:
             rows, limits = scan_written(conn, self.opened["snapshot"], known, self.keys)
             changes = LostChanges(FALLBACK, rows, limits=limits)
             files = export(conn, changes, folder)
-        keep = bool(rows) or touched != self.opened.get("tuples")
+        keep = len(rows) > 0 or touched != self.opened.get("tuples")
         return {"keep": keep, **changes.report(), **files}
 
 
