@@ -27,6 +27,9 @@ ADDRESS_PARAM = "deployment_rollback.helper_address"
 DEFAULT_ADDRESS = "unix:/run/odoo-rollback/api.sock"
 SECRET_OPTION = "deployment_rollback_secret_file"  # noqa: S105 - the option naming the file
 TIMEOUT = 30
+# A preview reads every change made since the snapshot: after a deployment that rewrote a large table
+# that is a minute's work. Under Odoo's default limit_time_real (120 s), so that the worker is not killed.
+PREVIEW_TIMEOUT = 110
 # The settings page asks for the helper's configuration: a helper that does not answer must not hang it.
 CONFIG_TIMEOUT = 5
 # Reading from the helper (health, jobs, journal, previews, logs) is for Deployment Rollback users; making
@@ -154,6 +157,16 @@ class DeploymentRollbackHelper(models.AbstractModel):
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             raw = response.read()
+        except TimeoutError as exc:
+            _logger.warning("helper at %s did not answer %s %s within %s s", address, method, path, timeout)
+            raise UserError(
+                _(
+                    "The rollback helper at %(address)s did not answer within %(seconds)s seconds. It may still be "
+                    "working: look at its journal (odoo-rollback journal) before trying again.",
+                    address=address,
+                    seconds=timeout,
+                )
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             _logger.warning("helper at %s unreachable: %s", address, exc)
             raise UserError(

@@ -1,6 +1,8 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import json
+import socket
+import tempfile
 from pathlib import Path
 from unittest.mock import patch
 
@@ -123,6 +125,20 @@ class TestDeploymentSnapshot(TransactionCase):
         ):
             self.env["deployment.snapshot"].with_user(self.manager).action_capture()
         self.assertFalse(self.env["deployment.snapshot"].search([]))
+
+    def test_a_helper_that_does_not_answer_in_time_is_not_called_unreachable(self):
+        # A real socket that accepts and never answers: a helper still busy with a long preview.
+        with tempfile.TemporaryDirectory() as folder:
+            path = str(Path(folder) / "api.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+                server.bind(path)
+                server.listen(1)
+                self.env["ir.config_parameter"].sudo().set_param(ADDRESS_PARAM, f"unix:{path}")
+                with (
+                    patch.dict(config.options, {SECRET_OPTION: str(VECTORS)}),
+                    self.assertRaisesRegex(UserError, "did not answer within 1 seconds"),
+                ):
+                    self.env["deployment.rollback.helper"]._request("GET", "/v1/health", timeout=1)
 
     def test_missing_secret_option_is_a_clear_error(self):
         with patch.dict(config.options, {SECRET_OPTION: ""}), self.assertRaisesRegex(UserError, SECRET_OPTION):

@@ -9,6 +9,7 @@ from odoo.exceptions import AccessError, UserError
 
 from ..models.deployment_rollback import DECISIONS, MANAGER_GROUP
 from ..models.deployment_rollback_trigger import CATEGORIES
+from ..models.helper_client import PREVIEW_TIMEOUT
 from ..models.rollback_catalogue import DECISION_ROLLBACK, IMMEDIATE, TEAM, TRIGGERS, required_decision
 
 STEPS = [("triggers", "Triggers and decision"), ("snapshot", "Snapshot"), ("confirm", "Confirmation")]
@@ -196,7 +197,7 @@ class DeploymentRollbackWizard(models.TransientModel):
     def _load_preview(self):
         """The helper's count of rows created or changed since the snapshot, per table."""
         preview = self.env["deployment.rollback.helper"]._request(
-            "GET", f"/v1/snapshots/{self.snapshot_id.helper_id}/preview"
+            "GET", f"/v1/snapshots/{self.snapshot_id.helper_id}/preview", timeout=PREVIEW_TIMEOUT
         )
         models_by_table = self.env["deployment.snapshot.count"]._models_by_table()
         lost = preview.get("lost_rows") or {}
