@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config
 from .counts import exact_counts
 from .db import connect
-from .dump import database_owner, drop_database, restore_dump
+from .dump import drop_database, restore_scratch
 from .errors import RollbackError, StorageError
 from .filestore import extract_filestore
 from .journal import DONE, FAILED, Journal, JournalError
@@ -132,17 +132,7 @@ def _run_drill(
             if not problems:
                 journal.event(op, "restore", "start", data={"database": scratch})
                 try:
-                    # As the live database's owner, as staging is: the dump gives its tables to that role, which
-                    # a helper that is not a superuser can do only in a database that role owns.
-                    owner = database_owner(cfg.database, cfg.database.name)
-                    restore_dump(
-                        cfg.database,
-                        dump,
-                        scratch,
-                        cfg.storage.effective_jobs,
-                        owner=owner,
-                        show_progress=show_progress,
-                    )
+                    restore_scratch(cfg.database, dump, scratch, cfg.storage.effective_jobs, show_progress)
                     created = True
                 except RollbackError as exc:
                     problems.append(str(exc))

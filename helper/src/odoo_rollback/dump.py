@@ -78,6 +78,16 @@ def drop_database(db_cfg: DatabaseConfig, name: str) -> None:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def restore_scratch(
+    db_cfg: DatabaseConfig, dump_path: Path, target_dbname: str, jobs: int, show_progress: bool
+) -> None:
+    """Restore into a scratch database (a drill's, a deep verify's) owned as the live database is, as
+    staging is: the dump gives its tables to that role, which a helper that is not a superuser can do
+    only in a database that role owns."""
+    owner = database_owner(db_cfg, db_cfg.name)
+    restore_dump(db_cfg, dump_path, target_dbname, jobs, owner=owner, show_progress=show_progress)
+
+
 def asynchronous_commits(env: dict[str, str]) -> dict[str, str]:
     """*env* with ``synchronous_commit = off`` for pg_restore's sessions.
 
@@ -179,5 +189,6 @@ __all__ = [
     "make_durable",
     "postmaster_start_time",
     "restore_dump",
+    "restore_scratch",
     "vacuum_analyze",
 ]

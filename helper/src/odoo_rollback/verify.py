@@ -24,7 +24,7 @@ from .checksums import check_files, copy_verified, unlisted_entries
 from .config import Config
 from .counts import exact_counts
 from .db import connect
-from .dump import database_owner, drop_database, list_dump, restore_dump
+from .dump import drop_database, list_dump, restore_scratch
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, os_failure
 from .journal import DONE, FAILED, Journal, JournalError
 from .lock import operation_lock
@@ -170,17 +170,7 @@ def _verify(cfg: Config, snapshot: Snapshot, deep: bool, journal: Journal | None
             try:
                 margin = cfg.storage.free_space_margin
                 with staged_dump(snapshot, SnapshotStore(cfg.storage).root, margin) as dump:
-                    # As the live database's owner, as staging is: the dump gives its tables to that role, which
-                    # a helper that is not a superuser can do only in a database that role owns.
-                    owner = database_owner(cfg.database, cfg.database.name)
-                    restore_dump(
-                        cfg.database,
-                        dump,
-                        scratch,
-                        cfg.storage.effective_jobs,
-                        owner=owner,
-                        show_progress=show_progress,
-                    )
+                    restore_scratch(cfg.database, dump, scratch, cfg.storage.effective_jobs, show_progress)
                 created = True
                 with connect(cfg.database, scratch) as conn:
                     restored = exact_counts(conn, list(snapshot.manifest.counts))
