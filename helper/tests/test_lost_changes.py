@@ -4,6 +4,7 @@ is either in the restored database or in the report and its export, never in nei
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import psycopg2
 import psycopg2.sql
 import pytest
 from conftest import PG, HelperEnv, OdooLikeDatabase, list_databases, pg_connect
+from odoo_rollback.lost_rows import LostRow, RowSpool
 
 MODES = ["exact", "fallback"]
 
@@ -345,3 +347,19 @@ def test_a_deployment_that_rewrote_a_whole_table_is_exported_in_full(helper_env:
     assert summary["total"] == WHOLE_TABLE
     assert summary["counts"] == expected
     assert 0 < len(summary["records"]) <= 200
+
+
+def test_a_spool_of_lost_rows_closes_its_file_whenever_it_is_collected() -> None:
+    """Held in a reference cycle (as a run's objects are), the spool is freed by the garbage collector
+    at a moment nobody chooses: its temporary file must be closed then, not left to warn (the test
+    suite turns an unclosed file into a failure of whichever test is running)."""
+    spool = RowSpool([LostRow("res_partner", "inserted", {"id": 1}, {"id": 1, "name": "after"})])
+    assert [row.key for row in spool] == [{"id": 1}]
+    cycle: list[Any] = [spool]
+    cycle.append(cycle)
+    del spool, cycle
+    gc.collect()
+
+    closed = RowSpool()
+    closed.close()
+    assert not closed.close.alive

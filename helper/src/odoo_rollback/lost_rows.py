@@ -25,6 +25,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,9 @@ class RowSpool:
     def __init__(self, rows: Iterable[LostRow] = ()) -> None:
         # Open for the spool's life: removed by the system when closed or when the process ends.
         self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        # Closed explicitly once the spool is gone (or by close()): a file left to the garbage collector
+        # is closed with a ResourceWarning, at whatever moment the collector runs.
+        self.close = weakref.finalize(self, self._file.close)
         self.counts: dict[str, dict[str, int]] = {}
         self._total = 0
         for row in rows:
