@@ -188,34 +188,31 @@ def gb(nbytes: int) -> float:
     return nbytes / 1e9
 
 
-def measure_snapshots(row: dict[str, Any], cli: list[str], work: Path, filestore: Path, jobs: int, env: Any) -> str:
+def measure_snapshots(row: dict[str, Any], cli: list[str], work: Path, filestore: Path, jobs: int, env: Any) -> None:
     raw = work / "raw"
     raw.mkdir()
     dump_s, _ = timed(["pg_dump", "-Fd", f"-j{jobs}", "-Z1", "-f", str(raw / "db.dump"), DB], env)
     tar_s, _ = timed(["tar", "-c", "-f", str(raw / "filestore.tar"), "-C", str(filestore), "."])
     row["raw_snapshot"] = dump_s + tar_s
-    row["snapshot"], out = timed([*cli, "snapshot", "--kind", "pre_deploy", "--json"])
-    snapshot_id = str(json.loads(out)["id"])
-    run([*cli, "verify", snapshot_id])  # a restore and a standby need a verified snapshot; not timed
-    return snapshot_id
+    row["snapshot"], _ = timed([*cli, "snapshot", "--kind", "pre_deploy", "--json"])
 
 
 def measure_restores(
-    row: dict[str, Any], cli: list[str], work: Path, snapshot_id: str, url: str, jobs: int, env: Any, repeat: int
+    row: dict[str, Any], cli: list[str], work: Path, url: str, jobs: int, env: Any, repeat: int
 ) -> None:
     """Raw and odoo-rollback restores, alternated *repeat* times; the medians are reported (one run
     each on this 2-core machine varies by 20 %, more than the difference being measured).
 
-    Each helper restore after the first restores a snapshot taken (untimed) just before it, of the
-    database it then replaces: the case of a deployment rolled back, whose lost changes come from the
-    snapshot's slot. Restoring one snapshot over its own restore instead would read every tracked
+    Each helper restore restores a snapshot taken (untimed) just before it, after the raw restore, of
+    the database it then replaces: the case of a deployment rolled back, whose lost changes come from
+    the snapshot's slot, which then decodes the WAL written since the snapshot (the staging's, not the
+    raw tools' too). Restoring one snapshot over its own restore instead would read every tracked
     table by timestamps (the database is no longer the snapshot's), which is the rare case."""
     raw = work / "raw"
     runs: dict[str, list[float]] = {"raw_restore": [], "restore": [], "restore_downtime": [], "restore_unavailable": []}
     steps: dict[str, list[float]] = {}
+    row["restore_runs"] = []
     for attempt in range(repeat):
-        if attempt:
-            snapshot_id = json.loads(run([*cli, "snapshot", "--kind", "pre_deploy", "--verify", "--json"]))["id"]
         settle(env)
         started = time.monotonic()
         subprocess.run(["dropdb", "--force", "--if-exists", f"{DB}_raw"], env=env, capture_output=True, check=False)
@@ -226,6 +223,7 @@ def measure_restores(
         runs["raw_restore"].append(time.monotonic() - started)
         subprocess.run(["dropdb", "--force", f"{DB}_raw"], env=env, capture_output=True, check=False)
         shutil.rmtree(work / "raw_fs")
+        snapshot_id = json.loads(run([*cli, "snapshot", "--kind", "pre_deploy", "--verify", "--json"]))["id"]
         settle(env)
         with Prober(url).running() as prober:
             seconds, out = timed([*cli, "restore", snapshot_id, "--yes", "--json"])
@@ -236,6 +234,11 @@ def measure_restores(
         for step in result["steps"]:
             if not step.get("skipped"):
                 steps.setdefault(step["name"], []).append(step["seconds"])
+        row["restore_runs"].append(
+            f"raw {runs['raw_restore'][-1]:.2f} restore {seconds:.2f}: "
+            + ", ".join(f"{s['name']} {s['seconds']:.2f}" for s in result["steps"] if not s.get("skipped"))
+        )
+        print(f"  run {attempt + 1}: {row['restore_runs'][-1]}", flush=True)
         drop_kept(env)
     row.update({key: statistics.median(values) for key, values in runs.items()})
     row["restore_ratios"] = [ours / raw_s for ours, raw_s in zip(runs["restore"], runs["raw_restore"], strict=True)]
@@ -297,9 +300,9 @@ def measure(size: float, jobs: int, repeat: int, env: dict[str, str], conninfo: 
         config, url = write_config(work, conninfo, filestore, jobs)
         cli = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config)]
         print(f"[{size}] snapshots ...", flush=True)
-        snapshot_id = measure_snapshots(row, cli, work, filestore, jobs, env)
+        measure_snapshots(row, cli, work, filestore, jobs, env)
         print(f"[{size}] restores ...", flush=True)
-        measure_restores(row, cli, work, snapshot_id, url, jobs, env, repeat)
+        measure_restores(row, cli, work, url, jobs, env, repeat)
         print(f"[{size}] standby, with a read load, then the rollback with it ...", flush=True)
         measure_standby(row, cli, url, conninfo, moves)
         return row

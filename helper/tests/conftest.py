@@ -50,6 +50,15 @@ def drop_database(name: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            # A snapshot's slot left on a test database would hold the cluster's WAL for good (and
+            # PostgreSQL refuses to drop a database that has one).
+            cur.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s AND active",
+                (name,),
+            )
+            cur.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s", (name,)
+            )
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
     finally:
         conn.close()
@@ -256,6 +265,21 @@ def database_counts(name: str) -> dict[str, int]:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
                 counts[table] = cur.fetchone()[0]
             return counts
+    finally:
+        conn.close()
+
+
+def table_maintenance(dbname: str, table: str) -> dict[str, bool]:
+    """Whether the helper analyzed and vacuumed *table* of *dbname* (autovacuum's own runs are apart)."""
+    conn = pg_connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT last_analyze IS NOT NULL, last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = %s",
+                (table,),
+            )
+            analyzed, vacuumed = cur.fetchone()
+            return {"analyzed": analyzed, "vacuumed": vacuumed}
     finally:
         conn.close()
 

@@ -438,6 +438,7 @@ class RestoreRun:
                         self.cfg.storage.effective_jobs,
                         owner=owner,
                         show_progress=self.show_progress,
+                        vacuum=False,  # statistics now; autovacuum vacuums while the services run
                     )
                 self.dump = None
             except BaseException:

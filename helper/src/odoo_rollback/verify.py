@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -64,6 +65,25 @@ def check_integrity(snapshot: Snapshot) -> list[str]:
     return problems
 
 
+# Hashing and writing release the GIL: two files at a time copied a 98 MiB dump in 0.09 s instead of
+# 0.14-0.26 s on this 2-core machine; more threads gained nothing.
+COPY_THREADS = 2
+
+
+def _copy_one(snapshot: Snapshot, folder: Path, name: str, entry: dict[str, Any]) -> str | None:
+    """The problem with one listed file, or None once its checked copy is made."""
+    target = folder / name
+    try:
+        problem = copy_verified(snapshot.path / name, target, entry)
+    except FileNotFoundError:
+        problem = "missing"
+    except OSError as exc:
+        if exc.filename and Path(exc.filename) == target:
+            raise os_failure(exc, "the checked copy of the dump") from exc
+        problem = f"unreadable ({exc.strerror})"
+    return f"{name}: {problem}" if problem else None
+
+
 def _copy_listed(snapshot: Snapshot, folder: Path, free_space_margin: float) -> list[str]:
     dump_files = {name: entry for name, entry in snapshot.manifest.files.items() if name.startswith(f"{DUMP_NAME}/")}
     needed = int(sum(int(entry["size"]) for entry in dump_files.values()) * (1 + free_space_margin))
@@ -73,22 +93,14 @@ def _copy_listed(snapshot: Snapshot, folder: Path, free_space_margin: float) -> 
             f"not enough free disk in {folder.parent} for a checked copy of the dump: "
             f"{free // 2**20} MiB free, {needed // 2**20} MiB needed"
         )
-    problems = []
     (folder / DUMP_NAME).mkdir(mode=0o700)
-    for name, entry in sorted(dump_files.items()):
-        target = folder / name
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            problem = copy_verified(snapshot.path / name, target, entry)
-        except FileNotFoundError:
-            problem = "missing"
-        except OSError as exc:
-            if exc.filename and Path(exc.filename) == target:
-                raise os_failure(exc, "the checked copy of the dump") from exc
-            problem = f"unreadable ({exc.strerror})"
-        if problem:
-            problems.append(f"{name}: {problem}")
-    return problems
+    for name in dump_files:
+        (folder / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The largest first, so that the two threads end together.
+    largest_first = sorted(dump_files.items(), key=lambda item: (-int(item[1]["size"]), item[0]))
+    with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="checked-copy") as pool:
+        outcomes = list(pool.map(lambda item: _copy_one(snapshot, folder, *item), largest_first))
+    return sorted(problem for problem in outcomes if problem)
 
 
 @contextmanager
