@@ -29,7 +29,14 @@ from conftest import (
 from psycopg2 import sql
 from test_crash import restore_killed_at
 from test_deploy import EXIT_ROLLED_BACK, DeployEnv, assert_at_revision_1
-from test_standby import attachment, database_oid, database_row, files_of, wait_ready
+from test_standby import (
+    database_oid,
+    database_row,
+    deployment_writes,
+    files_of,
+    standby_then_deployment,
+    wait_ready,
+)
 
 # The fixtures these combinations share with the features' own tests.
 odoo_filestore = test_standby.odoo_filestore
@@ -115,11 +122,8 @@ def test_a_helper_that_is_not_a_superuser_swaps_the_standby_in(operator_roles: t
     env, odoo_role = operator_roles
     before = database_counts(env.db.name)
     live_files = files_of(env.filestore)
-    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
-    standby = wait_ready(env, snap["id"])
+    _snap, standby = standby_then_deployment(env)
     standby_oid = database_oid(standby["database"])
-    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
-    attachment(env.filestore, b"written after the snapshot")
 
     result = env.run_json("rollback", "--yes")
 
@@ -236,8 +240,7 @@ def test_a_rollback_through_the_api_swaps_in_the_standby_the_api_asked_for(
     assert snapshot["state"] == "done", snapshot
     snap_id = snapshot["result"]["id"]
     standby_oid = database_oid(wait_ready(env, snap_id)["database"])
-    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
-    attachment(env.filestore, b"written after the snapshot")
+    deployment_writes(env)
 
     status, reply = served.client.request(
         "POST",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
 SKIPPED_WITHOUT_STANDBY = {"standby_recheck"}
 
 
-def kill_points() -> list[tuple[str, bool]]:
+def kill_points(skipped: Collection[str] = SKIPPED_WITHOUT_STANDBY) -> list[tuple[str, bool]]:
     """(journal line after which the helper dies, whether the database swap has committed by then):
-    the start and the end of every step of the restore's table, and the swap's database rename."""
+    the start and the end of every step of the restore's table, and the swap's database rename; the
+    *skipped* steps are journaled once, as skipped (with a standby: staging and check)."""
     after_swap = STEP_NAMES.index(SWAP)
     points = []
     for index, name in enumerate(STEP_NAMES):
-        if name in SKIPPED_WITHOUT_STANDBY:  # journaled once, as skipped (test_standby kills it with one)
+        if name in skipped:
             points.append((f"{name}:skipped", index >= after_swap))
             continue
         points.append((f"{name}:start", index > after_swap))

@@ -28,9 +28,8 @@ from conftest import (
     table_maintenance,
 )
 from odoo_rollback.journal import Event, Journal
-from odoo_rollback.restore import STEP_NAMES, SWAP
 from psycopg2 import sql
-from test_crash import CRASH_RUNNER, restore_killed_at
+from test_crash import CRASH_RUNNER, kill_points, restore_killed_at
 
 
 def attachment(root: Path, content: bytes) -> Path:
@@ -65,6 +64,20 @@ def wait_ready(env: HelperEnv, snapshot_id: str, timeout: float = 120) -> dict[s
             return standby
         time.sleep(0.3)
     raise AssertionError(f"the standby of {snapshot_id} was not ready within {timeout} s")
+
+
+def deployment_writes(env: HelperEnv) -> None:
+    """What a deployment writes after its snapshot: 7 partners and an attachment."""
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    attachment(env.filestore, b"written after the snapshot")
+
+
+def standby_then_deployment(env: HelperEnv) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pre_deploy snapshot whose standby is ready, then a deployment's writes: (snapshot, standby)."""
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    standby = wait_ready(env, snap["id"])
+    deployment_writes(env)
+    return snap, standby
 
 
 def database_row(name: str) -> tuple[Any, ...] | None:
@@ -118,11 +131,8 @@ def test_rollback_with_a_ready_standby_is_a_swap(odoo_filestore: HelperEnv) -> N
     env = odoo_filestore
     before = database_counts(env.db.name)
     live_files = files_of(env.filestore)
-    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
-    standby = wait_ready(env, snap["id"])
+    snap, standby = standby_then_deployment(env)
     standby_oid = database_oid(standby["database"])
-    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
-    attachment(env.filestore, b"written after the snapshot")
     seen = databases_seen_by_the_services(env, env.db.name)
 
     result = env.run_json("rollback", "--yes")
@@ -316,23 +326,8 @@ def journal_message(env: HelperEnv, text: str) -> bool:
     return any(text in e.message for e in journal_events(env))
 
 
-def standby_kill_points() -> list[tuple[str, bool]]:
-    """(journal line after which the helper dies, whether the swap has committed by then), for a
-    restore that uses a standby: staging and check are journaled once, as skipped."""
-    after_swap = STEP_NAMES.index(SWAP)
-    points = []
-    for index, name in enumerate(STEP_NAMES):
-        if name in ("staging", "check"):
-            points.append((f"{name}:skipped", False))
-            continue
-        points.append((f"{name}:start", index > after_swap))
-        if name == SWAP:
-            points.append(("swap_database:done", True))
-        points.append((f"{name}:done", index >= after_swap))
-    return points
-
-
-@pytest.mark.parametrize(("kill_at", "swapped"), standby_kill_points())
+# With a standby, staging and check are journaled once, as skipped.
+@pytest.mark.parametrize(("kill_at", "swapped"), kill_points(skipped={"staging", "check"}))
 def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv, kill_at: str, swapped: bool) -> None:
     env = odoo_filestore
     snapshot_counts = database_counts(env.db.name)
@@ -340,8 +335,7 @@ def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv
     live_oid = database_oid(env.db.name)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
     standby_oid = database_oid(env.run_json("standby", "build", snap["id"])["database"])
-    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
-    attachment(env.filestore, b"written after the snapshot")
+    deployment_writes(env)
     changed_counts, changed_files = database_counts(env.db.name), files_of(env.filestore)
     restore_killed_at(env, snap["id"], kill_at)
 
