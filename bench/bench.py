@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg2
 from build_db import build
+from pg import connection_info
 
 # BENCH_DB: a name of one's own, when several people bench on the same server.
 DB = os.environ.get("BENCH_DB", "rbbench")
@@ -86,12 +87,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     env = {**os.environ, "PGHOST": os.environ.get("PGHOST", "127.0.0.1")}
-    conninfo = {
-        "host": env["PGHOST"],
-        "port": env.get("PGPORT", "5432"),
-        "user": env["PGUSER"],
-        "password": env["PGPASSWORD"],
-    }
+    conninfo = connection_info()
     work = Path(tempfile.mkdtemp(prefix="rbbench-"))
     try:
         filestore = work / "filestore"

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from build_db import build
+from pg import connection_info, drop_with_copies, execute
 
 DB = "rbcapture"
 CHANGES = """
@@ -45,22 +45,9 @@ def run_json(cli: list[str], *args: str) -> tuple[float, dict[str, Any]]:
     return time.monotonic() - started, json.loads(result.stdout)
 
 
-def execute(conninfo: dict[str, str], dbname: str, statement: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dbname=dbname, **conninfo)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
 def drop_kept(conninfo: dict[str, str]) -> None:
     """The restores keep the replaced databases: drop them between runs (their slots go with them)."""
-    for (name,) in execute(conninfo, "postgres", "SELECT datname FROM pg_database"):
-        if name.startswith(f"{DB}__") or (name == DB):
-            execute(conninfo, "postgres", f'DROP DATABASE "{name}" WITH (FORCE)')
+    drop_with_copies(conninfo, DB)
 
 
 def measure(cli: list[str], conninfo: dict[str, str]) -> dict[str, Any]:
@@ -83,12 +70,7 @@ def main() -> None:
     parser.add_argument("--scales", default="0.1,0.2")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    conninfo = {
-        "host": os.environ.get("PGHOST", "127.0.0.1"),
-        "port": os.environ.get("PGPORT", "5432"),
-        "user": os.environ["PGUSER"],
-        "password": os.environ["PGPASSWORD"],
-    }
+    conninfo = connection_info()
     rows = []
     work = Path(tempfile.mkdtemp(prefix="rbcapture-"))
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import psycopg2
+from pg import connection_info, drop_with_copies, execute
 
 DB = "keys_rblostrows"
 SCHEMA = """
@@ -47,23 +46,6 @@ REWRITE = "UPDATE account_move_line SET name = name || ' x'"
 DELETE = "DELETE FROM account_move_line WHERE id % 10 = 0"
 
 
-def execute(conninfo: dict[str, str], dbname: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dbname=dbname, **conninfo)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-def drop_all(conninfo: dict[str, str]) -> None:
-    for (name,) in execute(conninfo, "postgres", "SELECT datname FROM pg_database"):
-        if name == DB or name.startswith(f"{DB}__"):
-            execute(conninfo, "postgres", f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 def timed(cli: list[str], *args: str) -> tuple[int, dict[str, Any]]:
     """Peak RSS in kB of one helper process, and its JSON output."""
     result = subprocess.run(["/usr/bin/time", "-v", *cli, *args, "--json"], capture_output=True, text=True, check=False)
@@ -74,7 +56,7 @@ def timed(cli: list[str], *args: str) -> tuple[int, dict[str, Any]]:
 
 
 def measure(cli: list[str], conninfo: dict[str, str], rows: int) -> dict[str, Any]:
-    drop_all(conninfo)
+    drop_with_copies(conninfo, DB)
     execute(conninfo, "postgres", f'CREATE DATABASE "{DB}"')
     execute(conninfo, DB, SCHEMA, {"rows": rows})
     execute(conninfo, DB, "VACUUM ANALYZE")
@@ -100,12 +82,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,400000")
     parser.add_argument("--modes", default="exact,fallback")
     args = parser.parse_args()
-    conninfo = {
-        "host": os.environ.get("PGHOST", "127.0.0.1"),
-        "port": os.environ.get("PGPORT", "5432"),
-        "user": os.environ["PGUSER"],
-        "password": os.environ["PGPASSWORD"],
-    }
+    conninfo = connection_info()
     results = []
     work = Path(tempfile.mkdtemp(prefix="rblostrows-"))
     (work / "filestore").mkdir()
@@ -125,7 +102,7 @@ def main() -> None:
                 results.append(measure(cli, conninfo, size))
                 print(json.dumps(results[-1]), flush=True)
     finally:
-        drop_all(conninfo)
+        drop_with_copies(conninfo, DB)
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'rows':>9} {'mode':<9} {'lost':>8} {'plan peak':>10} {'restore peak':>13} {'lost_rows':>10}")
     for r in results:

@@ -41,6 +41,7 @@ from typing import Any
 
 import psycopg2
 from build_db import build
+from pg import connection_info
 
 DB = "rbscale"
 
@@ -367,12 +368,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="raw and helper restores alternated this many times")
     args = parser.parse_args()
     env = {**os.environ, "PGHOST": os.environ.get("PGHOST", "127.0.0.1")}
-    conninfo = {
-        "host": env["PGHOST"],
-        "port": env.get("PGPORT", "5432"),
-        "user": env["PGUSER"],
-        "password": env["PGPASSWORD"],
-    }
+    conninfo: dict[str, Any] = {**connection_info()}
     rows = []
     for size in args.sizes:
         rows.append(measure(size, args.jobs, args.repeat, env, conninfo))
