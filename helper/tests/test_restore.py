@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -278,3 +279,28 @@ def test_a_copy_restored_across_a_server_restart_is_not_trusted(helper_env: Help
     with pytest.raises(OperationFailed, match=r"PostgreSQL restarted while .* was being restored"):
         make_durable(cfg.database, helper_env.db.name, earlier)
     assert asynchronous_commits({"PGOPTIONS": "-c role=odoo"})["PGOPTIONS"] == "-c role=odoo -c synchronous_commit=off"
+
+
+# The cluster the tests run on, as pg_ctlcluster names it ("15/main"): set by .ci/run, whose cluster it
+# is. A restart ends every session on the server, so it is never done on a cluster shared with others.
+RESTARTABLE_CLUSTER = os.environ.get("ROLLBACK_TEST_RESTARTABLE_CLUSTER", "")
+
+
+@pytest.mark.skipif(
+    not (RESTARTABLE_CLUSTER and shutil.which("pg_ctlcluster")),
+    reason="set ROLLBACK_TEST_RESTARTABLE_CLUSTER=VERSION/NAME to let a test restart PostgreSQL",
+)
+def test_a_real_server_restart_between_the_restore_and_its_flush_refuses_the_copy(helper_env: HelperEnv) -> None:
+    cfg = load_config(helper_env.config_path)
+    started = postmaster_start_time(cfg.database)
+    version, name = RESTARTABLE_CLUSTER.split("/")
+
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
+
+    with pytest.raises(OperationFailed, match=r"PostgreSQL restarted while .* was being restored"):
+        make_durable(cfg.database, helper_env.db.name, started)
+    make_durable(cfg.database, helper_env.db.name, postmaster_start_time(cfg.database))  # after it: fine
