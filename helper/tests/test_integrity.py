@@ -109,6 +109,28 @@ def test_restore_refuses_a_snapshot_with_an_unlisted_file(
     assert list_databases(helper_env.db.name) == [helper_env.db.name]
 
 
+def test_every_damaged_dump_file_is_named_and_nothing_is_restored(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    """The checked copy reads two files at a time: a problem in one thread neither hides another's nor
+    lets anything through."""
+    snapshot = Path(snapshot_then_changes["path"])
+    dump = snapshot / "db.dump"
+    partners, moves = table_data_file(dump, "res_partner"), table_data_file(dump, "account_move")
+    partners.write_bytes(partners.read_bytes()[:-5])  # truncated
+    moves.write_bytes(bytes(b ^ 1 for b in moves.read_bytes()))  # same size, other bytes
+    (dump / "toc.dat").unlink()
+
+    result = helper_env.run("restore", snapshot_then_changes["id"], "--yes")
+
+    assert result.returncode == 3 and "failed its checks" in result.stderr
+    for name, problem in ((partners.name, "truncated"), (moves.name, "checksum differs"), ("toc.dat", "missing")):
+        assert f"db.dump/{name}: " in result.stderr and problem in result.stderr
+    assert database_counts(helper_env.db.name) == CHANGED_COUNTS
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    assert not list(helper_env.storage.rglob(".partial-read-*"))  # the checked copy went with the refusal
+
+
 def snapshot_slow_to_restore(helper_env: HelperEnv) -> dict[str, Any]:
     """A snapshot whose restore, with one job, spends a while on a large table first (pg_restore reads
     the tables' data in name order), and then the deployment's changes."""
