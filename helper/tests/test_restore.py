@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +17,18 @@ from conftest import (
     database_counts,
     databases_seen_by_the_services,
     list_databases,
+    pg_connect,
     read_databases_seen,
     table_maintenance,
     tmpfs,
 )
 from odoo_rollback.config import load_config
-from odoo_rollback.dump import asynchronous_commits, make_durable, postmaster_start_time
+from odoo_rollback.dump import AUTOVACUUM_WAIT, make_durable, postmaster_start_time, restore_sessions
 from odoo_rollback.errors import OperationFailed
 from odoo_rollback.journal import Journal
 from odoo_rollback.restore import STEP_NAMES, RestoreRun, database_oid
 from odoo_rollback.storage import SnapshotStore
+from psycopg2 import sql
 
 SNAPSHOT_COUNTS = {"account_move": 200, "res_partner": 50}
 CHANGED_COUNTS = {"account_move": 180, "res_partner": 57}
@@ -278,7 +282,50 @@ def test_a_copy_restored_across_a_server_restart_is_not_trusted(helper_env: Help
     earlier = "2000-01-01 00:00:00+00"  # the start time recorded before a restart
     with pytest.raises(OperationFailed, match=r"PostgreSQL restarted while .* was being restored"):
         make_durable(cfg.database, helper_env.db.name, earlier)
-    assert asynchronous_commits({"PGOPTIONS": "-c role=odoo"})["PGOPTIONS"] == "-c role=odoo -c synchronous_commit=off"
+
+
+def session_settings(env: dict[str, str]) -> tuple[str, str]:
+    """deadlock_timeout and synchronous_commit as the server gives them to a session opened with *env*."""
+    out = subprocess.run(
+        ["psql", "-XAtc", "SELECT current_setting('deadlock_timeout'), current_setting('synchronous_commit')"],
+        env={**os.environ, **env, "PGDATABASE": "postgres"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    deadlock_timeout, synchronous_commit = out.strip().split("|")
+    return deadlock_timeout, synchronous_commit
+
+
+def test_the_restore_sessions_yield_to_autovacuum_when_the_role_may_ask_for_it(helper_env: HelperEnv) -> None:
+    """pg_restore's and vacuumdb's sessions cancel an autovacuum in their way after 20 ms, not 1 s; a
+    role that may not set deadlock_timeout still restores (asking for it would refuse the connection)."""
+    database = load_config(helper_env.config_path).database
+    role = f"rbtest_plain_{uuid.uuid4().hex[:8]}"
+    plain = dataclasses.replace(database, user=role, password="plain")
+    conn = pg_connect()
+    try:
+        restore_env, vacuum_env = restore_sessions(database)
+        assert session_settings(restore_env) == (AUTOVACUUM_WAIT, "off")
+        assert session_settings(vacuum_env) == (AUTOVACUUM_WAIT, "on")
+
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'plain' NOSUPERUSER").format(sql.Identifier(role)))
+        restore_env, vacuum_env = restore_sessions(plain)
+        assert session_settings(restore_env) == ("1s", "off")
+        assert session_settings(vacuum_env) == ("1s", "on")
+
+        if conn.server_version >= 150000:  # granted the parameter alone, it may
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("GRANT SET ON PARAMETER deadlock_timeout TO {}").format(sql.Identifier(role)))
+            assert session_settings(restore_sessions(plain)[0]) == (AUTOVACUUM_WAIT, "off")
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if cur.fetchone() and conn.server_version >= 150000:
+                cur.execute(sql.SQL("REVOKE SET ON PARAMETER deadlock_timeout FROM {}").format(sql.Identifier(role)))
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.close()
 
 
 # The cluster the tests run on, as pg_ctlcluster names it ("15/main"): set by .ci/run, whose cluster it
