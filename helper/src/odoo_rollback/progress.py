@@ -8,14 +8,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from tqdm import tqdm
 
+def _bar(**options: Any) -> Any:
+    """A tqdm bar sized to the terminal. tqdm is imported here, by the commands that show one: the
+    others (--json, Odoo's calls) do not pay its 13 ms of import."""
+    from tqdm import tqdm  # noqa: PLC0415
 
-def _screen() -> dict[str, int]:
     # A terminal that reports no size (a bare pty, a CI runner) would get no bar at all from tqdm.
     size = shutil.get_terminal_size((100, 20))
-    return {"ncols": size.columns, "nrows": size.lines}
+    return tqdm(leave=True, ncols=size.columns, nrows=size.lines, **options)
 
 
 def _bytes_below(path: Path) -> int:
@@ -37,7 +40,7 @@ def watch_bytes(enabled: bool, description: str, path: Path, expected: int | Non
     if not enabled:
         yield
         return
-    bar = tqdm(total=expected, desc=description, unit="B", unit_scale=True, unit_divisor=1024, leave=True, **_screen())
+    bar = _bar(total=expected, desc=description, unit="B", unit_scale=True, unit_divisor=1024)
     stop = threading.Event()
 
     def poll() -> None:
@@ -62,7 +65,7 @@ def count_tables(enabled: bool, description: str, total: int) -> Iterator[Callab
     if not enabled:
         yield lambda _line: None
         return
-    bar = tqdm(total=total, desc=description, unit="table", leave=True, **_screen())
+    bar = _bar(total=total, desc=description, unit="table")
 
     def on_line(line: str) -> None:
         if "processing data for table" in line:

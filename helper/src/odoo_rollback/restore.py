@@ -42,7 +42,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,6 +65,7 @@ from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
 from .lock import OperationRunning, describe_operation, operation_lock
+from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
@@ -245,6 +246,8 @@ class RestoreRun:
         self.staged = ExitStack()
         self.dump: Path | None = None
         self.capture = RestoreCapture(cfg, snapshot)
+        # The lost changes, read from the replaced database while the services start (start_export).
+        self.exporting: Future[tuple[LostChanges, dict[str, Any]]] | None = None
 
     @property
     def op(self) -> str:
@@ -300,6 +303,7 @@ class RestoreRun:
         return run
 
     def undo(self, swapped: bool) -> None:
+        self.end_export()
         undo(
             self.cfg,
             self.progress,
@@ -470,13 +474,43 @@ class RestoreRun:
         stop = self.capture.close(self.names["live"], self.names["staging"])
         self.journal.update(self.op, {"capture_stop": stop})
 
+    @property
+    def export_folder(self) -> Path:
+        return self.cfg.storage.path / "restores" / self.op
+
+    def start_export(self) -> Future[tuple[LostChanges, dict[str, Any]]]:
+        """Read the replaced database, kept aside, in a thread: it runs while the services start (a
+        real Odoo takes seconds to answer; the export reads the WAL written since the snapshot, which
+        grows with the database). Nothing else uses that database, and the export holds no lock the
+        start needs; its slot stays until the start proved healthy (export_lost_rows)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lost-rows")
+        self.exporting = pool.submit(
+            self.capture.read_replaced, self.names["failed"], self.names["live"], self.export_folder
+        )
+        pool.shutdown(wait=False)  # the thread ends with its one task
+        return self.exporting
+
+    def end_export(self) -> None:
+        """Before an undo: the export ends (its sessions would keep the replaced database from going
+        back live) and what it wrote goes, since nothing is lost after all."""
+        if self.exporting is None:
+            return
+        while not self.exporting.done():
+            with contextlib.suppress(RollbackError, psycopg2.Error), maintenance(self.cfg.database) as conn:
+                end_sessions(conn, self.names["failed"])
+            with contextlib.suppress(Exception):
+                self.exporting.exception(timeout=0.2)
+        self.exporting = None
+        shutil.rmtree(self.export_folder, ignore_errors=True)
+
     def export_lost_rows(self) -> None:
-        """The services run again: read the replaced database, kept aside, at leisure. A failure here
-        loses nothing (the kept database and its slot still hold every change): it is reported, and
-        the restore, healthy, is not undone for it."""
-        folder = self.cfg.storage.path / "restores" / self.op
+        """The services run again: the export begun at the start is awaited (begun now after a resume),
+        then the snapshot's slot is dropped. A failure here loses nothing (the kept database and its
+        slot still hold every change): it is reported, and the restore, healthy, is not undone for it."""
+        folder = self.export_folder
         try:
-            changes, report = self.capture.read_replaced(self.names["failed"], self.names["live"], folder)
+            changes, report = (self.exporting or self.start_export()).result()
+            self.capture.release_slot(changes)
         except (RollbackError, OSError, psycopg2.Error) as exc:
             if isinstance(exc, OSError):  # a half export is no record, and the journal needs the room
                 for partial in (*folder.glob("*.jsonl"), *folder.glob("*.csv")):
@@ -489,6 +523,8 @@ class RestoreRun:
             self.result.lost = {"lost_rows_error": message}
             self.progress.note("lost_rows", STEP_FAILED, message)
             return
+        finally:
+            self.exporting = None
         self.result.lost_rows = changes.by_table()
         self.result.lost_rows_file = report.pop("lost_rows_file")
         odoo = {"lost_summary": report.pop("lost_summary"), "lost_export": report.pop("lost_export")}
@@ -537,6 +573,7 @@ class RestoreRun:
     def start_services(self) -> None:
         opened = self.capture.open_live(self.names["live"])
         self.journal.update(self.op, {"capture_opened": opened})
+        self.start_export()
         self.backend.start()
         health = http_check(self.cfg.health)
         self.journal.update(self.op, {"health": health.as_dict()})

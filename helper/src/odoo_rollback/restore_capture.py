@@ -5,9 +5,10 @@
   integration, a second Odoo host, a cron elsewhere) cannot write into either between the stop and the
   start. The restored database is opened just before the services start; the replaced one, kept as
   ``<db>__failed_<time>``, only when the helper reads it.
-- The lost changes are read from that kept database *after* the start, so that the downtime does not
-  grow with the database: nothing can write to it (nobody knows its name, its sessions were ended), and
-  the slot is read only up to the WAL position of the stop.
+- The lost changes are read from that kept database while the services start and after, so that the
+  downtime does not grow with the database: nothing can write to it (nobody knows its name, its
+  sessions were ended), and the slot is read only up to the WAL position of the stop. The slot is
+  dropped only once the start proved healthy.
 - A restore undone after the start: the rows written into the restored database meanwhile are exported,
   and that database is kept (``<db>__undone_<time>``) rather than dropped when there are any.
 """
@@ -178,8 +179,8 @@ class RestoreCapture:
         return self.opened
 
     def read_replaced(self, failed: str, live: str, folder: Path) -> tuple[LostChanges, dict[str, Any]]:
-        """After the start: the changes made after the snapshot in the replaced database, exported; the
-        snapshot's slot is dropped once they are safe on disk (it would hold WAL and the database)."""
+        """The changes made after the snapshot in the replaced database, exported. The snapshot's slot
+        is not touched: :meth:`release_slot` drops it once the restore is known to stand."""
         set_connections(self.cfg.database, failed, True, self.limit)
         manifest = self.snapshot.manifest
         with connect(self.cfg.database, failed) as conn, connect(self.cfg.database, live) as live_conn:
@@ -193,15 +194,20 @@ class RestoreCapture:
             )
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
-        slot = slot_of(manifest)
-        if slot and changes.mode == "exact":
-            drop_slot(self.cfg.database, slot)
         return changes, {
             **changes.report(),
             **files,
             "lost_summary": summary,
             "lost_export": export_archive(folder),
         }
+
+    def release_slot(self, changes: LostChanges) -> None:
+        """After a healthy start, once the lost changes are safe on disk: the snapshot's slot is
+        dropped (it would hold WAL and the database). Before, an undo puts the replaced database
+        back live with its slot, and a later restore still reports exactly."""
+        slot = slot_of(self.snapshot.manifest)
+        if slot and changes.mode == "exact":
+            drop_slot(self.cfg.database, slot)
 
     def rescue_restored(self, restored: str, folder: Path) -> dict[str, Any]:
         """An undo after the start, once the sessions are ended: the rows written into the restored
