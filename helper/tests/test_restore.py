@@ -295,6 +295,48 @@ def test_a_copy_restored_across_a_server_restart_is_not_trusted(helper_env: Help
         make_durable(cfg.database, helper_env.db.name, earlier)
 
 
+SCHEMA_OBJECTS = """
+    SELECT (SELECT obj_description('res_partner'::regclass, 'pg_class')),
+           (SELECT count(*) FROM partner_names),
+           (SELECT tgname FROM pg_trigger WHERE tgname = 'partner_touch'),
+           (SELECT indexname FROM pg_indexes WHERE indexname = 'partner_email_idx'),
+           (SELECT conname FROM pg_constraint WHERE conname = 'move_amount_positive'),
+           has_table_privilege('public', 'res_partner', 'SELECT'),
+           (SELECT last_value FROM rbtest_sequence)
+"""
+
+
+def test_a_restore_brings_back_every_kind_of_object_the_dump_holds(helper_env: HelperEnv) -> None:
+    """pg_restore runs twice, the schema and then the data and what follows it (indexes, triggers,
+    constraints): every item of the dump, including those that belong to no section of their own
+    (comments, grants), is in one of the two."""
+    helper_env.db.execute(
+        """
+        COMMENT ON TABLE res_partner IS 'Contacts';
+        CREATE VIEW partner_names AS SELECT name FROM res_partner;
+        CREATE FUNCTION rbtest_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER partner_touch BEFORE UPDATE ON res_partner FOR EACH ROW EXECUTE FUNCTION rbtest_touch();
+        CREATE INDEX partner_email_idx ON res_partner (email);
+        ALTER TABLE account_move ADD CONSTRAINT move_amount_positive CHECK (amount_total >= 0) NOT VALID;
+        GRANT SELECT ON res_partner TO PUBLIC;
+        CREATE SEQUENCE rbtest_sequence;
+        SELECT setval('rbtest_sequence', 41);
+        """
+    )
+    before = helper_env.db.execute(SCHEMA_OBJECTS)
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute(
+        "DROP VIEW partner_names; DROP TRIGGER partner_touch ON res_partner; DROP INDEX partner_email_idx;"
+        " ALTER TABLE account_move DROP CONSTRAINT move_amount_positive; REVOKE SELECT ON res_partner FROM PUBLIC;"
+        " COMMENT ON TABLE res_partner IS NULL; SELECT setval('rbtest_sequence', 99)"
+    )
+
+    assert helper_env.run_json("restore", snap["id"], "--yes")["ok"]
+
+    assert helper_env.db.execute(SCHEMA_OBJECTS) == before
+    assert before == [("Contacts", 50, "partner_touch", "partner_email_idx", "move_amount_positive", True, 41)]
+
+
 def session_settings(env: dict[str, str]) -> tuple[str, str]:
     """deadlock_timeout and synchronous_commit as the server gives them to a session opened with *env*."""
     out = subprocess.run(
