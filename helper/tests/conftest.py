@@ -64,6 +64,17 @@ def drop_database(name: str) -> None:
         conn.close()
 
 
+def tail_slots() -> list[str]:
+    """The read-ahead's tail slots left on the server (a restore drops its own whatever happens)."""
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name::text LIKE '%%\\_\\_tail'")
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 def create_database(name: str) -> None:
     conn = pg_connect()
     try:

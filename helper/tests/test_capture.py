@@ -4,12 +4,17 @@ its life (superseded, pruned, dropped past the WAL ceiling), and the decoder of 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, pg_connect
+from conftest import HelperEnv, pg_connect, tail_slots
+from odoo_rollback.config import load_config
 from odoo_rollback.decoding import parse_change
+from odoo_rollback.lost_rows import decode_slot
+from odoo_rollback.read_ahead import SlotReader, chained
 
 
 def helper_slots(database: str) -> list[str]:
@@ -18,6 +23,21 @@ def helper_slots(database: str) -> list[str]:
         with conn.cursor() as cur:
             cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s ORDER BY 1", (database,))
             return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def slot_created(name: str) -> bool:
+    """The slot's creation has returned (while it runs, the slot is listed already, held by its creator)."""
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM pg_replication_slots"
+                " WHERE slot_name = %s AND NOT active AND confirmed_flush_lsn IS NOT NULL",
+                (name,),
+            )
+            return cur.fetchone() is not None
     finally:
         conn.close()
 
@@ -100,3 +120,54 @@ def test_decoder_reads_quotes_nulls_untouched_large_values_and_key_changes() -> 
     truncate = parse_change("table public.a, public.b: TRUNCATE: (no-flags)")
     assert truncate is not None and truncate.tables == ("a", "b") and truncate.action == "TRUNCATE"
     assert parse_change("BEGIN") is None and parse_change("COMMIT") is None
+
+
+def test_a_reading_split_at_a_tail_slot_gives_every_change_once_in_order(helper_env: HelperEnv, tmp_path: Path) -> None:
+    """The read-ahead's promise, against a writer committing as fast as it can: the snapshot's slot
+    read up to the tail slot's starting point, then the tail slot, is the snapshot's slot read whole."""
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    slot = snap["capture"]["slot"]
+    cfg = load_config(helper_env.config_path).database
+    folder = tmp_path / "read-ahead"
+    folder.mkdir()
+    stop = threading.Event()
+
+    def write() -> None:
+        conn = pg_connect(helper_env.db.name)
+        with conn.cursor() as cur:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                cur.execute("INSERT INTO res_partner (name) VALUES (%s)", (f"fast {n}",))
+                if n % 3 == 0:
+                    cur.execute("UPDATE res_partner SET name = name || '!' WHERE name = %s", (f"fast {n - 1}",))
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader = pg_connect(helper_env.db.name)
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            tail = SlotReader(cfg, folder, slot)
+            tail.begin(helper_env.db.name)
+            # Awaited as the restore does after its checks, which give the creation time to finish.
+            deadline = time.monotonic() + 30
+            while not slot_created(tail.tail_slot) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ahead, why = tail.result()
+            assert ahead is not None, why
+            time.sleep(0.3)  # the writer goes on past the split
+            with reader.cursor() as cur:
+                cur.execute("SELECT pg_current_wal_lsn()::text")
+                upto = cur.fetchone()[0]
+            whole = list(decode_slot(reader, slot, upto))
+            split = list(chained(ahead, decode_slot(reader, ahead.tail_slot, upto)))
+            tail.discard()
+            assert 0 < ahead.count < len(whole)
+            assert split == whole
+    finally:
+        stop.set()
+        writer.join()
+        reader.close()
+    assert not tail_slots() and not list(folder.iterdir())

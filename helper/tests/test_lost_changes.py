@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2
 import psycopg2.sql
 import pytest
-from conftest import PG, HelperEnv, OdooLikeDatabase, list_databases, pg_connect
+from conftest import PG, HelperEnv, OdooLikeDatabase, list_databases, pg_connect, tail_slots
 from odoo_rollback.lost_rows import LostRow, RowSpool
 
 MODES = ["exact", "fallback"]
@@ -239,6 +239,41 @@ def test_a_stray_writer_during_a_restore_loses_nothing(helper_env: HelperEnv, mo
     assert lost and live
     # Nothing reached the replaced database after the stop: what it holds is exactly what was reported.
     assert names(result["kept_as"], "stray %") == lost
+    if mode == "exact":
+        # The slot was read ahead up to a tail slot's starting point while staging was checked, and
+        # only the tail after the stop: the writer's commits fell on both sides, each read once.
+        ahead = result["lost_read_ahead"]
+        assert ahead["changes_before"] > 0 and ahead["changes_after"] > 0
+        assert ahead["changes_before"] + ahead["changes_after"] == result["lost_rows_total"] == len(lost)
+        assert not tail_slots()
+
+
+def test_a_transaction_holding_the_read_ahead_back_delays_nothing(helper_env: HelperEnv) -> None:
+    helper_env.write(capture={"slot_wait_seconds": 600})
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 5) i")
+    if helper_env.run_json("restore", snap["id"])["lost_rows_mode"] != "exact":
+        pytest.skip("the server gives no replication slot: nothing to read ahead")
+    # A transaction with a transaction id, on another database, open during the whole restore: a new
+    # slot waits for it to end, so the tail slot cannot be had before the stop.
+    holder = pg_connect()
+    try:
+        with holder.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT pg_current_xact_id()")
+        started = time.monotonic()
+        result = helper_env.run_json("restore", snap["id"], "--yes")
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result["ok"] and result["lost_rows_mode"] == "exact"
+    assert result["lost_changes"] == {"res_partner": {"inserted": 5}}
+    assert "lost_read_ahead" not in result
+    assert not tail_slots()
+    notes = [e["message"] for e in helper_env.run_json("journal")["events"] if e["step"] == "check"]
+    assert any("no read-ahead" in (note or "") for note in notes), notes
+    assert took < 60
 
 
 def test_a_stray_writer_before_an_undo_loses_nothing(helper_env: HelperEnv, mode: str, slow_stop: None) -> None:

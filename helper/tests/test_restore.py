@@ -20,6 +20,7 @@ from conftest import (
     pg_connect,
     read_databases_seen,
     table_maintenance,
+    tail_slots,
     tmpfs,
 )
 from odoo_rollback.config import load_config
@@ -181,6 +182,7 @@ def test_failed_health_check_is_swapped_back(helper_env: HelperEnv, snapshot_the
     # removed it (nothing is lost now), and left the snapshot's slot, so that the next restore still
     # reports, exactly, what it replaces.
     assert not [path for path in helper_env.storage.glob("restores/*/*") if path.is_file()]
+    assert not tail_slots()  # the read-ahead's slot went with the undo; the snapshot's stays
     del helper_env.sections["health"]
     again = helper_env.run_json("restore", snapshot_then_changes["id"], "--yes")
     assert again["ok"] and database_counts(helper_env.db.name) == SNAPSHOT_COUNTS

@@ -8,6 +8,7 @@ only format pg_restore can restore with parallel jobs *and* read without a seek-
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from psycopg2 import sql
@@ -210,9 +211,11 @@ def restore_dump(
     owner: str | None = None,
     show_progress: bool = False,
     vacuum: bool = True,
+    loaded: Callable[[], None] | None = None,
 ) -> None:
     """Create *target_dbname* and restore the dump into it with parallel jobs, then analyze it (and
-    with *vacuum*, vacuum it: see :func:`vacuum_analyze`).
+    with *vacuum*, vacuum it: see :func:`vacuum_analyze`). *loaded* is called once pg_restore is done,
+    before the analyze.
 
     Refuses an existing target. On failure the half-made database is dropped and OperationFailed says
     pg_restore's last error.
@@ -231,6 +234,8 @@ def restore_dump(
         else:
             for args in runs:
                 run(args, env=env, what="pg_restore")
+        if loaded is not None:
+            loaded()
         vacuum_analyze(env, target_dbname, jobs, vacuum)
         make_durable(db_cfg, target_dbname, server_started)
     except BaseException:

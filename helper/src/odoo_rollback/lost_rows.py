@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -391,10 +391,11 @@ def fold_changes(changes: Iterable[DecodedChange], keys: Mapping[str, list[str]]
         states.db.close()
 
 
-def decode_slot(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterable[DecodedChange]:
-    """The slot's changes, without consuming them (peek: a second reading gives the same), fetched
-    BATCH at a time through a server-side cursor (a plain one would hold them all in memory), in a
-    transaction of *conn* that is rolled back."""
+def peek_lines(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterator[str]:
+    """The slot's test_decoding lines, without consuming them (peek: a second reading gives the same),
+    fetched BATCH at a time through a server-side cursor (a plain one would hold them all in memory), in
+    a transaction of *conn* that is rolled back. With *upto_lsn*, the transactions whose commit record
+    begins before it."""
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
@@ -406,12 +407,22 @@ def decode_slot(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterable[D
                 (slot, upto_lsn),
             )
             for (data,) in cur:
-                change = parse_change(data)
-                if change is not None:
-                    yield change
+                yield data
         conn.rollback()
     finally:
         conn.autocommit = autocommit
+
+
+def decode_slot(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterator[DecodedChange]:
+    """The slot's changes (see :func:`peek_lines`)."""
+    for data in peek_lines(conn, slot, upto_lsn):
+        change = parse_change(data)
+        if change is not None:
+            yield change
+
+
+# How the slot's changes are read: decode_slot, or a reading split at a point (read_ahead.py).
+SlotDecoder = Callable[[Any, str, str | None], Iterable[DecodedChange]]
 
 
 def slot_usable(conn: Any, slot: str | None) -> bool:
@@ -603,6 +614,7 @@ def collect(
     *,
     upto_lsn: str | None = None,
     keys: KeyFiles | None = None,
+    decoder: SlotDecoder = decode_slot,
 ) -> LostChanges:
     """The changes made after the snapshot in the database *conn* is connected to."""
     capture = capture or {}
@@ -611,7 +623,7 @@ def collect(
         return LostChanges(TIMESTAMPS, scan_stamped(conn, tracked, created_at), [], list(LIMITS[TIMESTAMPS]))
     schema = schema_changes(capture.get("schema") or current, current)
     if slot_usable(conn, capture.get("slot")):
-        rows = fold_changes(decode_slot(conn, capture["slot"], upto_lsn), primary_keys(conn))
+        rows = fold_changes(decoder(conn, capture["slot"], upto_lsn), primary_keys(conn))
         return LostChanges(EXACT, rows, schema, list(LIMITS[EXACT]))
     limits = list(LIMITS[FALLBACK])
     if capture.get("slot"):

@@ -53,6 +53,7 @@ import psycopg2
 from psycopg2 import sql
 
 from . import code as code_tree
+from .capture import drop_slot
 from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
@@ -304,6 +305,7 @@ class RestoreRun:
 
     def undo(self, swapped: bool) -> None:
         self.end_export()
+        self.capture.discard_read_ahead()
         undo(
             self.cfg,
             self.progress,
@@ -443,6 +445,7 @@ class RestoreRun:
                         owner=owner,
                         show_progress=self.show_progress,
                         vacuum=False,  # statistics now; autovacuum vacuums while the services run
+                        loaded=self.begin_read_ahead,
                     )
                 self.dump = None
             except BaseException:
@@ -451,6 +454,24 @@ class RestoreRun:
                 files.cancel()
                 raise
             files.result()
+
+    def begin_read_ahead(self) -> None:
+        """Staging is loaded: the snapshot's slot is read ahead while it is analyzed and checked, so
+        that after the start only what came after is read (see read_ahead.py). Only an optimization:
+        when it cannot be had, the export reads the slot whole, as it always could."""
+        if self.stopped_at is not None:
+            return  # a standby refused after the stop: the stop's position is taken, nothing to gain
+        live = self.names["live"]
+        try:
+            tail = self.capture.read_ahead_slot(live)
+            if tail is None:
+                return
+            # Journaled before the slot exists: a resume after a crash drops it.
+            self.journal.update(self.op, {"capture_tail": tail})
+            self.capture.begin_read_ahead(live)
+        except (RollbackError, OSError, psycopg2.Error) as exc:
+            self.capture.discard_read_ahead()
+            self.progress.note("staging", "info", f"no read-ahead of the snapshot's slot: {exc}")
 
     def check_staging(self) -> None:
         manifest = self.snapshot.manifest
@@ -464,6 +485,9 @@ class RestoreRun:
         self.staging_oid = database_oid(self.cfg, self.names["staging"])
         self.journal.update(self.op, {"staging_oid": self.staging_oid})
         self.capture.read_staging(self.names["staging"])
+        read_ahead = self.capture.await_read_ahead()
+        if read_ahead:
+            self.progress.note("check", "info", read_ahead)
 
     def stop_services(self) -> None:
         self.stopped_at = time.monotonic()
@@ -913,6 +937,9 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     outcomes = []
     for op in journal.unfinished("restore"):
         names = op.data.get("names") or {}
+        if op.data.get("capture_tail"):  # a read-ahead's tail slot: the export reads the snapshot's whole
+            with contextlib.suppress(RollbackError, psycopg2.Error):
+                drop_slot(cfg.database, op.data["capture_tail"])
         events = journal.events(operation_id=op.id)
         swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):

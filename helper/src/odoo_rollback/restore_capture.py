@@ -9,6 +9,9 @@
   downtime does not grow with the database: nothing can write to it (nobody knows its name, its
   sessions were ended), and the slot is read only up to the WAL position of the stop. The slot is
   dropped only once the start proved healthy.
+- Most of that reading is done before the stop: once staging is loaded, the slot is read ahead up to a
+  second slot's starting point while staging is analyzed and checked, and after the stop only that
+  second slot is read (read_ahead.py). The snapshot's slot itself is only ever peeked.
 - A restore undone after the start: the rows written into the restored database meanwhile are exported,
   and that database is kept (``<db>__undone_<time>``) rather than dropped when there are any.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +32,19 @@ from psycopg2 import sql
 from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
 from .db import connect, maintenance
-from .lost_rows import FALLBACK, LostChanges, collect, export, scan_written, slot_usable, user_tables
+from .decoding import DecodedChange
+from .lost_rows import (
+    FALLBACK,
+    LostChanges,
+    collect,
+    decode_slot,
+    export,
+    scan_written,
+    slot_usable,
+    user_tables,
+)
 from .lost_summary import export_archive, odoo_summary
+from .read_ahead import ReadAhead, SlotReader, chained
 from .snapshot_keys import SnapshotKeys, staging_keys
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 
@@ -119,8 +134,13 @@ class RestoreCapture:
     keys: SnapshotKeys | None = None
     stop: dict[str, str] = field(default_factory=dict)
     opened: dict[str, str] = field(default_factory=dict)
-    # An older snapshot's keys, read from its staged copy: removed when the restore's process ends.
+    # An older snapshot's keys, read from its staged copy, and the read-ahead's tail slot and file:
+    # removed when the restore's process ends.
     staged_keys: ExitStack = field(default_factory=ExitStack)
+    reader: SlotReader | None = None
+    ahead: ReadAhead | None = None
+    split_at: str | None = None  # the read-ahead's point, once the export has used it
+    tail_changes: int = 0  # the changes the export read from the tail slot
 
     def __post_init__(self) -> None:
         if self.keys is None:
@@ -149,6 +169,58 @@ class RestoreCapture:
         folder.mkdir(mode=0o700)
         with connect(self.cfg.database, staging) as conn:
             self.keys = staging_keys(conn, self.cfg.counts.tables, folder)
+
+    def read_ahead_slot(self, live: str) -> str | None:
+        """The tail slot a read-ahead would create (see read_ahead.py), or None when the snapshot's
+        slot is not there to read ahead (the fallback reads no slot)."""
+        slot = slot_of(self.snapshot.manifest)
+        if not slot:
+            return None
+        with connect(self.cfg.database, live) as conn:
+            if not slot_usable(conn, slot):
+                return None
+        self.reader = SlotReader(self.cfg.database, SnapshotStore(self.cfg.storage).root, slot)
+        self.staged_keys.callback(self.discard_read_ahead)
+        return self.reader.tail_slot
+
+    def begin_read_ahead(self, live: str) -> None:
+        """Once staging is loaded, while it is analyzed and checked: the snapshot's slot up to a new
+        tail slot's consistent point, read in a thread (call :meth:`read_ahead_slot` first)."""
+        if self.reader is not None:
+            self.reader.begin(live)
+
+    def await_read_ahead(self) -> str | None:
+        """Before the stop (the reading holds a session on the live database): what was read ahead,
+        said in one line; None when there was nothing to read ahead."""
+        if self.reader is None:
+            return None
+        self.ahead, why = self.reader.result()
+        if self.ahead is None:
+            self.reader = None
+            return f"no read-ahead ({why}): the snapshot's slot is read whole after the start"
+        return (
+            f"read ahead: {self.ahead.count} change(s) up to {self.ahead.lsn}; after the stop only the "
+            f"tail slot {self.ahead.tail_slot} is read"
+        )
+
+    def discard_read_ahead(self) -> None:
+        """The tail slot and the file go (on an undo, or once the export has read them)."""
+        reader, self.reader, self.ahead = self.reader, None, None
+        if reader is not None:
+            reader.discard()
+
+    def _decode(self, conn: Any, slot: str, upto_lsn: str | None) -> Iterable[DecodedChange]:
+        """The snapshot's slot, split at the read-ahead when its tail slot is still there."""
+        ahead = self.ahead
+        if ahead is None or not slot_usable(conn, ahead.tail_slot):
+            return decode_slot(conn, slot, upto_lsn)
+        self.split_at = ahead.lsn
+        return chained(ahead, self._count_tail(decode_slot(conn, ahead.tail_slot, upto_lsn)))
+
+    def _count_tail(self, changes: Iterable[DecodedChange]) -> Iterator[DecodedChange]:
+        for change in changes:
+            self.tail_changes += 1
+            yield change
 
     def close(self, live: str, staging: str) -> dict[str, str]:
         """Right after the services stopped: nobody may connect to either database until the start."""
@@ -191,11 +263,18 @@ class RestoreCapture:
                 self.cfg.counts.tables,
                 upto_lsn=self.stop.get("lsn"),
                 keys=self.keys,
+                decoder=self._decode,
             )
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
+        read_ahead = (
+            {"lost_read_ahead": {**self.ahead.report(), "changes_after": self.tail_changes}}
+            if self.ahead and self.split_at
+            else {}
+        )
         return changes, {
             **changes.report(),
+            **read_ahead,
             **files,
             "lost_summary": summary,
             "lost_export": export_archive(folder),
@@ -205,6 +284,7 @@ class RestoreCapture:
         """After a healthy start, once the lost changes are safe on disk: the snapshot's slot is
         dropped (it would hold WAL and the database). Before, an undo puts the replaced database
         back live with its slot, and a later restore still reports exactly."""
+        self.discard_read_ahead()
         slot = slot_of(self.snapshot.manifest)
         if slot and changes.mode == "exact":
             drop_slot(self.cfg.database, slot)
