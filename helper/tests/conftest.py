@@ -65,11 +65,15 @@ def drop_database(name: str) -> None:
 
 
 def tail_slots() -> list[str]:
-    """The read-ahead's tail slots left on the server (a restore drops its own whatever happens)."""
+    """The read-ahead's second slots left on the server: a restore's (``__tail``), dropped whatever
+    happens to it, and a warm standby's (``__standby``), which goes with its standby."""
     conn = pg_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT slot_name::text FROM pg_replication_slots WHERE slot_name::text LIKE '%%\\_\\_tail'")
+            cur.execute(
+                "SELECT slot_name::text FROM pg_replication_slots"
+                " WHERE slot_name::text LIKE '%%\\_\\_tail' OR slot_name::text LIKE '%%\\_\\_standby'"
+            )
             return [row[0] for row in cur.fetchall()]
     finally:
         conn.close()

@@ -26,6 +26,7 @@ from conftest import (
     pg_connect,
     read_databases_seen,
     table_maintenance,
+    tail_slots,
 )
 from odoo_rollback.journal import Event, Journal
 from psycopg2 import sql
@@ -322,6 +323,50 @@ def build_at_restore(env: HelperEnv) -> bool:
     )
 
 
+def test_a_standby_reads_the_snapshot_slot_ahead_and_its_rollback_reads_only_what_came_after(
+    odoo_filestore: HelperEnv,
+) -> None:
+    env = odoo_filestore
+    env.write(capture={"slot_wait_seconds": 600})
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    if env.run_json("restore", snap["id"])["lost_rows_mode"] != "exact":
+        pytest.skip("the server gives no replication slot: nothing to read ahead")
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'before the build ' || i FROM generate_series(1, 3) i")
+    env.run_json("standby", "build", snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after the build ' || i FROM generate_series(1, 4) i")
+    assert len(tail_slots()) == 1 and len(list(env.storage.glob("standby/*.ahead.jsonl"))) == 1
+
+    result = env.run_json("rollback", "--yes")
+
+    assert {s["name"]: s for s in result["steps"]}["staging"].get("skipped")
+    assert result["lost_rows_mode"] == "exact" and result["lost_changes"] == {"res_partner": {"inserted": 7}}
+    # Read when the standby was built: the 3 changes before it; after the stop, only the 4 after it.
+    assert result["lost_read_ahead"]["changes_before"] == 3 and result["lost_read_ahead"]["changes_after"] == 4
+    assert not tail_slots() and not list(env.storage.glob("standby/*.ahead.jsonl"))
+
+
+def test_a_standby_read_ahead_that_changed_is_not_used(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    env.write(capture={"slot_wait_seconds": 600})
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    if env.run_json("restore", snap["id"])["lost_rows_mode"] != "exact":
+        pytest.skip("the server gives no replication slot: nothing to read ahead")
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'before the build ' || i FROM generate_series(1, 3) i")
+    env.run_json("standby", "build", snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after the build ' || i FROM generate_series(1, 4) i")
+    (kept,) = env.storage.glob("standby/*.ahead.jsonl")
+    kept.write_text(kept.read_text().replace("before the build 2", "before the build X"))
+
+    result = env.run_json("rollback", "--yes")
+
+    # Not the file's word: the snapshot's slot is read whole, and every change is there, as it was.
+    assert "lost_read_ahead" not in result
+    assert result["lost_changes"] == {"res_partner": {"inserted": 7}}
+    lost = sorted(json.loads(line)["after"]["name"] for line in Path(result["lost_rows_file"]).read_text().splitlines())
+    assert "before the build 2" in lost and "before the build X" not in lost
+    assert not tail_slots() and not list(env.storage.glob("standby/*.ahead.jsonl"))
+
+
 def journal_message(env: HelperEnv, text: str) -> bool:
     return any(text in e.message for e in journal_events(env))
 
@@ -357,9 +402,11 @@ def test_a_rollback_with_a_standby_killed_then_resumed(odoo_filestore: HelperEnv
         assert standby_of(env, snap["id"])["state"] == "ready"
         assert database_row(standby_of(env, snap["id"])["database"]) == (False, "rollback_helper", standby_oid)
     else:
-        # Taken by the run, it went live or was dropped with the run's staging: none is left over.
+        # Taken by the run, it went live or was dropped with the run's staging: none is left over,
+        # nor its read-ahead (the slot and the file).
         assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
         assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
+        assert not tail_slots() and not list(env.storage.glob("standby/*.ahead.jsonl"))
     assert env.run_json("resume") == []
 
 

@@ -43,6 +43,17 @@ def slot_name(snapshot_id: str) -> str:
     return (SLOT_PREFIX + re.sub(r"[^a-z0-9_]", "_", snapshot_id.lower()))[:63]
 
 
+# The read-ahead's second slots (read_ahead.py): a restore's, for its own run, and a warm standby's,
+# kept with the standby.
+TAIL_SUFFIX = "__tail"
+STANDBY_TAIL_SUFFIX = "__standby"
+
+
+def tail_slot_name(snapshot_slot: str, suffix: str = TAIL_SUFFIX) -> str:
+    """A read-ahead slot of *snapshot_slot* (at most 63 characters, like every slot name)."""
+    return snapshot_slot[: 63 - len(suffix)] + suffix
+
+
 @dataclass(frozen=True)
 class SlotStart:
     slot: str
@@ -150,9 +161,13 @@ def slot_of(manifest: Manifest) -> str | None:
 
 
 def release_capture(db_cfg: DatabaseConfig, manifest: Manifest) -> bool:
-    """The snapshot is going away (pruned or superseded): its slot goes with it."""
+    """The snapshot is going away (pruned or superseded): its slot goes with it, and its standby's
+    read-ahead slot, of no use without it."""
     name = slot_of(manifest)
-    return bool(name and drop_slot(db_cfg, name))
+    if not name:
+        return False
+    drop_slot(db_cfg, tail_slot_name(name, STANDBY_TAIL_SUFFIX))
+    return drop_slot(db_cfg, name)
 
 
 def release_superseded(db_cfg: DatabaseConfig, manifests: list[Manifest], newest: Manifest) -> list[str]:

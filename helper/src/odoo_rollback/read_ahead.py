@@ -34,20 +34,14 @@ from typing import Any
 
 import psycopg2
 
-from .capture import PLUGIN, drop_slot
+from .capture import PLUGIN, drop_slot, tail_slot_name
+from .checksums import sha256_file
 from .config import DatabaseConfig
 from .db import connect
 from .decoding import DecodedChange, parse_change
-from .errors import RollbackError
-from .lost_rows import peek_lines
+from .errors import OperationFailed, RollbackError
+from .lost_rows import peek_lines, slot_usable
 from .storage import PARTIAL_PREFIX, partial_in_use
-
-TAIL_SUFFIX = "__tail"
-
-
-def tail_slot_name(snapshot_slot: str) -> str:
-    """The tail slot of *snapshot_slot* (at most 63 characters, like every slot name)."""
-    return snapshot_slot[: 63 - len(TAIL_SUFFIX)] + TAIL_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -58,6 +52,7 @@ class ReadAhead:
     lsn: str
     path: Path
     count: int  # row changes (not BEGIN and COMMIT lines)
+    sha256: str | None = None  # of the file, for one kept (a warm standby's)
 
     def changes(self) -> Iterator[DecodedChange]:
         with self.path.open(encoding="utf-8") as lines:
@@ -81,15 +76,39 @@ def create_tail(conn: Any, name: str) -> str | None:
         return None
 
 
-def read_up_to(db_cfg: DatabaseConfig, live: str, slot: str, lsn: str, target: Path) -> int:
+def read_up_to(db_cfg: DatabaseConfig, live: str, slot: str, lsn: str, target: Path, durable: bool = False) -> int:
     """The test_decoding lines of *slot* up to *lsn*, one JSON string a line (a value may hold a
-    newline); how many of them are row changes."""
+    newline); how many of them are row changes. *durable*: on disk before this returns."""
     count = 0
     with connect(db_cfg, live) as conn, target.open("w", encoding="utf-8") as out:
         for data in peek_lines(conn, slot, lsn):
             out.write(json.dumps(data) + "\n")
             count += data.startswith("table ")
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
     return count
+
+
+def read_ahead_now(db_cfg: DatabaseConfig, live: str, snapshot_slot: str, tail_slot: str, target: Path) -> ReadAhead:
+    """For a warm standby, once it is built: the tail slot, created now (however long the running
+    transactions hold it back: nobody waits for a build), and the snapshot's slot up to its starting
+    point in *target*, durable and hashed. Raises, the tail dropped, when it cannot be had."""
+    with connect(db_cfg, live) as conn:
+        if not slot_usable(conn, snapshot_slot):
+            raise OperationFailed(f"the snapshot's slot {snapshot_slot} is not there to read ahead")
+    drop_slot(db_cfg, tail_slot)  # one an earlier build left: only a new one is trusted
+    try:
+        with connect(db_cfg, live) as conn:
+            lsn = create_tail(conn, tail_slot)
+        if lsn is None:
+            raise OperationFailed(f"the slot {tail_slot} could not be created")
+        count = read_up_to(db_cfg, live, snapshot_slot, lsn, target, durable=True)
+        return ReadAhead(tail_slot, lsn, target, count, sha256_file(target))
+    except BaseException:
+        drop_slot(db_cfg, tail_slot)
+        target.unlink(missing_ok=True)
+        raise
 
 
 class SlotReader:

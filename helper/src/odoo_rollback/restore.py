@@ -73,7 +73,16 @@ from .notify import ProgressNotifier
 from .request import RestoreRequest
 from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
 from .services import ServiceBackend, backend_for
-from .standby import NotUsable, adopt_standby, cancel_build, drop_standby, prove_standby, remove_state, standby_lock
+from .standby import (
+    NotUsable,
+    adopt_standby,
+    cancel_build,
+    drop_standby,
+    prove_standby,
+    remove_state,
+    standby_lock,
+    standby_read_ahead,
+)
 from .standby_state import READY, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
@@ -397,6 +406,10 @@ class RestoreRun:
                     "staging_oid": state.oid,
                 },
             )
+            ahead = standby_read_ahead(self.cfg, self.snapshot, state)
+            if ahead is not None:  # journaled before it is this run's: a resume drops it
+                self.journal.update(self.op, {"capture_tail": ahead.tail_slot, "capture_ahead_file": str(ahead.path)})
+                self.progress.note("standby", "info", self.capture.adopt_read_ahead(ahead))
             remove_state(self.snapshot.path)
             self.standby = state
         self.progress.note("standby", "info", f"the ready standby {state.database} replaces the staging")
@@ -937,9 +950,11 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     outcomes = []
     for op in journal.unfinished("restore"):
         names = op.data.get("names") or {}
-        if op.data.get("capture_tail"):  # a read-ahead's tail slot: the export reads the snapshot's whole
+        if op.data.get("capture_tail"):  # a read-ahead's slot and file: the export reads the snapshot's whole
             with contextlib.suppress(RollbackError, psycopg2.Error):
                 drop_slot(cfg.database, op.data["capture_tail"])
+        if op.data.get("capture_ahead_file"):
+            Path(op.data["capture_ahead_file"]).unlink(missing_ok=True)
         events = journal.events(operation_id=op.id)
         swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):

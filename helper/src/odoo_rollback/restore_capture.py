@@ -139,6 +139,7 @@ class RestoreCapture:
     staged_keys: ExitStack = field(default_factory=ExitStack)
     reader: SlotReader | None = None
     ahead: ReadAhead | None = None
+    adopted: ReadAhead | None = None  # a warm standby's read-ahead, this run's to drop once used
     split_at: str | None = None  # the read-ahead's point, once the export has used it
     tail_changes: int = 0  # the changes the export read from the tail slot
 
@@ -203,11 +204,22 @@ class RestoreCapture:
             f"tail slot {self.ahead.tail_slot} is read"
         )
 
+    def adopt_read_ahead(self, ahead: ReadAhead) -> str:
+        """A warm standby's read-ahead, made when it was built (standby.standby_read_ahead): the
+        export reads after the stop only what came after the build."""
+        self.ahead = self.adopted = ahead
+        self.staged_keys.callback(self.discard_read_ahead)
+        return f"the standby's read-ahead is used: {ahead.count} change(s) up to {ahead.lsn}"
+
     def discard_read_ahead(self) -> None:
         """The tail slot and the file go (on an undo, or once the export has read them)."""
-        reader, self.reader, self.ahead = self.reader, None, None
+        reader, adopted = self.reader, self.adopted
+        self.reader = self.ahead = self.adopted = None
         if reader is not None:
             reader.discard()
+        if adopted is not None:
+            drop_slot(self.cfg.database, adopted.tail_slot)
+            adopted.path.unlink(missing_ok=True)
 
     def _decode(self, conn: Any, slot: str, upto_lsn: str | None) -> Iterable[DecodedChange]:
         """The snapshot's slot, split at the read-ahead when its tail slot is still there."""

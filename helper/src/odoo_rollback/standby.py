@@ -50,8 +50,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import psycopg2
 from psycopg2 import sql
 
+from .capture import STANDBY_TAIL_SUFFIX, drop_slot, slot_of, tail_slot_name
+from .checksums import sha256_file
 from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
@@ -60,7 +63,8 @@ from .errors import OperationFailed, PreconditionError, RollbackError, StorageEr
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
 from .manifest import FILESTORE_NAME
 from .modules import database_size, installed_modules
-from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, read_state, state_path
+from .read_ahead import ReadAhead, read_ahead_now
+from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, ahead_path, read_state, state_path
 from .standby_state import FAILED as STATE_FAILED
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, write_atomically
 from .verify import check_listing, compare_counts, staged_dump
@@ -83,13 +87,22 @@ STANDBY_CHECK = "storage (standby)"
 class StandbyNames:
     database: str
     filestore: Path
+    # Its read-ahead of the snapshot's slot: the second slot (None without a slot) and the file.
+    ahead_slot: str | None
+    ahead_file: Path
 
 
 def standby_names(cfg: Config, snapshot: Snapshot) -> StandbyNames:
     """``<db>__standby_<YYYYmmddHHMMSS of the snapshot>``: like the restore's names, within 63 bytes."""
     stamp = snapshot.id[:8] + snapshot.id[9:15]
     fs = cfg.filestore.path
-    return StandbyNames(f"{cfg.database.name}__standby_{stamp}", fs.parent / f".{fs.name}__standby_{stamp}")
+    slot = slot_of(snapshot.manifest)
+    return StandbyNames(
+        f"{cfg.database.name}__standby_{stamp}",
+        fs.parent / f".{fs.name}__standby_{stamp}",
+        tail_slot_name(slot, STANDBY_TAIL_SUFFIX) if slot else None,
+        ahead_path(snapshot.path),
+    )
 
 
 def utcnow() -> str:
@@ -541,12 +554,15 @@ def remove_state(snapshot_path: Path) -> None:
 
 
 def _discard(cfg: Config, names: StandbyNames) -> None:
-    """Drop a standby's database and filestore folder (only these names: they are the helper's)."""
+    """Drop a standby's database, filestore folder and read-ahead (only these names: they are the helper's)."""
     with maintenance(cfg.database) as conn:
         exists = database_exists(conn, names.database)
     if exists:
         drop_database(cfg.database, names.database)
     shutil.rmtree(names.filestore, ignore_errors=True)
+    if names.ahead_slot:
+        drop_slot(cfg.database, names.ahead_slot)
+    names.ahead_file.unlink(missing_ok=True)
 
 
 def _terminate_on_sigterm() -> None:
@@ -654,6 +670,26 @@ class StandbyBuild:
         state.oid, state.row_xmin = identity["oid"], identity["row_xmin"]
         state.sessions, state.stats_reset = identity["sessions"], identity["stats_reset"]
 
+    def read_ahead(self) -> str:
+        """The snapshot's slot read now, up to a second slot kept with the standby: a rollback with it
+        then reads after the stop only what came after the build (the build's own WAL, about the
+        database's size, lies before). Only an optimization: the standby is ready without it."""
+        slot, tail = slot_of(self.snapshot.manifest), self.names.ahead_slot
+        if not slot or not tail:
+            return "the snapshot has no replication slot: nothing to read ahead"
+        try:
+            ahead = read_ahead_now(self.cfg.database, self.cfg.database.name, slot, tail, self.names.ahead_file)
+        except (RollbackError, OSError, psycopg2.Error) as exc:
+            return f"no read-ahead: {str(exc).strip()}"
+        state = self.state
+        state.ahead_slot, state.ahead_lsn, state.ahead_changes, state.ahead_sha256 = (
+            ahead.tail_slot,
+            ahead.lsn,
+            ahead.count,
+            ahead.sha256,
+        )
+        return f"read ahead: {ahead.count} change(s) up to {ahead.lsn}, kept with the slot {ahead.tail_slot}"
+
     def run(self) -> StandbyState:
         with standby_lock(self.cfg):
             try:
@@ -676,6 +712,8 @@ class StandbyBuild:
         with self.step("close") as done:
             self.close()
             done["message"] = "closed to connections; counts and module versions equal the snapshot's"
+        with self.step("read_ahead", slot=self.names.ahead_slot) as done:  # journaled before the slot exists
+            done["message"] = self.read_ahead()
         self.state.state, self.state.ready_at = READY, utcnow()
         write_state(self.snapshot, self.state)
         return self.state
@@ -766,6 +804,20 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
     if digest != state.files_digest or files != state.files:
         raise NotUsable("the standby filestore was changed after it was built")
     return state
+
+
+def standby_read_ahead(cfg: Config, snapshot: Snapshot, state: StandbyState) -> ReadAhead | None:
+    """The read-ahead kept with a proven standby, when its slot and file are as the build left them;
+    else None (and what is left of it goes): the restore then reads the snapshot's slot whole."""
+    names = standby_names(cfg, snapshot)
+    if state.ahead_slot and state.ahead_lsn and state.ahead_slot == names.ahead_slot:
+        with contextlib.suppress(OSError):
+            if sha256_file(names.ahead_file) == state.ahead_sha256:
+                return ReadAhead(state.ahead_slot, state.ahead_lsn, names.ahead_file, state.ahead_changes)
+    if names.ahead_slot:
+        drop_slot(cfg.database, names.ahead_slot)
+    names.ahead_file.unlink(missing_ok=True)
+    return None
 
 
 def adopt_standby(cfg: Config, name: str) -> None:

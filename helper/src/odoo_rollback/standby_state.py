@@ -48,6 +48,12 @@ class StandbyState:
     link_problem: str | None = None  # why files were copied rather than linked, if they were
     priority: str = ""
     error: str | None = None
+    # The snapshot's slot read ahead once the standby was built (read_ahead.py): the second slot, its
+    # starting point, the changes before it and the digest of the file that holds them (ahead_path).
+    ahead_slot: str | None = None
+    ahead_lsn: str | None = None
+    ahead_changes: int = 0
+    ahead_sha256: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -84,6 +90,11 @@ class StandbyState:
 def state_path(snapshot_path: Path) -> Path:
     """Where the record of the standby of the snapshot in *snapshot_path* is (``<storage>/snapshots/<id>``)."""
     return snapshot_path.parent.parent / STANDBY_DIR / f"{snapshot_path.name}.json"
+
+
+def ahead_path(snapshot_path: Path) -> Path:
+    """Where a standby's read-ahead of the snapshot's slot is kept, beside its record."""
+    return state_path(snapshot_path).with_name(f"{snapshot_path.name}.ahead.jsonl")
 
 
 def read_state(snapshot_path: Path) -> StandbyState | None:
