@@ -65,11 +65,14 @@ class ReadAhead:
         return {"upto_lsn": self.lsn, "changes_before": self.count, "tail_slot": self.tail_slot}
 
 
-def create_tail(conn: Any, name: str) -> str | None:
+def create_tail(conn: Any, name: str, wait_seconds: float | None = None) -> str | None:
     """The tail slot, created on *conn*'s database: its consistent point, or None when the creation
-    failed or was cancelled (the server drops a slot whose creation did not finish)."""
+    failed, was cancelled or outlasted *wait_seconds* (the server drops a slot whose creation did not
+    finish)."""
     try:
         with conn.cursor() as cur:
+            if wait_seconds is not None:
+                cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(wait_seconds * 1000)}ms",))
             cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)", (name, PLUGIN))
             return str(cur.fetchone()[0])
     except psycopg2.Error:
@@ -90,9 +93,11 @@ def read_up_to(db_cfg: DatabaseConfig, live: str, slot: str, lsn: str, target: P
     return count
 
 
-def read_ahead_now(db_cfg: DatabaseConfig, live: str, snapshot_slot: str, tail_slot: str, target: Path) -> ReadAhead:
-    """For a warm standby, once it is built: the tail slot, created now (however long the running
-    transactions hold it back: nobody waits for a build), and the snapshot's slot up to its starting
+def read_ahead_now(
+    db_cfg: DatabaseConfig, live: str, snapshot_slot: str, tail_slot: str, target: Path, wait_seconds: float
+) -> ReadAhead:
+    """For a warm standby, once it is built: the tail slot, created now (waiting up to *wait_seconds*
+    for the running transactions: nobody waits for a build), and the snapshot's slot up to its starting
     point in *target*, durable and hashed. Raises, the tail dropped, when it cannot be had."""
     with connect(db_cfg, live) as conn:
         if not slot_usable(conn, snapshot_slot):
@@ -100,9 +105,9 @@ def read_ahead_now(db_cfg: DatabaseConfig, live: str, snapshot_slot: str, tail_s
     drop_slot(db_cfg, tail_slot)  # one an earlier build left: only a new one is trusted
     try:
         with connect(db_cfg, live) as conn:
-            lsn = create_tail(conn, tail_slot)
+            lsn = create_tail(conn, tail_slot, wait_seconds)
         if lsn is None:
-            raise OperationFailed(f"the slot {tail_slot} could not be created")
+            raise OperationFailed(f"the slot {tail_slot} could not be created within {wait_seconds:g} s")
         count = read_up_to(db_cfg, live, snapshot_slot, lsn, target, durable=True)
         return ReadAhead(tail_slot, lsn, target, count, sha256_file(target))
     except BaseException:

@@ -678,7 +678,14 @@ class StandbyBuild:
         if not slot or not tail:
             return "the snapshot has no replication slot: nothing to read ahead"
         try:
-            ahead = read_ahead_now(self.cfg.database, self.cfg.database.name, slot, tail, self.names.ahead_file)
+            ahead = read_ahead_now(
+                self.cfg.database,
+                self.cfg.database.name,
+                slot,
+                tail,
+                self.names.ahead_file,
+                self.cfg.capture.slot_wait_seconds,
+            )
         except (RollbackError, OSError, psycopg2.Error) as exc:
             return f"no read-ahead: {str(exc).strip()}"
         state = self.state
