@@ -13,7 +13,7 @@ import pytest
 from conftest import HelperEnv, pg_connect, tail_slots
 from odoo_rollback.config import load_config
 from odoo_rollback.decoding import parse_change
-from odoo_rollback.lost_rows import decode_slot
+from odoo_rollback.lost_rows import decode_slot, peek_lines
 from odoo_rollback.read_ahead import SlotReader, chained
 
 
@@ -171,3 +171,39 @@ def test_a_reading_split_at_a_tail_slot_gives_every_change_once_in_order(helper_
         writer.join()
         reader.close()
     assert not tail_slots() and not list(folder.iterdir())
+
+
+def test_a_second_reading_of_a_slot_waits_for_the_first_instead_of_failing(helper_env: HelperEnv) -> None:
+    """Odoo's preview may read the snapshot's slot while a standby's read-ahead reads it: the server lets
+    one session at a time decode a slot, and the second one waits its turn."""
+    name = "odoo_rollback_test_busy"
+    conn = pg_connect(helper_env.db.name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (name,))
+            cur.execute("CREATE TABLE busy (id int PRIMARY KEY)")
+            cur.execute("INSERT INTO busy SELECT generate_series(1, 400000)")
+
+        def hold() -> None:
+            other = pg_connect(helper_env.db.name)
+            with other.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_logical_slot_peek_changes(%s, NULL, NULL)", (name,))
+            other.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        deadline = time.monotonic() + 30
+        with conn.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,))
+                if cur.fetchone()[0]:
+                    break
+        try:
+            lines = list(peek_lines(conn, name))
+        finally:
+            holder.join()
+        assert sum(line.startswith("table public.busy: INSERT") for line in lines) == 400000
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+        conn.close()

@@ -25,6 +25,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from .decoding import DecodedChange, parse_change
@@ -90,6 +92,8 @@ SUMMARY_RECORDS = 200
 # Rows fetched from the server at a time, and rows looked up together (names, external ids): a
 # deployment that rewrote a whole table changes millions of rows, which are never all in memory.
 BATCH = 5000
+# How long a reading of a slot waits for another session reading it (see peek_lines).
+SLOT_BUSY_SECONDS = 60.0
 
 
 @dataclass
@@ -395,19 +399,39 @@ def peek_lines(conn: Any, slot: str, upto_lsn: str | None = None) -> Iterator[st
     """The slot's test_decoding lines, without consuming them (peek: a second reading gives the same),
     fetched BATCH at a time through a server-side cursor (a plain one would hold them all in memory), in
     a transaction of *conn* that is rolled back. With *upto_lsn*, the transactions whose commit record
-    begins before it."""
+    begins before it.
+
+    A slot is read by one session at a time, for as long as the server decodes it (then the rows are
+    in the cursor): a second reading (Odoo's preview beside a standby's read-ahead, say) waits for the
+    first, up to :data:`SLOT_BUSY_SECONDS`, rather than fail."""
     autocommit = conn.autocommit
     conn.autocommit = False
+    deadline = time.monotonic() + SLOT_BUSY_SECONDS
     try:
-        with conn.cursor(name="rollback_decode_slot") as cur:
+        while True:
+            cur = conn.cursor(name="rollback_decode_slot")
             cur.itersize = BATCH
             cur.execute(
                 "SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, "
                 "'include-xids', '0', 'skip-empty-xacts', '1')",
                 (slot, upto_lsn),
             )
-            for (data,) in cur:
-                yield data
+            try:
+                first = cur.fetchmany(BATCH)  # the slot is taken, and decoded whole, here
+            except psycopg2.errors.ObjectInUse:
+                conn.rollback()  # the cursor went with the transaction: nothing to close
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+            try:
+                for (data,) in first:
+                    yield data
+                for (data,) in cur:
+                    yield data
+            finally:
+                cur.close()
+            break
         conn.rollback()
     finally:
         conn.autocommit = autocommit
