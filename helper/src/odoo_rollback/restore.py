@@ -83,7 +83,7 @@ from .standby import (
     standby_lock,
     standby_read_ahead,
 )
-from .standby_state import READY, StandbyState, read_state, standby_summary
+from .standby_state import READY, STANDBY_DIR, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
 
@@ -953,8 +953,9 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
         if op.data.get("capture_tail"):  # a read-ahead's slot and file: the export reads the snapshot's whole
             with contextlib.suppress(RollbackError, psycopg2.Error):
                 drop_slot(cfg.database, op.data["capture_tail"])
-        if op.data.get("capture_ahead_file"):
-            Path(op.data["capture_ahead_file"]).unlink(missing_ok=True)
+        ahead_file = Path(op.data.get("capture_ahead_file") or ".")
+        if ahead_file.parent == cfg.storage.path / STANDBY_DIR:  # only ever a standby's, nothing else
+            ahead_file.unlink(missing_ok=True)
         events = journal.events(operation_id=op.id)
         swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):

@@ -79,6 +79,10 @@ CLI = (sys.executable, "-m", "odoo_rollback.cli")
 LOCK_NAME = "standby.lock"
 # How long a restore waits for a cancelled build to clean up after itself.
 CANCEL_SECONDS = 60
+# How long the build's read-ahead waits for the transactions running when it creates its slot (a
+# deployment's module update is one long transaction): the standby is not ready meanwhile, and a
+# restore that begins then stops the build and stages. Past this it is ready without a read-ahead.
+STANDBY_TAIL_WAIT_SECONDS = 2.0
 # health's row for the standbys (a deployment's verdict leaves it out: disk is monitoring's concern).
 STANDBY_CHECK = "storage (standby)"
 
@@ -684,7 +688,7 @@ class StandbyBuild:
                 slot,
                 tail,
                 self.names.ahead_file,
-                self.cfg.capture.slot_wait_seconds,
+                STANDBY_TAIL_WAIT_SECONDS,
             )
         except (RollbackError, OSError, psycopg2.Error) as exc:
             return f"no read-ahead: {str(exc).strip()}"
