@@ -14,7 +14,7 @@ from conftest import HelperEnv, pg_connect, tail_slots
 from odoo_rollback.config import load_config
 from odoo_rollback.decoding import parse_change
 from odoo_rollback.lost_rows import decode_slot, peek_lines
-from odoo_rollback.read_ahead import SlotReader, chained
+from odoo_rollback.read_ahead import SlotReader, chained, tail_intact
 
 
 def helper_slots(database: str) -> list[str]:
@@ -162,7 +162,13 @@ def test_a_reading_split_at_a_tail_slot_gives_every_change_once_in_order(helper_
                 cur.execute("SELECT pg_current_wal_lsn()::text")
                 upto = cur.fetchone()[0]
             whole = list(decode_slot(reader, slot, upto))
+            assert tail_intact(reader, ahead)
             split = list(chained(ahead, decode_slot(reader, ahead.tail_slot, upto)))
+            # The same name made again later is another slot: the split would miss what came between.
+            with reader.cursor() as cur:
+                cur.execute("SELECT pg_drop_replication_slot(%s)", (ahead.tail_slot,))
+                cur.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (ahead.tail_slot,))
+            assert not tail_intact(reader, ahead)
             tail.discard()
             assert 0 < ahead.count < len(whole)
             assert split == whole

@@ -215,12 +215,17 @@ def test_a_newer_standby_supersedes_the_older_and_prune_drops_it(odoo_filestore:
     assert first_standby["database"] not in list_databases(env.db.name)
     assert not Path(first_standby["filestore"]).exists()
     assert database_row(second_standby["database"]) is not None
+    # Each standby's read-ahead (its second slot and file) goes with it: only the newer one's is left.
+    read_aheads = list(env.storage.glob("standby/*.ahead.jsonl"))
+    assert len(tail_slots()) == len(read_aheads) <= 1
+    assert all(second["id"] in path.name for path in read_aheads)
 
     time.sleep(1.1)
     env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
     env.run_json("prune", "--keep", "1")
     assert second_standby["database"] not in list_databases(env.db.name)
     assert not Path(second_standby["filestore"]).exists()
+    assert not tail_slots() and not list(env.storage.glob("standby/*.ahead.jsonl"))
 
 
 def test_a_standby_that_would_not_fit_is_refused_and_health_says_so(odoo_filestore: HelperEnv) -> None:

@@ -65,6 +65,27 @@ class ReadAhead:
         return {"upto_lsn": self.lsn, "changes_before": self.count, "tail_slot": self.tail_slot}
 
 
+def forget(db_cfg: DatabaseConfig, tail_slot: str | None, path: Path | None) -> None:
+    """A read-ahead that is no longer wanted: its second slot dropped (it holds WAL), its file removed."""
+    if tail_slot:
+        drop_slot(db_cfg, tail_slot)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def tail_intact(conn: Any, ahead: ReadAhead) -> bool:
+    """The second slot is the one the read-ahead made: on *conn*'s database, still starting where the
+    reading stopped (a peek never moves it). One made again meanwhile, by the same name, would start
+    later, and the changes in between would be in neither part."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()"
+            " AND confirmed_flush_lsn = %s::pg_lsn",
+            (ahead.tail_slot, ahead.lsn),
+        )
+        return cur.fetchone() is not None
+
+
 def create_tail(conn: Any, name: str, wait_seconds: float | None = None) -> str | None:
     """The tail slot, created on *conn*'s database: its consistent point, or None when the creation
     failed, was cancelled or outlasted *wait_seconds* (the server drops a slot whose creation did not
@@ -111,8 +132,7 @@ def read_ahead_now(
         count = read_up_to(db_cfg, live, snapshot_slot, lsn, target, durable=True)
         return ReadAhead(tail_slot, lsn, target, count, sha256_file(target))
     except BaseException:
-        drop_slot(db_cfg, tail_slot)
-        target.unlink(missing_ok=True)
+        forget(db_cfg, tail_slot, target)
         raise
 
 

@@ -53,7 +53,6 @@ import psycopg2
 from psycopg2 import sql
 
 from . import code as code_tree
-from .capture import drop_slot
 from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, maintenance
@@ -70,6 +69,7 @@ from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
+from .read_ahead import forget
 from .request import RestoreRequest
 from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
 from .services import ServiceBackend, backend_for
@@ -950,12 +950,14 @@ def resume(cfg: Config, journal: Journal) -> list[dict[str, Any]]:
     outcomes = []
     for op in journal.unfinished("restore"):
         names = op.data.get("names") or {}
-        if op.data.get("capture_tail"):  # a read-ahead's slot and file: the export reads the snapshot's whole
-            with contextlib.suppress(RollbackError, psycopg2.Error):
-                drop_slot(cfg.database, op.data["capture_tail"])
+        # A read-ahead's slot and (a standby's) file: the export reads the snapshot's slot whole.
         ahead_file = Path(op.data.get("capture_ahead_file") or ".")
-        if ahead_file.parent == cfg.storage.path / STANDBY_DIR:  # only ever a standby's, nothing else
-            ahead_file.unlink(missing_ok=True)
+        with contextlib.suppress(RollbackError, psycopg2.Error):
+            forget(
+                cfg.database,
+                op.data.get("capture_tail"),
+                ahead_file if ahead_file.parent == cfg.storage.path / STANDBY_DIR else None,  # only ever one
+            )
         events = journal.events(operation_id=op.id)
         swap_started = any(e.step == SWAP and e.status == START for e in events)
         if names and swap_started and database_swapped(cfg, names):

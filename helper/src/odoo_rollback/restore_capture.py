@@ -44,7 +44,7 @@ from .lost_rows import (
     user_tables,
 )
 from .lost_summary import export_archive, odoo_summary
-from .read_ahead import ReadAhead, SlotReader, chained
+from .read_ahead import ReadAhead, SlotReader, chained, forget, tail_intact
 from .snapshot_keys import SnapshotKeys, staging_keys
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 
@@ -140,7 +140,7 @@ class RestoreCapture:
     reader: SlotReader | None = None
     ahead: ReadAhead | None = None
     adopted: ReadAhead | None = None  # a warm standby's read-ahead, this run's to drop once used
-    split_at: str | None = None  # the read-ahead's point, once the export has used it
+    split_used: bool = False  # whether the export read the read-ahead and its tail slot
     tail_changes: int = 0  # the changes the export read from the tail slot
 
     def __post_init__(self) -> None:
@@ -218,15 +218,14 @@ class RestoreCapture:
         if reader is not None:
             reader.discard()
         if adopted is not None:
-            drop_slot(self.cfg.database, adopted.tail_slot)
-            adopted.path.unlink(missing_ok=True)
+            forget(self.cfg.database, adopted.tail_slot, adopted.path)
 
     def _decode(self, conn: Any, slot: str, upto_lsn: str | None) -> Iterable[DecodedChange]:
         """The snapshot's slot, split at the read-ahead when its tail slot is still there."""
         ahead = self.ahead
-        if ahead is None or not slot_usable(conn, ahead.tail_slot):
+        if ahead is None or not tail_intact(conn, ahead):
             return decode_slot(conn, slot, upto_lsn)
-        self.split_at = ahead.lsn
+        self.split_used = True
         return chained(ahead, self._count_tail(decode_slot(conn, ahead.tail_slot, upto_lsn)))
 
     def _count_tail(self, changes: Iterable[DecodedChange]) -> Iterator[DecodedChange]:
@@ -281,7 +280,7 @@ class RestoreCapture:
             summary = odoo_summary(changes, conn, live_conn)
         read_ahead = (
             {"lost_read_ahead": {**self.ahead.report(), "changes_after": self.tail_changes}}
-            if self.ahead and self.split_at
+            if self.ahead and self.split_used
             else {}
         )
         return changes, {

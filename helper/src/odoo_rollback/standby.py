@@ -53,7 +53,7 @@ from typing import IO, Any
 import psycopg2
 from psycopg2 import sql
 
-from .capture import STANDBY_TAIL_SUFFIX, drop_slot, slot_of, tail_slot_name
+from .capture import STANDBY_TAIL_SUFFIX, slot_of, tail_slot_name
 from .checksums import sha256_file
 from .config import Config
 from .counts import exact_counts
@@ -63,7 +63,7 @@ from .errors import OperationFailed, PreconditionError, RollbackError, StorageEr
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
 from .manifest import FILESTORE_NAME
 from .modules import database_size, installed_modules
-from .read_ahead import ReadAhead, read_ahead_now
+from .read_ahead import ReadAhead, forget, read_ahead_now
 from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, ahead_path, read_state, state_path
 from .standby_state import FAILED as STATE_FAILED
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, write_atomically
@@ -564,9 +564,7 @@ def _discard(cfg: Config, names: StandbyNames) -> None:
     if exists:
         drop_database(cfg.database, names.database)
     shutil.rmtree(names.filestore, ignore_errors=True)
-    if names.ahead_slot:
-        drop_slot(cfg.database, names.ahead_slot)
-    names.ahead_file.unlink(missing_ok=True)
+    forget(cfg.database, names.ahead_slot, names.ahead_file)
 
 
 def _terminate_on_sigterm() -> None:
@@ -825,9 +823,7 @@ def standby_read_ahead(cfg: Config, snapshot: Snapshot, state: StandbyState) -> 
         with contextlib.suppress(OSError):
             if sha256_file(names.ahead_file) == state.ahead_sha256:
                 return ReadAhead(state.ahead_slot, state.ahead_lsn, names.ahead_file, state.ahead_changes)
-    if names.ahead_slot:
-        drop_slot(cfg.database, names.ahead_slot)
-    names.ahead_file.unlink(missing_ok=True)
+    forget(cfg.database, names.ahead_slot, names.ahead_file)
     return None
 
 
