@@ -299,6 +299,48 @@ def table_maintenance(dbname: str, table: str) -> dict[str, bool]:
         conn.close()
 
 
+@contextmanager
+def autovacuum_working_in(dbname: str) -> Iterator[int]:
+    """An autovacuum worker busy in *dbname* the whole block (its pid): a process with no role, which
+    PostgreSQL 15 lets no role but a superuser end. The server is told to look every second until the
+    worker starts on a table vacuumed as slowly as PostgreSQL allows, then back to its own pace."""
+    conn = pg_connect(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE rbtest_slow_vacuum (pad text) WITH (autovacuum_vacuum_threshold = 0,"
+                " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
+                " autovacuum_vacuum_cost_limit = 1)"
+            )
+            cur.execute("INSERT INTO rbtest_slow_vacuum SELECT repeat('x', 200) FROM generate_series(1, 20000)")
+            cur.execute("DELETE FROM rbtest_slow_vacuum")
+    finally:
+        conn.close()
+    admin = pg_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+            cur.execute("SELECT pg_reload_conf()")
+            try:
+                deadline = time.monotonic() + 60
+                pid = None
+                while pid is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    cur.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND datname = %s",
+                        (dbname,),
+                    )
+                    row = cur.fetchone()
+                    pid = row[0] if row else None
+            finally:
+                cur.execute("ALTER SYSTEM RESET autovacuum_naptime")
+                cur.execute("SELECT pg_reload_conf()")
+        assert pid is not None, f"no autovacuum worker came to {dbname} within 60 s"
+        yield pid
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def snapshot_then_changes(helper_env: HelperEnv) -> dict[str, Any]:
     """A verified pre_deploy snapshot, then a deployment that changed data and the filestore."""

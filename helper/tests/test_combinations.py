@@ -20,12 +20,16 @@ from conftest import (
     PG,
     HelperEnv,
     Served,
+    autovacuum_working_in,
     database_counts,
     databases_seen_by_the_services,
     list_databases,
     pg_connect,
     read_databases_seen,
 )
+from odoo_rollback.config import load_config
+from odoo_rollback.dump import drop_database
+from odoo_rollback.errors import EXIT_REFUSED
 from psycopg2 import sql
 from test_crash import restore_killed_at
 from test_deploy import EXIT_ROLLED_BACK, DeployEnv, assert_at_revision_1
@@ -333,3 +337,91 @@ def test_a_helper_that_is_not_a_superuser_restores_without_a_standby(operator_ro
     staged = [name for name, oid in read_databases_seen(seen["stop"]).items() if oid == database_oid(env.db.name)]
     assert len(staged) == 1 and "__restore_" in staged[0]  # staged while the services ran
     assert result["lost_rows_mode"] == "exact" and result["lost_changes"] == {"res_partner": {"inserted": 7}}
+
+
+# -- sessions the helper's role may not end -----------------------------------------------------------
+def alive(conn: Any) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("standby", [True, False], ids=["with_standby", "staged"])
+def test_a_helper_that_is_not_a_superuser_rolls_back_while_autovacuum_works_on_the_live_database(
+    operator_roles: tuple[HelperEnv, str], standby: bool
+) -> None:
+    """An autovacuum worker has no role: PostgreSQL 15 lets only a superuser end it, and ends it
+    itself for the rename. Ending the live database's sessions at the stop must pass it by."""
+    env, odoo_role = operator_roles
+    env.write(standby={"enabled": standby})
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby" if standby else "--verify")
+    if standby:
+        wait_ready(env, snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+
+    with autovacuum_working_in(env.db.name):
+        result = env.run_json("rollback", "--yes")
+
+    assert result["ok"], result.get("error")
+    assert database_counts(env.db.name) == before
+    assert database_row(env.db.name)[:2] == (True, odoo_role)
+    assert result["lost_changes"]["res_partner"] == {"inserted": 7}
+
+
+def test_a_helper_that_is_not_a_superuser_drops_a_database_autovacuum_works_on(
+    operator_roles: tuple[HelperEnv, str],
+) -> None:
+    """The drop that discards staging, a standby, a drill's copy or a kept database, as in a resume
+    whose staging autovacuum had reached."""
+    env, odoo_role = operator_roles
+    scratch = f"{env.db.name}__restore_autovacuum"
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(scratch), sql.Identifier(odoo_role))
+            )
+    finally:
+        conn.close()
+
+    with autovacuum_working_in(scratch):
+        drop_database(load_config(env.config_path).database, scratch)
+
+    assert scratch not in list_databases(env.db.name)
+
+
+def test_a_superuser_session_the_helper_may_not_end_refuses_the_rollback_before_the_stop(
+    operator_roles: tuple[HelperEnv, str],
+) -> None:
+    env, _odoo_role = operator_roles
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    wait_ready(env, snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    live_oid, changed = database_oid(env.db.name), database_counts(env.db.name)
+    dba = pg_connect(env.db.name)  # a superuser's psql, left open on the live database
+    try:
+        with dba.cursor() as cur:
+            cur.execute("SET application_name = 'psql'")
+            cur.execute("SELECT pg_backend_pid()")
+            dba_pid = cur.fetchone()[0]
+
+        result = env.run("rollback", "--yes", "--json")
+
+        assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
+        assert f"{dba_pid} ({PG['user']}, psql)" in result.stderr, result.stderr
+        # Refused before anything changed: the services were not stopped, the session is alive.
+        journal = env.run_json("journal", "--limit", "100000")
+        operation = next(o for o in journal["operations"] if o["kind"] == "restore")["id"]
+        steps = {e["step"] for e in journal["events"] if e["operation_id"] == operation}
+        assert "stop" not in steps and "swap_database" not in steps, steps
+        assert alive(dba)
+        assert database_oid(env.db.name) == live_oid and database_counts(env.db.name) == changed
+    finally:
+        dba.close()
+
+    # Once it is closed, the same rollback goes through.
+    assert env.run_json("rollback", "--yes")["ok"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from psycopg2 import sql
 
 from .config import DatabaseConfig
-from .db import database_exists, maintenance
+from .db import database_exists, end_sessions, maintenance
 from .errors import OperationFailed, PreconditionError
 from .process import run, run_streaming
 from .progress import count_tables
@@ -72,10 +72,7 @@ def create_database(db_cfg: DatabaseConfig, name: str, owner: str | None) -> Non
 def drop_database(db_cfg: DatabaseConfig, name: str) -> None:
     """Drop *name*, ending its sessions first. Only ever called on databases this helper made."""
     with maintenance(db_cfg) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
+        end_sessions(conn, name)
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 

@@ -55,7 +55,7 @@ from psycopg2 import sql
 from . import code as code_tree
 from .config import Config
 from .counts import exact_counts
-from .db import connect, database_exists, maintenance
+from .db import connect, database_exists, end_sessions, maintenance, sessions_in_reach
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError, UsageError
 from .events import DONE as STEP_DONE
@@ -186,14 +186,6 @@ def check_snapshot_database(cfg: Config, snapshot: Snapshot) -> None:
         raise UsageError(
             f"snapshot {snapshot.id} is of database {snapshot.manifest.database!r}, "
             f"not of the configured database {cfg.database.name!r}"
-        )
-
-
-def end_sessions(conn: Any, dbname: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (dbname,),
         )
 
 
@@ -350,6 +342,10 @@ class RestoreRun:
             raise PreconditionError(f"snapshot {self.snapshot.id} failed its checks: {'; '.join(problems)}")
         with connect(cfg.database) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_database_size(%s)", (cfg.database.name,))
+        with maintenance(cfg.database) as conn:
+            # The stop ends every session on the live database; one this role may not end (a
+            # superuser's psql) would fail the swap after the services were stopped: refused now.
+            sessions_in_reach(conn, cfg.database.name, error=PreconditionError)
         fs = cfg.filestore.path
         if not fs.is_dir():
             raise PreconditionError(f"filestore folder {fs} does not exist (check [filestore] path)")

@@ -31,7 +31,7 @@ from psycopg2 import sql
 
 from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
-from .db import connect, maintenance
+from .db import connect, end_sessions, maintenance, sessions_in_reach
 from .decoding import DecodedChange
 from .lost_rows import (
     FALLBACK,
@@ -79,16 +79,14 @@ def set_connections(db_cfg: DatabaseConfig, name: str, allowed: bool, limit: int
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(ident))
             cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT {}").format(ident, sql.Literal(limit)))
             return
+        sessions_in_reach(conn, name)  # before it is closed: one that cannot be ended fails with it open
         # One closed to everyone already (a warm standby) is left as it is: altering it would change
         # the catalog row whose identity proves the standby untouched since it was built.
         if open_now and superuser:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH CONNECTION LIMIT 0").format(ident))
         elif open_now:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(ident))
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
+        end_sessions(conn, name)
 
 
 def connection_limit(db_cfg: DatabaseConfig, name: str) -> int:
@@ -326,7 +324,10 @@ def sessions_gone(db_cfg: DatabaseConfig, name: str, timeout: float = 5.0) -> No
     with maintenance(db_cfg) as conn, conn.cursor() as cur:
         while time.monotonic() < deadline:
             cur.execute("SELECT pg_stat_clear_snapshot()")
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+                (name,),
+            )
             if cur.fetchone()[0] == 0:
                 return
             time.sleep(0.05)

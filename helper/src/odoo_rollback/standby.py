@@ -57,7 +57,7 @@ from .capture import STANDBY_TAIL_SUFFIX, slot_of, tail_slot_name
 from .checksums import sha256_file
 from .config import Config
 from .counts import exact_counts
-from .db import connect, database_exists, maintenance
+from .db import connect, database_exists, end_sessions, maintenance
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
@@ -502,19 +502,13 @@ def database_identity(cfg: Config, name: str) -> dict[str, Any] | None:
 
 def _end_other_sessions(cfg: Config, name: str, keep_pid: int | None) -> None:
     deadline = time.monotonic() + 30
-    with maintenance(cfg.database) as conn, conn.cursor() as cur:
+    with maintenance(cfg.database) as conn:
         while True:
-            cur.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
-                " AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM %s",
-                (name, keep_pid),
-            )
-            pids = [row[0] for row in cur.fetchall()]
+            pids = end_sessions(conn, name, keep_pid)
             if not pids:
                 return
             if time.monotonic() > deadline:
                 raise OperationFailed(f"sessions on {name} do not end: {pids}")
-            cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
             time.sleep(0.1)
 
 
