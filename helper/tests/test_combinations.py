@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import test_deploy
 import test_standby
@@ -394,34 +395,82 @@ def test_a_helper_that_is_not_a_superuser_drops_a_database_autovacuum_works_on(
     assert scratch not in list_databases(env.db.name)
 
 
-def test_a_superuser_session_the_helper_may_not_end_refuses_the_rollback_before_the_stop(
-    operator_roles: tuple[HelperEnv, str],
+@pytest.fixture
+def reporting_role() -> Iterator[dict[str, str]]:
+    """A role of its own for a reporting tool, of which the helper's role is not a member."""
+    role = f"rbtest_report_{uuid.uuid4().hex[:8]}"
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'report'").format(sql.Identifier(role)))
+        yield {"user": role, "password": "report"}
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.close()
+
+
+def open_session(dbname: str, login: dict[str, str] | None) -> tuple[Any, int]:
+    """A session left open on *dbname* as *login* (default: the tests' superuser), named like psql's."""
+    conn = psycopg2.connect(dbname=dbname, **{**PG, **(login or {})}, application_name="psql")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return conn, cur.fetchone()[0]
+
+
+@pytest.mark.parametrize("whose", ["superuser", "another_role"])
+def test_a_session_the_helper_may_not_end_refuses_the_rollback_before_the_stop(
+    operator_roles: tuple[HelperEnv, str], reporting_role: dict[str, str], whose: str
 ) -> None:
     env, _odoo_role = operator_roles
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
     wait_ready(env, snap["id"])
     env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
     live_oid, changed = database_oid(env.db.name), database_counts(env.db.name)
-    dba = pg_connect(env.db.name)  # a superuser's psql, left open on the live database
+    login = reporting_role if whose == "another_role" else None
+    session, pid = open_session(env.db.name, login)
     try:
-        with dba.cursor() as cur:
-            cur.execute("SET application_name = 'psql'")
-            cur.execute("SELECT pg_backend_pid()")
-            dba_pid = cur.fetchone()[0]
-
         result = env.run("rollback", "--yes", "--json")
 
         assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
-        assert f"{dba_pid} ({PG['user']}, psql)" in result.stderr, result.stderr
+        assert f"{pid} ({(login or PG)['user']}, psql)" in result.stderr, result.stderr
         # Refused before anything changed: the services were not stopped, the session is alive.
         journal = env.run_json("journal", "--limit", "100000")
         operation = next(o for o in journal["operations"] if o["kind"] == "restore")["id"]
         steps = {e["step"] for e in journal["events"] if e["operation_id"] == operation}
         assert "stop" not in steps and "swap_database" not in steps, steps
-        assert alive(dba)
+        assert alive(session)
         assert database_oid(env.db.name) == live_oid and database_counts(env.db.name) == changed
     finally:
-        dba.close()
+        session.close()
 
     # Once it is closed, the same rollback goes through.
     assert env.run_json("rollback", "--yes")["ok"]
+
+
+def test_a_helper_granted_pg_signal_backend_ends_another_roles_session_and_rolls_back(
+    operator_roles: tuple[HelperEnv, str], reporting_role: dict[str, str]
+) -> None:
+    env, _odoo_role = operator_roles
+    helper_role = load_config(env.config_path).database.user
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(helper_role)))
+    finally:
+        conn.close()
+    before = database_counts(env.db.name)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
+    wait_ready(env, snap["id"])
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    session, _pid = open_session(env.db.name, reporting_role)
+    try:
+        result = env.run_json("rollback", "--yes")
+
+        assert result["ok"], result.get("error")
+        assert database_counts(env.db.name) == before
+        assert not alive(session)  # ended at the stop, as an Odoo worker's is
+    finally:
+        session.close()
