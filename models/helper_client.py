@@ -139,6 +139,18 @@ class DeploymentRollbackHelper(models.AbstractModel):
             )
 
     @api.model
+    def _health_problems(self, health):
+        """The helper's failing checks in one sentence ("" when it is healthy), so that a warning
+        says what to fix: the helper's details are its own (a grant to give, a service down)."""
+        failing = [check for check in health.get("checks") or [] if not check.get("ok")]
+        if not failing:
+            return ""
+        return _(
+            "Failing: %s.",
+            "; ".join(f"{check.get('name')}: {check.get('detail')}" for check in failing),
+        )
+
+    @api.model
     def _request(self, method, path, body=None, timeout=TIMEOUT):
         """Send a signed request; return the decoded JSON answer of a 2xx reply."""
         self._check_caller(method, path)

@@ -262,6 +262,9 @@ class ResConfigSettings(models.TransientModel):
         )
         problem = version_problem(health.get("version"), addon)
         message = f"{message} {self._version_text(problem, health.get('version'), addon)}"
+        failing = self.env["deployment.rollback.helper"]._health_problems(health)
+        if failing:
+            message = f"{message} {failing}"
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
@@ -269,7 +272,7 @@ class ResConfigSettings(models.TransientModel):
                 "title": _("Rollback helper"),
                 "message": message,
                 "type": "success" if health.get("ok") and not problem else "warning",
-                "sticky": bool(problem),
+                "sticky": bool(problem or failing),
             },
         }
 

@@ -105,6 +105,7 @@ class TestOverviewHelperHealth(RealHelperMixin, TransactionCase):
         overview = self.env["deployment.overview"].create({})
         self.assertTrue(overview.helper_reachable)
         self.assertIn("Reachable, version", overview.helper_status)
+        self.assertNotIn("Failing", overview.helper_status)
         self.assertRegex(overview.helper_storage_free, r"^\d+\.\d (B|KiB|MiB|GiB|TiB)$")
         self.assertRegex(overview.helper_next_snapshot, r"^\d+\.\d (B|KiB|MiB|GiB|TiB)$")
         self.assertEqual(overview.helper_kept_databases, "none")
@@ -121,3 +122,21 @@ class TestOverviewHelperHealth(RealHelperMixin, TransactionCase):
         overview = self.env["deployment.overview"].create({})
         self.assertFalse(overview.helper_reachable)
         self.assertIn("Not reachable", overview.helper_status)
+
+
+class TestUnhealthyHelperSaysWhy(RealHelperMixin, TransactionCase):
+    """A helper that answers but fails a check: both screens that show its health say which, with the
+    helper's own words, not only a warning colour."""
+
+    @classmethod
+    def _helper_toml(cls):
+        return '[health]\nurl = "http://127.0.0.1:9/web/login"\nattempts = 1\ntimeout = 1\n'
+
+    def test_the_overview_and_test_connection_name_the_failing_check(self):
+        overview = self.env["deployment.overview"].create({})
+        notification = self.env["res.config.settings"].create({}).action_deployment_test_connection()
+
+        self.assertRegex(overview.helper_status, r"^Reachable, version [\d.]+\. Failing: http: http://127\.0\.0\.1:9/")
+        self.assertIn("Failing: http: http://127.0.0.1:9/web/login", notification["params"]["message"])
+        self.assertEqual(notification["params"]["type"], "warning")
+        self.assertTrue(notification["params"]["sticky"])

@@ -91,9 +91,10 @@ class DeploymentOverview(models.TransientModel):
             free = health.get("storage_free_bytes") or 0
             needs = health.get("next_snapshot_needs_bytes")
             kept = health.get("kept_databases") or []
+            failing = self.env["deployment.rollback.helper"]._health_problems(health)
             values.update(
                 helper_reachable=True,
-                helper_status=_("Reachable, version %s", health.get("version")),
+                helper_status=". ".join(filter(None, [_("Reachable, version %s", health.get("version")), failing])),
                 helper_storage_free=human_size(free),
                 helper_next_snapshot=human_size(needs) if needs is not None else _("unknown"),
                 helper_storage_short=needs is not None and free < needs,

@@ -79,13 +79,19 @@ def tail_slots() -> list[str]:
         conn.close()
 
 
-def create_database(name: str) -> None:
+def as_superuser(*statements: sql.Composable) -> None:
+    """Runs *statements* one by one as the test cluster's superuser, outside any transaction."""
     conn = pg_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            for statement in statements:
+                cur.execute(statement)
     finally:
         conn.close()
+
+
+def create_database(name: str) -> None:
+    as_superuser(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def list_databases(prefix: str) -> list[str]:

@@ -8,6 +8,7 @@ restored while the services were stopped (no staging, no refusal in the journal)
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from conftest import (
     PG,
     HelperEnv,
     Served,
+    as_superuser,
     autovacuum_working_in,
     database_counts,
     databases_seen_by_the_services,
@@ -380,14 +382,7 @@ def test_a_helper_that_is_not_a_superuser_drops_a_database_autovacuum_works_on(
     whose staging autovacuum had reached."""
     env, odoo_role = operator_roles
     scratch = f"{env.db.name}__restore_autovacuum"
-    conn = pg_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(scratch), sql.Identifier(odoo_role))
-            )
-    finally:
-        conn.close()
+    as_superuser(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(scratch), sql.Identifier(odoo_role)))
 
     with autovacuum_working_in(scratch):
         drop_database(load_config(env.config_path).database, scratch)
@@ -455,12 +450,7 @@ def test_a_helper_granted_pg_signal_backend_ends_another_roles_session_and_rolls
 ) -> None:
     env, _odoo_role = operator_roles
     helper_role = load_config(env.config_path).database.user
-    conn = pg_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(helper_role)))
-    finally:
-        conn.close()
+    as_superuser(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(helper_role)))
     before = database_counts(env.db.name)
     snap = env.run_json("snapshot", "--kind", "pre_deploy", "--standby")
     wait_ready(env, snap["id"])
@@ -474,3 +464,46 @@ def test_a_helper_granted_pg_signal_backend_ends_another_roles_session_and_rolls
         assert not alive(session)  # ended at the stop, as an Odoo worker's is
     finally:
         session.close()
+
+
+# -- a role that lacks a grant --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("lacks", "command", "fix"),
+    [
+        ("createdb", ("rollback", "--yes"), 'ALTER ROLE "{helper}" CREATEDB'),
+        ("createdb", ("standby", "build", "{snapshot}"), 'ALTER ROLE "{helper}" CREATEDB'),
+        ("membership", ("rollback", "--yes"), 'GRANT "{odoo}" TO "{helper}"'),
+        ("membership", ("snapshot", "--kind", "manual"), 'GRANT "{odoo}" TO "{helper}"'),
+    ],
+    ids=["createdb-rollback", "createdb-standby", "membership-rollback", "membership-snapshot"],
+)
+def test_a_helper_role_that_lacks_a_grant_is_refused_before_anything_changes_with_the_grant_to_give(
+    operator_roles: tuple[HelperEnv, str], lacks: str, command: tuple[str, ...], fix: str
+) -> None:
+    env, odoo_role = operator_roles
+    helper_role = load_config(env.config_path).database.user
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    live_oid, changed, databases = database_oid(env.db.name), database_counts(env.db.name), list_databases(env.db.name)
+    snapshots = [s["id"] for s in env.run_json("list")]
+    assert role_check(env) == (True, "may read the database and make its copies")  # granted as documented
+    revoke = "ALTER ROLE {helper} NOCREATEDB" if lacks == "createdb" else "REVOKE {odoo} FROM {helper}"
+    as_superuser(sql.SQL(revoke).format(helper=sql.Identifier(helper_role), odoo=sql.Identifier(odoo_role)))
+
+    result = env.run(*(arg.format(snapshot=snap["id"]) for arg in command), "--json")
+
+    expected = fix.format(helper=helper_role, odoo=odoo_role)
+    assert result.returncode == EXIT_REFUSED, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert database_oid(env.db.name) == live_oid and database_counts(env.db.name) == changed
+    assert list_databases(env.db.name) == databases
+    assert [s["id"] for s in env.run_json("list")] == snapshots
+    ok, detail = role_check(env)
+    assert not ok and expected in detail
+
+
+def role_check(env: HelperEnv) -> tuple[bool, str]:
+    """``health``'s check of the helper's database role."""
+    health = env.run("health", "--json")  # exit 1 when unhealthy
+    role = next(c for c in json.loads(health.stdout)["checks"] if c["name"] == "database role")
+    return role["ok"], role["detail"]

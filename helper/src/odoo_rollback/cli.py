@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+import psycopg2
+
 from . import __version__
 from .config import ENV_VAR, Config, load_config
 from .errors import EXIT_FAILED, RollbackError, os_failure
@@ -193,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # The checks before each step leave few of these (a disk filling up meanwhile): one line still.
         sys.stderr.write(f"odoo-rollback: error: {os_failure(exc, args.command)}\n")
+        return EXIT_FAILED
+    except psycopg2.Error as exc:
+        # The checks before each step leave few of these too (a grant revoked meanwhile): one line,
+        # the server's own words; the journal says what state the operation left.
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        sys.stderr.write(f"odoo-rollback: error: {args.command}: the database refused: {first}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("odoo-rollback: interrupted; see 'odoo-rollback journal' for the state left\n")

@@ -17,6 +17,7 @@ from .errors import RollbackError
 from .health import health_report
 from .journal import DONE, FAILED, UNDONE
 from .logs import LogScan, log_source, service_log_errors
+from .role import ROLE_CHECK
 from .smoke import smoke_report
 from .standby import STANDBY_CHECK
 
@@ -46,9 +47,9 @@ class Check:
 def check_round(cfg: Config, since: datetime | None, counts: dict[str, int | None] | None) -> dict[str, Any]:
     """One round of checks since the services started; plain data, journaled as it is."""
     report = health_report(cfg)
-    # Room for the next snapshot (or standby) is monitoring's concern, not this deployment's; the
-    # URL's own verdict is its answer (its response time is judged on its own below).
-    services_ok = not report.failed(ignore=("storage", STANDBY_CHECK, "http"))
+    # Room for the next snapshot (or standby) and the helper's own grants are monitoring's concern,
+    # not this deployment's; the URL's own verdict is its answer (its response time is judged below).
+    services_ok = not report.failed(ignore=("storage", STANDBY_CHECK, ROLE_CHECK, "http"))
     http = report.http
     log: LogScan | None = None
     log_problem = None

@@ -18,6 +18,7 @@ from .db import database_exists, end_sessions, maintenance
 from .errors import OperationFailed, PreconditionError
 from .process import run, run_streaming
 from .progress import count_tables
+from .role import creating_problems, require
 
 DUMP_COMPRESSION = "1"
 
@@ -62,6 +63,7 @@ def create_database(db_cfg: DatabaseConfig, name: str, owner: str | None) -> Non
     with maintenance(db_cfg) as conn:
         if database_exists(conn, name):
             raise PreconditionError(f"database {name} already exists; refusing to overwrite it")
+        require(f"create database {name}", creating_problems(db_cfg, owner))
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
         if owner:
             statement = statement + sql.SQL(" OWNER {}").format(sql.Identifier(owner))

@@ -18,10 +18,12 @@ from typing import Any
 from .capture import capture_check
 from .config import Config, HealthConfig
 from .db import connect
+from .dump import database_owner
 from .errors import RollbackError
 from .journal import Journal
 from .kept import kept_databases, list_kept, select_droppable
 from .output import human_size
+from .role import ROLE_CHECK, role_check
 from .services import backend_for
 from .snapshot import expected_size, needed_space
 from .standby import storage_check as standby_storage_check
@@ -219,6 +221,12 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
         checks.append(Check(**capture_check(cfg)))
     except RollbackError as exc:
         checks.append(Check("capture", False, str(exc)))
+    if reachable:
+        try:
+            owner = database_owner(cfg.database, cfg.database.name)
+            checks.append(Check(**role_check(cfg.database, owner)))
+        except RollbackError as exc:
+            checks.append(Check(ROLE_CHECK, False, str(exc)))
     return HealthReport(
         cfg.database.name,
         tuple(checks),

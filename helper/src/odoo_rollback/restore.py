@@ -72,6 +72,7 @@ from .notify import ProgressNotifier
 from .read_ahead import forget
 from .request import RestoreRequest
 from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
+from .role import creating_problems, require
 from .services import ServiceBackend, backend_for
 from .standby import (
     NotUsable,
@@ -346,6 +347,8 @@ class RestoreRun:
             # The stop ends every session on the live database; one this role may not end (a
             # superuser's psql) would fail the swap after the services were stopped: refused now.
             sessions_in_reach(conn, cfg.database.name, error=PreconditionError)
+        # Staging is made owned as the live database is (a refused standby is replaced by one too).
+        require("restore", creating_problems(cfg.database, database_owner(cfg.database, cfg.database.name)))
         fs = cfg.filestore.path
         if not fs.is_dir():
             raise PreconditionError(f"filestore folder {fs} does not exist (check [filestore] path)")

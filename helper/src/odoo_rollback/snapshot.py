@@ -36,6 +36,7 @@ from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
 from .prune import apply_retention
+from .role import reading_problems, require
 from .snapshot_keys import KEYS_DIR, write_keys
 from .storage import Snapshot, SnapshotStore, fsync_dir, partial_in_use, write_atomically
 
@@ -103,6 +104,7 @@ def _take_snapshot(
     cfg: Config, store: SnapshotStore, kind: str, label: str, journal: Journal, show_progress: bool
 ) -> Snapshot:
     check_filestore(cfg.filestore.path)
+    require("take a snapshot", reading_problems(cfg.database))
     expected = expected_size(cfg)
     check_free_space(cfg, expected)
 
