@@ -108,6 +108,7 @@ def main() -> None:
             '[counts]\ntables = ["account_move", "account_move_line", "res_partner", "einvoice_document"]\n'
             + service_config(work)
         )
+        config.chmod(0o600)  # it holds the password: the helper refuses it readable by all
         cli = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config)]
 
         raw_dir = work / "raw"

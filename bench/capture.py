@@ -91,6 +91,7 @@ def main() -> None:
                     # A shared server's long transactions would make the slot wait: be patient here.
                     f'[capture]\nmode = "{"auto" if mode == "exact" else "fallback"}"\nslot_wait_seconds = 900\n'
                 )
+                config.chmod(0o600)  # it holds the password: the helper refuses it readable by all
                 cli = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config)]
                 rows.append({"scale": scale, "size": size, **measure(cli, conninfo)})
                 print(json.dumps(rows[-1]), flush=True)

@@ -98,6 +98,7 @@ def main() -> None:
                     "[standby]\nenabled = false\n"
                     f'[capture]\nmode = "{"auto" if mode == "exact" else "fallback"}"\nslot_wait_seconds = 900\n'
                 )
+                config.chmod(0o600)  # it holds the password: the helper refuses it readable by all
                 cli = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(config)]
                 results.append(measure(cli, conninfo, size))
                 print(json.dumps(results[-1]), flush=True)

@@ -182,6 +182,7 @@ def write_config(work: Path, conninfo: dict[str, Any], filestore: Path, jobs: in
         f'[health]\nurl = "http://127.0.0.1:{port}/index.html"\ninterval = 0.2\nattempts = 150\ntimeout = 2\n'
         "[standby]\nenabled = true\njobs = 1\n"
     )
+    config.chmod(0o600)  # it holds the password: the helper refuses it readable by all
     subprocess.run(["sh", "-c", start], check=True)
     return config, f"http://127.0.0.1:{port}/index.html"
 

@@ -218,6 +218,7 @@ class Run:
         (self.tmp / "odoo-data" / "filestore" / self.db).mkdir(parents=True, exist_ok=True)
         self.helper_config = self.tmp / "helper.toml"
         self.helper_config.write_text("\n".join(lines) + "\n")
+        self.helper_config.chmod(0o600)  # it holds the database password
 
     def helper(self, *args: str) -> dict[str, Any]:
         command = [self.python, "-m", "odoo_rollback.cli", "--config", str(self.helper_config), *args, "--json"]

@@ -31,7 +31,7 @@ class RealHelper:
         self.dir = Path(tempfile.mkdtemp(prefix="rbhelper-"))
         self.socket = self.dir / "api.sock"
         self.secret_file = self.dir / "api-secret"
-        self.secret_file.write_text("test-secret-" + os.urandom(8).hex())
+        self.secret_file.write_text(os.urandom(32).hex())
         self.secret_file.chmod(0o600)
         filestore = Path(config.filestore(dbname))
         filestore.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,7 @@ class RealHelper:
             + "\n"
             + extra_toml
         )
+        self.config_path.chmod(0o600)  # it holds the database password
         self.log = self.dir / "serve.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(

@@ -36,6 +36,7 @@ PG = {
 }
 # Databases made by the tests carry this prefix, so a crashed run's leftovers are recognisable.
 TEST_DB_PREFIX = "rbtest_"
+SERVED_SECRET = b"a-long-random-secret-of-64-characters-for-the-helpers-api-tests!"
 
 
 def pg_connect(dbname: str = "postgres") -> Any:
@@ -190,6 +191,7 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
                 lines.append(f"[{section}.{key}]")
                 lines.extend(f"{k} = {toml_value(v)}" for k, v in sub.items())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # it holds the database password: the helper refuses it readable by everyone
     return path
 
 
@@ -480,7 +482,7 @@ class Served:
 @pytest.fixture
 def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
     secret_file = tmp_path / "api-secret"
-    secret_file.write_text("a-long-random-secret\n")
+    secret_file.write_text(SERVED_SECRET.decode() + "\n")
     secret_file.chmod(0o640)
     socket_path = tmp_path / "api.sock"
     helper_env.write(api={"socket": str(socket_path), "secret_file": str(secret_file), "max_clock_skew": 60})
@@ -498,7 +500,7 @@ def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
-        yield Served(socket_path, b"a-long-random-secret", process, log)
+        yield Served(socket_path, SERVED_SECRET, process, log)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import PG, HelperEnv, Served
+from conftest import PG, SERVED_SECRET, HelperEnv, Served
 from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from psycopg2 import sql
@@ -65,7 +65,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     headers = {
         TIMESTAMP_HEADER: stale,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: sign(b"a-long-random-secret", "GET", "/v1/health", stale, nonce, b""),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", stale, nonce, b""),
     }
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
     # The same signed request twice: the second is a replay.
@@ -73,7 +73,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     headers = {
         TIMESTAMP_HEADER: now,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: sign(b"a-long-random-secret", "GET", "/v1/health", now, nonce, b""),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", now, nonce, b""),
     }
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 200
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
@@ -81,7 +81,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     body_headers = {
         TIMESTAMP_HEADER: now,
         NONCE_HEADER: "cd" * 16,
-        SIGNATURE_HEADER: sign(b"a-long-random-secret", "POST", "/v1/drills", now, "cd" * 16, b"{}"),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "POST", "/v1/drills", now, "cd" * 16, b"{}"),
     }
     assert served.client.request("POST", "/v1/drills", {"snapshot": "x"}, headers=body_headers)[0] == 401
     assert served.log.read_text().count("refused") >= 5

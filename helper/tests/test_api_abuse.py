@@ -23,7 +23,7 @@ from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.signing import signed_headers
 from odoo_rollback.config import ApiConfig
 
-SECRET = b"a-long-random-secret"
+SECRET = b"a-long-random-secret-of-at-least-32-characters"
 READ_TIMEOUT = 2
 MAX_CONNECTIONS = 4
 

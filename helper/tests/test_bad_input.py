@@ -179,3 +179,47 @@ def test_password_file_readable_by_others_is_refused(helper_env: HelperEnv, tmp_
     )
     password.chmod(0o640)
     assert helper_env.run("list").returncode == 0
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602], ids=["group-writable", "writable-by-all"])
+def test_a_password_file_others_may_write_is_refused(helper_env: HelperEnv, tmp_path: Path, mode: int) -> None:
+    # Whoever may write the file chooses the password the helper uses: as bad as reading it.
+    password = tmp_path / "database-password"
+    password.write_text(str(helper_env.sections["database"].pop("password")) + "\n")
+    password.chmod(mode)
+    helper_env.write(database={"password_file": str(password)})
+    _assert_refused(helper_env, helper_env.run("snapshot"), f"{password} may be written by others than its owner")
+    password.chmod(0o600)
+    assert helper_env.run("snapshot").returncode == 0
+
+
+def test_a_configuration_holding_a_password_that_everyone_can_read_is_refused(helper_env: HelperEnv) -> None:
+    helper_env.write()
+    helper_env.config_path.chmod(0o644)
+    cmd = [sys.executable, "-m", "odoo_rollback.cli", "--config", str(helper_env.config_path), "snapshot"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    _assert_refused(helper_env, result, "holds database.password and is readable by everyone: chmod o-r it")
+    helper_env.config_path.chmod(0o640)
+    result = subprocess.run([*cmd[:-1], "list"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("secret", "mode", "words"),
+    [
+        ("a" * 31, 0o640, "holds 31 characters; at least 32 are needed"),
+        ("a" * 64, 0o660, "may be written by others than its owner"),
+        ("a" * 64, 0o642, "may be written by others than its owner"),
+    ],
+)
+def test_serve_refuses_a_guessable_or_replaceable_api_secret(
+    helper_env: HelperEnv, tmp_path: Path, secret: str, mode: int, words: str
+) -> None:
+    secret_file = tmp_path / "api-secret"
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(mode)
+    socket_path = tmp_path / "api.sock"
+    helper_env.write(api={"socket": str(socket_path), "secret_file": str(secret_file)})
+    result = helper_env.run("serve", timeout=30)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not socket_path.exists()

@@ -20,7 +20,7 @@ import pytest
 from conftest import HelperEnv
 from odoo_rollback.api.client import HelperClient
 
-SECRET = b"socket-activation-secret"
+SECRET = b"socket-activation-secret-of-at-least-32-characters"
 
 # Runs in the child: fd 3 := the passed socket, LISTEN_PID := this pid, then exec keeps that pid.
 LAUNCHER = """

@@ -31,6 +31,8 @@ ENV_VAR = "ODOO_ROLLBACK_CONFIG"
 DBNAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,38}$")
 TABLE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SERVICE_BACKENDS = ("none", "docker", "systemd", "command")
+MIN_API_SECRET = 32  # characters; `openssl rand -hex 32` gives 64
+INLINE_SECRETS = (("database", "password"), ("smtp", "password"))
 
 
 def read_private_file(path: Path, key: str) -> str:
@@ -48,7 +50,37 @@ def read_private_file(path: Path, key: str) -> str:
         raise ConfigError(f"{key}: {path} is not UTF-8 text") from exc
     if mode & 0o004:
         raise ConfigError(f"{key}: {path} is readable by everyone: chmod o-r it")
+    # Whoever may write a secret may choose it: the helper would then obey whoever knows the new one.
+    if mode & 0o022:
+        raise ConfigError(f"{key}: {path} may be written by others than its owner: chmod go-w it")
     return text
+
+
+def read_api_secret(path: Path) -> bytes:
+    """The API's shared secret: a private file (:func:`read_private_file`), long enough not to be guessed
+    online (a refused request costs the guesser nothing but one connection)."""
+    secret = read_private_file(path, "api.secret_file")
+    if len(secret) < MIN_API_SECRET:
+        raise ConfigError(
+            f"api.secret_file {path} holds {len(secret)} characters; at least {MIN_API_SECRET} are needed "
+            "(make one with: openssl rand -hex 32)"
+        )
+    return secret.encode()
+
+
+def check_inline_secrets(file: Path, data: Mapping[str, Any]) -> None:
+    """Refuse a configuration file that everyone can read when it holds a password itself (as libpq
+    refuses such a ``.pgpass``): the database password is the helper's rights."""
+    inline = [
+        f"{section}.{key}"
+        for section, key in INLINE_SECRETS
+        if isinstance(data.get(section), Mapping) and key in data[section]
+    ]
+    if inline and file.stat().st_mode & 0o004:
+        raise ConfigError(
+            f"configuration file {file} holds {', '.join(inline)} and is readable by everyone: chmod o-r it, "
+            f"or move the password into {inline[0]}_file"
+        )
 
 
 def check_database_name(name: str, what: str = "database name") -> str:
@@ -728,4 +760,5 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"configuration file {file} is not UTF-8 text (byte {exc.start + 1} is not)") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {file} is not valid TOML: {exc}") from exc
+    check_inline_secrets(file, data)
     return parse_config(data, file.resolve().parent, source=file)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
-from ..config import Config, read_private_file
+from ..config import Config, read_api_secret
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import health_report
 from ..journal import Journal
@@ -496,9 +496,7 @@ def make_server(
     secret_file = cfg.api.secret_file
     if secret_file is None:
         raise ConfigError("api.secret_file is required to serve the API")
-    secret = read_private_file(secret_file, "api.secret_file").encode()
-    if not secret:
-        raise ConfigError(f"api.secret_file {secret_file} is empty")
+    secret = read_api_secret(secret_file)
     api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
     server: UnixApiServer | TcpApiServer
     inherited = inherited_socket()
