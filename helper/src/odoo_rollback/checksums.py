@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
+
+from .errors import OperationFailed
 
 CHUNK = 1 << 20
 
@@ -97,3 +100,42 @@ def copy_verified(src: Path, dst: Path, entry: dict[str, Any]) -> str | None:
     if digest.hexdigest() != entry["sha256"]:
         return "checksum differs (file altered)"
     return None
+
+
+class HashingReader:
+    """A file's bytes as its reader (tarfile, a copy) takes them, hashed: what is used is what is checked."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        return self.size == int(entry["size"]) and self.digest.hexdigest() == str(entry["sha256"])
+
+
+@contextmanager
+def read_verified(path: Path, entry: dict[str, Any]) -> Iterator[HashingReader]:
+    """*path* opened for one pass (a link in its place is refused, not followed), hashed as it is read.
+
+    On leaving, the rest of the file is read too and the whole compared with *entry* (the manifest's
+    size and sha256): OperationFailed when it differs, so the caller discards what it made of the bytes
+    (they were read from the file itself, which can change after any earlier check)."""
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+        reader = HashingReader(handle)
+        yield reader
+        reader.drain()
+    if not reader.matches(entry):
+        raise OperationFailed(
+            f"{path.name} differs from its checksum in the manifest (damaged or altered since it was checked)"
+        )

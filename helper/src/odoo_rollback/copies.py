@@ -22,8 +22,8 @@ from .journal import DONE, FAILED, Journal
 from .lock import operation_lock
 from .manifest import FILESTORE_NAME
 from .neutralize import neutralize_database, require_addons_path
-from .storage import Snapshot
-from .verify import check_integrity
+from .storage import Snapshot, SnapshotStore
+from .verify import check_integrity, staged_dump
 
 
 def copy_snapshot(cfg: Config, snapshot: Snapshot, name: str, neutralize: bool, journal: Journal) -> dict[str, Any]:
@@ -52,13 +52,14 @@ def _copy(
     made_database = False
     try:
         journal.event(op, "restore", "start", data={"database": name})
-        restore_dump(
-            cfg.database,
-            snapshot.dump_path,
-            name,
-            cfg.storage.effective_jobs,
-            database_owner(cfg.database, cfg.database.name),
-        )
+        # pg_restore reads a checked private copy, never the snapshot folder, which can change after the
+        # check above; the filestore archive is hashed as tar reads it (the run holds the lock, so the
+        # copy is where restore makes its own).
+        root = SnapshotStore(cfg.storage).root
+        with staged_dump(snapshot, root, cfg.storage.free_space_margin) as dump:
+            restore_dump(
+                cfg.database, dump, name, cfg.storage.effective_jobs, database_owner(cfg.database, cfg.database.name)
+            )
         made_database = True
         journal.event(op, "restore", "done")
         extract_filestore(snapshot.filestore_archive, filestore, snapshot.manifest.files[FILESTORE_NAME])

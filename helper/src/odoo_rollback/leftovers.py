@@ -4,6 +4,8 @@
   (``.partial-deleting-``), a dump being copied for a restore (``.partial-read-``). Only runs holding
   the operation lock make them, so once the lock is taken every one of them, but this process's own,
   is a dead run's.
+  An export, which runs without the lock, makes its checked copy in ``reading/`` instead, flock-held
+  while in use: the next export removes a killed one's (verify.unlocked_read_root).
 - operations the journal still shows ``running`` whose process has ended: closed as ``failed``, with
   the step they reached. Not restores, which ``resume`` finishes or undoes from what they did, nor
   deployments, which the next deployment closes after judging the state they left.

@@ -54,7 +54,7 @@ import psycopg2
 from psycopg2 import sql
 
 from .capture import STANDBY_TAIL_SUFFIX, slot_of, tail_slot_name
-from .checksums import sha256_file
+from .checksums import HashingReader, sha256_file
 from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, end_sessions, maintenance
@@ -338,25 +338,6 @@ def _relative(name: str) -> str | None:
     if name.startswith("/") or ".." in parts:
         raise OperationFailed(f"the filestore archive holds a path outside the filestore: {name!r}")
     return "/".join(parts)
-
-
-class HashingReader:
-    """The archive's bytes as tarfile reads them, hashed: what is extracted is what was checked."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.digest.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
 
 
 def _same_attachment(data: bytes, live: Path, sha1: str) -> bool:

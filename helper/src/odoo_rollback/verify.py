@@ -3,14 +3,15 @@
 Integrity is of the whole folder, not only of the files the manifest lists: anything else in it is a
 problem (pg_restore would read a plain ``NNNN.dat`` put beside the checksummed ``NNNN.dat.gz``).
 
-What is restored (by ``restore``, ``drill`` and ``verify --deep``) is never read from the snapshot
-folder itself: :func:`staged_dump` copies the files the manifest lists, and only those, into a private
-folder, hashing each as it is copied, and pg_restore reads that copy. Its bytes are the bytes that were
-checked, whatever happens to the snapshot folder meanwhile.
+What is restored or exported (by ``restore``, ``drill``, ``verify --deep``, ``copy`` and ``export``) is
+never read from the snapshot folder itself: :func:`staged_dump` copies the files the manifest lists,
+and only those, into a private folder, hashing each as it is copied, and pg_restore reads that copy.
+Its bytes are the bytes that were checked, whatever happens to the snapshot folder meanwhile.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -130,6 +131,58 @@ def staged_dump(snapshot: Snapshot, root: Path, free_space_margin: float = 0.2) 
             yield folder / DUMP_NAME
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+# Where an export, which runs without the operation lock (beside a restore, say), makes its checked copy:
+# not in snapshots/, whose partial folders every locked run removes but its own process's.
+READING_DIR = "reading"
+
+
+def _remove_dead_readers(base: Path) -> None:
+    """Remove the folders of *base* that no live process holds (its flock is free: a dead run's)."""
+    for path in base.iterdir():
+        if path.name.startswith(".") or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def unlocked_read_root(storage: Path) -> Iterator[Path]:
+    """A folder of this run's own in ``<storage>/reading`` for :func:`staged_dump`, for a run that does
+    not hold the operation lock. It is flock-held while in use and removed on leaving; a killed run's is
+    removed by the next such run (its flock is free then)."""
+    base = storage / READING_DIR
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        _remove_dead_readers(base)
+        # Made under a dot name, locked, then renamed: no other run ever sees it unlocked.
+        making = base / f".{os.getpid()}-{os.urandom(3).hex()}"
+        making.mkdir(mode=0o700)
+    except OSError as exc:
+        raise StorageError(f"cannot make a folder in {base} for the checked copy: {exc.strerror}") from exc
+    fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        folder = base / making.name[1:]
+        os.rename(making, folder)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
+        shutil.rmtree(making, ignore_errors=True)  # only when the rename did not happen
 
 
 def scratch_name(database: str, purpose: str) -> str:

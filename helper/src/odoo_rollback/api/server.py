@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
-from ..config import Config, read_api_secret
+from ..config import Config, StorageConfig, read_api_secret
 from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
 from ..health import health_report
 from ..journal import Journal
@@ -117,7 +117,7 @@ class Api:
                 return self.start_job("verify", ["verify", snapshot.id, *(["--deep"] if body.get("deep") else [])])
             snapshot = self.snapshot(snapshot_id)
             if method == "GET" and action == "odoo-zip":
-                return HTTPStatus.OK, odoo_zip_reply(snapshot)
+                return HTTPStatus.OK, odoo_zip_reply(self.cfg.storage, snapshot)
             if method == "GET" and action == "preview":
                 lost = plan_lost_changes(self.cfg, snapshot).report()
                 return HTTPStatus.OK, {
@@ -236,9 +236,11 @@ class StreamReply:
     write: Callable[[Any], None]
 
 
-def odoo_zip_reply(snapshot: Any) -> StreamReply:
+def odoo_zip_reply(storage: StorageConfig, snapshot: Any) -> StreamReply:
     """A snapshot as Odoo's backup zip, written into the reply as it is read."""
-    return StreamReply("application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(snapshot, stream))
+    return StreamReply(
+        "application/zip", f"{snapshot.id}.zip", lambda stream: write_odoo_zip(storage, snapshot, stream)
+    )
 
 
 class ChunkedWriter:

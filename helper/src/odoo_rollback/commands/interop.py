@@ -23,7 +23,7 @@ def export(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     if args.file == "-":
         if sys.stdout.isatty():
             raise UsageError("refusing to write a zip to a terminal: give a FILE or redirect the output")
-        write_odoo_zip(snapshot, sys.stdout.buffer)
+        write_odoo_zip(cfg.storage, snapshot, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return EXIT_OK
     target = Path(args.file)
@@ -34,7 +34,7 @@ def export(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     partial = target.with_name(f".{target.name}.partial")
     try:
         with partial.open("xb") as handle:
-            write_odoo_zip(snapshot, handle)
+            write_odoo_zip(cfg.storage, snapshot, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(partial, target)
