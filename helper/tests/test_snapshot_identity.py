@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import io
+import json
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
 
-from conftest import HelperEnv, list_databases
+from conftest import HelperEnv, database_counts, list_databases
 from test_integrity import partner_names, snapshot_slow_to_restore, tampered_partners
 from test_lock import start, wait_for_event
 
@@ -207,3 +210,112 @@ def test_export_of_an_intact_snapshot_is_a_complete_zip_with_its_own_bytes(
     }
     assert stored == live
     assert not list((helper_env.storage / "reading").iterdir())
+
+
+# -- a snapshot folder is the snapshot it is named after -----------------------------------------
+def two_snapshots(helper_env: HelperEnv) -> tuple[dict[str, str], dict[str, str]]:
+    """A and B of the live database, then more changes (so a restore of either changes the counts)."""
+    a = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'between ' || i FROM generate_series(1, 5) i")
+    b = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    return a, b
+
+
+def test_a_snapshot_folder_holding_another_snapshot_is_refused_everywhere(helper_env: HelperEnv) -> None:
+    a, b = two_snapshots(helper_env)
+    before = database_counts(helper_env.db.name)
+    pa = Path(a["path"])
+    shutil.rmtree(pa)
+    shutil.copytree(Path(b["path"]), pa)  # A's folder holds B's self-consistent files and manifest
+
+    for args in (["verify", a["id"]], ["restore", a["id"], "--yes"], ["copy", a["id"], "--to", "x_copy"]):
+        result = helper_env.run(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert f"holds snapshot '{b['id']}'" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert database_counts(helper_env.db.name) == before
+    assert list_databases(helper_env.db.name) == [helper_env.db.name]
+    listed = helper_env.run_json("list")
+    assert [s["id"] for s in listed if "refused" not in s] == [b["id"]]
+    assert [(s["id"], "holds snapshot" in s["refused"]) for s in listed if "refused" in s] == [(a["id"], True)]
+    human = helper_env.run("list", check=True).stdout
+    assert f"REFUSED {a['id']} (local)" in human
+    # The refused folder is never pruned nor verified as A: it is left for the operator to look into.
+    helper_env.run("prune", "--keep", "1", check=True)
+    assert pa.is_dir()
+
+
+def test_a_snapshot_folder_replaced_by_a_link_is_refused(helper_env: HelperEnv, tmp_path: Path) -> None:
+    a = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    before = database_counts(helper_env.db.name)
+    pa = Path(a["path"])
+    outside = tmp_path / "outside-the-storage"
+    shutil.copytree(pa, outside)  # self-consistent: the altered file with its manifest entry updated
+    packed, data = tampered_partners(outside)
+    packed.write_bytes(gzip.compress(data.encode()))
+    manifest = json.loads((outside / "manifest.json").read_text())
+    manifest["files"][f"db.dump/{packed.name}"] = {
+        "size": packed.stat().st_size,
+        "sha256": hashlib.sha256(packed.read_bytes()).hexdigest(),
+    }
+    (outside / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(pa)
+    pa.symlink_to(outside)
+
+    verified = helper_env.run("verify", a["id"])
+    result = helper_env.run("restore", a["id"], "--yes")
+
+    assert verified.returncode == 2 and "is a link" in verified.stderr, verified.stdout
+    assert result.returncode == 2 and "is a link" in result.stderr
+    assert database_counts(helper_env.db.name) == before
+    assert partner_names(helper_env.db.name) == ["Partner 1"]
+    assert next(s["refused"] for s in helper_env.run_json("list") if s["id"] == a["id"]).endswith(
+        "refused, nothing read from it"
+    )
+
+
+def test_a_folder_of_another_database_is_listed_as_refused_and_not_restored(helper_env: HelperEnv) -> None:
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'after ' || i FROM generate_series(1, 7) i")
+    manifest = Path(snap["path"]) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(f'"database": "{helper_env.db.name}"', '"database": "other"'))
+
+    listed = helper_env.run("list")
+    exported = helper_env.run("export", snap["id"], str(helper_env.storage / "x.zip"))
+    restored = helper_env.run("restore", snap["id"], "--yes")
+
+    assert (
+        listed.returncode == 0
+        and f"REFUSED {snap['id']} (local): snapshot {snap['id']} is of database 'other'" in listed.stdout
+    )
+    for result in (exported, restored):
+        assert result.returncode == 2 and "not of the configured database" in result.stderr, result.stderr
+    assert not (helper_env.storage / "x.zip").exists()
+    assert database_counts(helper_env.db.name)["res_partner"] == 57
+
+
+def test_a_remote_folder_holding_another_snapshot_is_refused(helper_env: HelperEnv, tmp_path: Path) -> None:
+    remote_dir = tmp_path / "offsite"
+    remote_dir.mkdir()
+    conf = tmp_path / "rclone.conf"
+    conf.write_text("[loc]\ntype = local\n")
+    conf.chmod(0o600)
+    helper_env.write(remotes={"offsite": {"target": f"loc:{remote_dir}", "rclone_config": str(conf)}})
+    a, b = two_snapshots(helper_env)
+    helper_env.run("push", a["id"], check=True)
+    helper_env.run("push", b["id"], check=True)
+    before = database_counts(helper_env.db.name)
+    shutil.rmtree(remote_dir / a["id"])
+    shutil.copytree(remote_dir / b["id"], remote_dir / a["id"])
+    shutil.rmtree(Path(a["path"]))
+
+    listed = helper_env.run_json("list")
+    result = helper_env.run("restore", a["id"], "--yes")
+
+    assert [(s["id"], s["location"]) for s in listed if "refused" in s] == [(a["id"], "remote")]
+    assert result.returncode == 2 and f"holds snapshot '{b['id']}'" in result.stderr, result.stderr
+    assert database_counts(helper_env.db.name) == before
+    assert not (helper_env.storage / "snapshots" / a["id"]).exists()
+    assert not list((helper_env.storage / "snapshots").glob(".partial-*"))

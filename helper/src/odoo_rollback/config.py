@@ -139,6 +139,9 @@ class FilestoreConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: Path
+    # The database whose snapshots this storage holds ([database] name): a snapshot folder holding another
+    # database's snapshot is refused when it is opened (storage.open_snapshot).
+    database: str
     # pg_dump/pg_restore parallel jobs (directory format); 0 means "number of CPUs".
     jobs: int = 0
     # Free space demanded beyond the expected size, as a fraction of it.
@@ -485,6 +488,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     st = section_named("storage")
     storage = StorageConfig(
         path=st.path("path", required=True),  # type: ignore[arg-type]
+        database=database.name,
         jobs=st.get("jobs", int, 0),
         free_space_margin=st.get("free_space_margin", float, 0.2),
     )

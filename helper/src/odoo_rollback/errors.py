@@ -59,6 +59,11 @@ class SnapshotNotFound(UsageError):
     """No complete snapshot has that id."""
 
 
+class SnapshotRefused(UsageError):
+    """The folder under a snapshot's id does not hold that snapshot of the configured database (another
+    snapshot's files, another database's snapshot, a link to elsewhere): nothing is read from it."""
+
+
 class ServiceError(RollbackError):
     """A service backend failed (daemon down, container missing, unit will not start)."""
 

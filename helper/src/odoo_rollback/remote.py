@@ -24,13 +24,13 @@ from typing import Any
 
 from .checksums import check_files
 from .config import Config, RemoteConfig
-from .errors import ConfigError, OperationFailed, SnapshotNotFound
+from .errors import ConfigError, OperationFailed, SnapshotNotFound, SnapshotRefused
 from .journal import DONE, FAILED, Journal
 from .lock import operation_lock
 from .manifest import MANIFEST_NAME, Manifest
 from .process import run
 from .retention import select_prunable
-from .storage import SNAPSHOT_ID, Snapshot, SnapshotStore, fsync_dir
+from .storage import SNAPSHOT_ID, RefusedFolder, Snapshot, SnapshotStore, fsync_dir, identity_problem, read_manifest
 
 NO_COMMON_HASH = "no common hash"
 
@@ -82,8 +82,28 @@ class RemoteStore:
         text = self.rclone("cat", self.path(snapshot_id, MANIFEST_NAME), what="rclone cat").stdout
         return Manifest.from_json(text)
 
-    def snapshots(self) -> list[Snapshot]:
-        return [Snapshot(i, Path(self.path(i)), self.manifest(i)) for i in self.ids()]
+    def opened(self, snapshot_id: str, database: str) -> Snapshot:
+        """The remote copy of *snapshot_id*, refused (SnapshotRefused) when its folder holds another
+        snapshot or another database's (the identity check of storage.open_snapshot)."""
+        manifest = self.manifest(snapshot_id)
+        problem = identity_problem(snapshot_id, manifest, database)
+        if problem:
+            raise SnapshotRefused(f"on remote {self.remote.name}: {problem}")
+        return Snapshot(snapshot_id, Path(self.path(snapshot_id)), manifest)
+
+    def scan(self, database: str) -> tuple[list[Snapshot], list[RefusedFolder]]:
+        """The copies of *database*'s snapshots, newest first; and the folders refused, with why."""
+        snapshots, refused = [], []
+        for snapshot_id in self.ids():
+            try:
+                snapshots.append(self.opened(snapshot_id, database))
+            except (SnapshotRefused, ValueError, TypeError) as exc:
+                refused.append(RefusedFolder(snapshot_id, Path(self.path(snapshot_id)), str(exc)))
+        return snapshots, refused
+
+    def snapshots(self, database: str) -> list[Snapshot]:
+        """Only *database*'s own copies: remote retention never removes what it cannot identify."""
+        return self.scan(database)[0]
 
     def push(self, snapshot: Snapshot) -> None:
         """Upload *snapshot*, manifest last, and check the copy against the local files."""
@@ -154,29 +174,35 @@ def apply_remote_retention(cfg: Config, remote: RemoteConfig, journal: Journal) 
     if not remote.retention.active:
         return []
     store = RemoteStore(remote)
-    doomed = select_prunable(store.snapshots(), remote.retention)
+    doomed = select_prunable(store.snapshots(cfg.database.name), remote.retention)
     for snapshot in doomed:
         store.delete(snapshot.id)
     return [s.id for s in doomed]
 
 
-def locations(cfg: Config) -> tuple[dict[str, list[str]], dict[str, Snapshot], list[str]]:
-    """Which remotes hold which snapshot, the remote-only snapshots, and the remotes that did not answer."""
+def locations(
+    cfg: Config,
+) -> tuple[dict[str, list[str]], dict[str, Snapshot], list[str], list[RefusedFolder]]:
+    """Which remotes hold which snapshot, the remote-only snapshots, the remotes that did not answer,
+    and the remote folders refused (another snapshot's or another database's inside)."""
     where: dict[str, list[str]] = {}
     remote_only: dict[str, Snapshot] = {}
     unreachable = []
+    refused: list[RefusedFolder] = []
     local = {s.id for s in SnapshotStore(cfg.storage).list()}
     for remote in cfg.remotes:
         store = RemoteStore(remote)
         try:
-            for snapshot_id in store.ids():
-                where.setdefault(snapshot_id, []).append(remote.name)
-                if snapshot_id not in local and snapshot_id not in remote_only:
-                    manifest = store.manifest(snapshot_id)
-                    remote_only[snapshot_id] = Snapshot(snapshot_id, Path(store.path(snapshot_id)), manifest)
+            snapshots, bad = store.scan(cfg.database.name)
         except OperationFailed as exc:
             unreachable.append(f"{remote.name}: {exc}")
-    return where, remote_only, unreachable
+            continue
+        refused.extend(bad)
+        for snapshot in snapshots:
+            where.setdefault(snapshot.id, []).append(remote.name)
+            if snapshot.id not in local and snapshot.id not in remote_only:
+                remote_only[snapshot.id] = snapshot
+    return where, remote_only, unreachable, refused
 
 
 def ensure_local(cfg: Config, snapshot_id: str, journal: Journal) -> Snapshot:
@@ -207,7 +233,11 @@ def _fetch(
     try:
         remote_store.fetch(snapshot_id, partial)
         fsync_dir(partial)
-        manifest = Manifest.from_json((partial / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest = read_manifest(partial, snapshot_id)
+        # The same identity check as a local folder's: the remote folder's name is not trusted either.
+        problem = identity_problem(snapshot_id, manifest, cfg.database.name)
+        if problem:
+            raise SnapshotRefused(f"the copy of {snapshot_id} on {remote.name}: {problem}")
         problems = check_files(partial, {n: e for n, e in manifest.files.items() if n != MANIFEST_NAME})
         if problems:
             raise OperationFailed(f"the copy of {snapshot_id} on {remote.name} is damaged: {'; '.join(problems)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import StorageConfig
-from .errors import SnapshotNotFound, StorageError
+from .errors import SnapshotNotFound, SnapshotRefused, StorageError
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .standby_state import standby_summary
 
@@ -62,6 +63,73 @@ class Snapshot:
         return {**self.manifest.summary(self.path), "standby": standby_summary(self.path)}
 
 
+@dataclass(frozen=True)
+class RefusedFolder:
+    """A folder under a snapshot's name that is not that snapshot: ``list`` shows it, with why."""
+
+    id: str
+    path: Path
+    reason: str
+
+
+def identity_problem(snapshot_id: str, manifest: Manifest, database: str) -> str | None:
+    """Why *manifest* may not be opened as snapshot *snapshot_id* of *database*, or None.
+
+    A folder's name is what every command is given, its manifest what is checked and restored: a folder
+    holding another snapshot's files (copied, renamed, fetched from a remote folder that holds them)
+    would be verified and restored under the wrong name. The manifest's own id must be the name."""
+    if manifest.id != snapshot_id:
+        return (
+            f"the folder of snapshot {snapshot_id} holds snapshot {manifest.id!r} (its manifest's id): "
+            "refused, nothing read from it"
+        )
+    if manifest.database != database:
+        return (
+            f"snapshot {snapshot_id} is of database {manifest.database!r}, not of the configured database {database!r}"
+        )
+    return None
+
+
+def read_manifest(path: Path, snapshot_id: str) -> Manifest:
+    """The manifest of the snapshot folder *path* (a link in its place is not followed)."""
+    try:
+        fd = os.open(path / MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise SnapshotNotFound(f"no snapshot {snapshot_id} in {path.parent} (see 'odoo-rollback list')") from exc
+    except OSError as exc:
+        raise SnapshotNotFound(f"snapshot {snapshot_id} has an unreadable manifest: {exc.strerror}") from exc
+    try:
+        with open(fd, encoding="utf-8") as handle:
+            return Manifest.from_json(handle.read())
+    except (OSError, ValueError, TypeError) as exc:
+        raise SnapshotNotFound(f"snapshot {snapshot_id} has an unreadable manifest: {exc}") from exc
+
+
+def open_snapshot(path: Path, database: str) -> Snapshot:
+    """The snapshot in the folder *path*, named by its id: the one way a local snapshot is opened.
+
+    Refused (SnapshotRefused, nothing read but the manifest) unless *path* is a real folder (a link,
+    followed, would read anything anywhere; checked with lstat), its manifest's id is the folder's name
+    and its database is *database*."""
+    snapshot_id = path.name
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError as exc:
+        raise SnapshotNotFound(f"no snapshot {snapshot_id} in {path.parent} (see 'odoo-rollback list')") from exc
+    if stat.S_ISLNK(mode):
+        raise SnapshotRefused(
+            f"{path} is a link, not the snapshot's own folder: a snapshot is read only from a folder of the "
+            "storage itself; refused, nothing read from it"
+        )
+    if not stat.S_ISDIR(mode):
+        raise SnapshotRefused(f"{path} is not a folder: not a snapshot; refused")
+    manifest = read_manifest(path, snapshot_id)
+    problem = identity_problem(snapshot_id, manifest, database)
+    if problem:
+        raise SnapshotRefused(problem)
+    return Snapshot(snapshot_id, path, manifest)
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Replace *path* with *text* so that a reader sees the old or the new content, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -85,6 +153,7 @@ class SnapshotStore:
     def __init__(self, cfg: StorageConfig) -> None:
         self.cfg = cfg
         self.root = cfg.snapshots_dir
+        self.database = cfg.database
 
     # -- writing --------------------------------------------------------------------------------
     def ensure_writable(self) -> None:
@@ -149,33 +218,29 @@ class SnapshotStore:
         return replace(snapshot, manifest=manifest)
 
     # -- reading --------------------------------------------------------------------------------
-    def list(self) -> list[Snapshot]:
-        """Complete snapshots, newest first."""
+    def scan(self) -> tuple[list[Snapshot], list[RefusedFolder]]:
+        """Complete snapshots, newest first; and the folders under a snapshot's name that are refused."""
         if not self.root.is_dir():
-            return []
-        snapshots = []
+            return [], []
+        snapshots, refused = [], []
         for path in self.root.iterdir():
             if not SNAPSHOT_ID.match(path.name):
                 continue
             try:
-                manifest = Manifest.from_json((path / MANIFEST_NAME).read_text(encoding="utf-8"))
-            except (OSError, ValueError, TypeError):
-                continue  # not a complete snapshot: verify reports it, list does not offer it
-            snapshots.append(Snapshot(path.name, path, manifest))
-        return sorted(snapshots, key=lambda s: (s.manifest.created_at, s.id), reverse=True)
+                snapshots.append(open_snapshot(path, self.database))
+            except (SnapshotNotFound, SnapshotRefused) as exc:
+                refused.append(RefusedFolder(path.name, path, str(exc)))
+        snapshots.sort(key=lambda s: (s.manifest.created_at, s.id), reverse=True)
+        return snapshots, sorted(refused, key=lambda r: r.id, reverse=True)
+
+    def list(self) -> list[Snapshot]:
+        """Complete snapshots of the configured database, newest first (never a refused folder)."""
+        return self.scan()[0]
 
     def get(self, snapshot_id: str) -> Snapshot:
         if not SNAPSHOT_ID.match(snapshot_id or ""):
             raise SnapshotNotFound(f"{snapshot_id!r} is not a snapshot id (see 'odoo-rollback list')")
-        path = self.root / snapshot_id
-        manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise SnapshotNotFound(f"no snapshot {snapshot_id} in {self.root} (see 'odoo-rollback list')")
-        try:
-            manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
-        except (ValueError, TypeError) as exc:
-            raise SnapshotNotFound(f"snapshot {snapshot_id} has an unreadable manifest: {exc}") from exc
-        return Snapshot(snapshot_id, path, manifest)
+        return open_snapshot(self.root / snapshot_id, self.database)
 
     def newest(self, kind: str = "pre_deploy", verified: bool = True, database: str | None = None) -> Snapshot | None:
         for snapshot in self.list():

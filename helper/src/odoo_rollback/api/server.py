@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
 from ..config import Config, StorageConfig, read_api_secret
-from ..errors import ConfigError, RollbackError, SnapshotNotFound, UsageError
+from ..errors import ConfigError, RollbackError, SnapshotNotFound, SnapshotRefused, UsageError
 from ..health import health_report
 from ..journal import Journal
 from ..kept import list_kept
@@ -162,6 +162,8 @@ class Api:
             return self.store.get(snapshot_id)
         except SnapshotNotFound as exc:
             raise ApiError(HTTPStatus.NOT_FOUND, str(exc)) from exc
+        except SnapshotRefused as exc:  # its folder holds another snapshot, another database's, a link
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
 
     def start_job(self, kind: str, args: list[str], request: RestoreRequest | None = None) -> tuple[HTTPStatus, Any]:
         try:

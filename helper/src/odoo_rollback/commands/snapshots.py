@@ -17,7 +17,7 @@ from ..prune import prune as prune_snapshots
 from ..remote import apply_remote_retention, ensure_local, locations, push_snapshot
 from ..snapshot import take_snapshot
 from ..standby import spawn_build
-from ..storage import SnapshotStore
+from ..storage import RefusedFolder, SnapshotStore
 from ..verify import verify_snapshot
 
 
@@ -53,10 +53,16 @@ def snapshot(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     return EXIT_CHECK_FAILED if isinstance(verify_result, dict) and not verify_result["ok"] else EXIT_OK
 
 
+def _refused_doc(folder: RefusedFolder, location: str) -> dict[str, Any]:
+    """A folder under a snapshot's name that is not that snapshot, as ``list --json`` shows it."""
+    return {"id": folder.id, "path": str(folder.path), "location": location, "refused": folder.reason}
+
+
 def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
-    """Local snapshots and, with [remotes], the copies off-host: each says where it is."""
-    local = SnapshotStore(cfg.storage).list()
-    where, remote_only, unreachable = locations(cfg) if cfg.remotes else ({}, {}, [])
+    """Local snapshots and, with [remotes], the copies off-host: each says where it is. Folders under a
+    snapshot's name that do not hold it (storage.open_snapshot) follow, each with why it is refused."""
+    local, refused_here = SnapshotStore(cfg.storage).scan()
+    where, remote_only, unreachable, refused_there = locations(cfg) if cfg.remotes else ({}, {}, [], [])
     docs = []
     for snap in sorted([*local, *remote_only.values()], key=lambda s: (s.manifest.created_at, s.id), reverse=True):
         doc = snap.summary()
@@ -66,27 +72,34 @@ def list_snapshots(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         if snap.id in remote_only:
             doc["path"] = None
         docs.append(doc)
+    docs += [_refused_doc(f, "local") for f in refused_here] + [_refused_doc(f, "remote") for f in refused_there]
 
     def human(rows: list[dict[str, Any]]) -> str:
+        good = [d for d in rows if "refused" not in d]
         if not rows:
             return "no snapshots yet: take one with 'odoo-rollback snapshot --kind pre_deploy'"
-        text = table(
-            ["id", "kind", "created", "size", "verified", "where", "standby", "label"],
-            [
-                (
-                    d["id"],
-                    d["kind"],
-                    d["created_at"],
-                    human_size(d["size"]),
-                    d["verified_at"] or "no",
-                    d["location"] + (f" ({', '.join(d['remotes'])})" if d["remotes"] else ""),
-                    (d.get("standby") or {}).get("state", "-"),
-                    d["label"],
-                )
-                for d in rows
-            ],
+        text = (
+            table(
+                ["id", "kind", "created", "size", "verified", "where", "standby", "label"],
+                [
+                    (
+                        d["id"],
+                        d["kind"],
+                        d["created_at"],
+                        human_size(d["size"]),
+                        d["verified_at"] or "no",
+                        d["location"] + (f" ({', '.join(d['remotes'])})" if d["remotes"] else ""),
+                        (d.get("standby") or {}).get("state", "-"),
+                        d["label"],
+                    )
+                    for d in good
+                ],
+            )
+            if good
+            else "no usable snapshot"
         )
-        return "\n".join([text, *(f"remote not listed: {u}" for u in unreachable)])
+        bad = [f"REFUSED {d['id']} ({d['location']}): {d['refused']}" for d in rows if "refused" in d]
+        return "\n".join([text, *bad, *(f"remote not listed: {u}" for u in unreachable)])
 
     out.emit(docs, human)
     return EXIT_OK
