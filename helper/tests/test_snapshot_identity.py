@@ -212,6 +212,47 @@ def test_export_of_an_intact_snapshot_is_a_complete_zip_with_its_own_bytes(
     assert not list((helper_env.storage / "reading").iterdir())
 
 
+def test_export_leaves_a_live_export_s_copy_and_removes_a_dead_one(helper_env: HelperEnv, tmp_path: Path) -> None:
+    """The checked copies of exports, which run without the operation lock, are told apart by flock."""
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    reading = helper_env.storage / "reading"
+    reading.mkdir()
+    (reading / "12345-dead").mkdir()  # a killed export's: nobody holds it
+    (reading / "12345-dead" / "leftover").write_bytes(b"x" * 1000)
+    live = reading / "67890-live"
+    live.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY);"
+            " fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(live),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        helper_env.run("export", snap["id"], str(tmp_path / "a.zip"), check=True)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert sorted(p.name for p in reading.iterdir()) == ["67890-live"]
+    assert zipfile.is_zipfile(tmp_path / "a.zip")
+
+
+def test_export_refuses_a_link_in_place_of_its_reading_folder(helper_env: HelperEnv, tmp_path: Path) -> None:
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    (tmp_path / "elsewhere").mkdir()
+    (helper_env.storage / "reading").symlink_to(tmp_path / "elsewhere")
+
+    result = helper_env.run("export", snap["id"], str(tmp_path / "a.zip"))
+
+    assert result.returncode == 3 and "reading is a link" in result.stderr, result.stderr
+    assert not (tmp_path / "a.zip").exists() and not list((tmp_path / "elsewhere").iterdir())
+
+
 # -- a snapshot folder is the snapshot it is named after -----------------------------------------
 def two_snapshots(helper_env: HelperEnv) -> tuple[dict[str, str], dict[str, str]]:
     """A and B of the live database, then more changes (so a restore of either changes the counts)."""

@@ -165,6 +165,8 @@ def unlocked_read_root(storage: Path) -> Iterator[Path]:
     base = storage / READING_DIR
     try:
         base.mkdir(mode=0o700, exist_ok=True)
+        if base.is_symlink():  # the checked copy would be made, and read, wherever it points
+            raise StorageError(f"{base} is a link: remove it (the helper makes it as a folder)")
         _remove_dead_readers(base)
         # Made under a dot name, locked, then renamed: no other run ever sees it unlocked.
         making = base / f".{os.getpid()}-{os.urandom(3).hex()}"
