@@ -171,7 +171,7 @@ class TestHelperOfAnotherDatabase(TransactionCase):
         refusal = f"this helper serves another database, not {self.env.cr.dbname}"
         overview = self.env["deployment.overview"].with_user(self.manager).create({})
         self.assertFalse(overview.helper_reachable)
-        self.assertIn("Reachable, but refuses this database's requests", overview.helper_status)
+        self.assertIn("Reachable, but refused the request: ", overview.helper_status)
         self.assertIn(refusal, overview.helper_status)
         self.assertFalse(overview.helper_storage_free)
         with self.assertRaisesRegex(UserError, refusal):

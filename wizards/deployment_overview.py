@@ -87,8 +87,8 @@ class DeploymentOverview(models.TransientModel):
         try:
             health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
         except HelperRefusal as exc:
-            # It answers, but not for this database (or not to this secret): none of its state is shown.
-            values["helper_status"] = _("Reachable, but refuses this database's requests: %s", exc.args[0])
+            # It answers, but refuses (another database's helper, another secret): none of its state is shown.
+            values["helper_status"] = _("Reachable, but refused the request: %s", exc.args[0])
         except UserError as exc:
             values["helper_status"] = _("Not reachable: %s", exc.args[0])
         else:

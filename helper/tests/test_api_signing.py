@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HelperEnv, Served
+from conftest import HelperEnv, Served, tmpfs
 from odoo_rollback.api.client import HelperClient
 from odoo_rollback.api.nonces import FILE_NAME, NonceStore
 from odoo_rollback.api.signing import (
@@ -30,6 +30,7 @@ from odoo_rollback.api.signing import (
     signed_headers,
 )
 from test_api_abuse import SECRET, TcpServed, _free_port, _head, _status, tcp_served  # noqa: F401
+from test_disk_full import fill
 
 # Every route, as Odoo calls it: none may answer another database, whatever its arguments.
 ROUTES = [
@@ -286,3 +287,25 @@ def test_serve_refuses_to_start_without_a_writable_nonce_file(secret_env: Helper
     assert result.returncode != 0
     assert f"the API's nonce file {secret_env.storage / FILE_NAME} cannot be written" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_full_storage_refuses_requests_rather_than_forget_their_nonces(secret_env: HelperEnv, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", 4 * 2**20) as mount:
+        secret_env.write(storage={"path": str(mount / "storage")})
+        port, log = _free_port(), tmp_path / "serve.log"
+        proc = _start(secret_env, port, log)
+        try:
+            assert _post(port, _signed_request(secret_env, "GET", "/v1/health", b"")) == 200
+            filler = fill(mount)
+            request = _signed_request(secret_env, "POST", "/v1/snapshots", b'{"kind": "nope"}')
+            # 503, not the route's 400: the request was refused before anything, as it could not be recorded.
+            assert _post(port, request) == 503
+            filler.unlink()
+            # Not recorded, so not a replay: sent again with room, it reaches its route.
+            assert _post(port, request) == 400
+            assert _post(port, request) == 401
+        finally:
+            _stop(proc)
+    text = log.read_text()
+    assert f"the API's nonce file {mount / 'storage' / FILE_NAME} cannot be written: No space left on device" in text
+    assert "Traceback" not in text

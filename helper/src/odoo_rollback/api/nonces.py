@@ -14,6 +14,7 @@ unrecorded.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ class NonceStore:
         except (OSError, sqlite3.Error) as exc:
             if isinstance(exc, sqlite3.IntegrityError):
                 raise
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            reason = _reason(exc, self.path)
             raise StorageError(f"the API's nonce file {self.path} cannot be written: {reason}") from exc
 
     def add(self, nonce: str, timestamp: int, now: float) -> bool:
@@ -77,3 +78,15 @@ class NonceStore:
         except sqlite3.IntegrityError:
             return False
         return True
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """Why the file cannot be written. SQLite says "disk I/O error" when a full disk stops it from growing
+    its shared-memory file: the free space tells which it is."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    try:
+        full = shutil.disk_usage(path.parent).free < 2**16
+    except OSError:
+        full = False
+    return f"No space left on device ({exc})" if full else str(exc)
