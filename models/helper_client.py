@@ -38,10 +38,18 @@ READ_GROUP = "deployment_rollback.group_deployment_rollback_user"
 ACT_GROUP = "deployment_rollback.group_deployment_rollback_manager"
 
 
-def sign(secret, method, path, timestamp, nonce, body):
-    """Hex HMAC-SHA256 of the canonical message; the helper computes the same."""
-    message = "\n".join([method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()]).encode()
+def sign(secret, method, path, timestamp, nonce, database, body):
+    """Hex HMAC-SHA256 of the canonical message; the helper computes the same.
+
+    *database* is this Odoo database: every database of the instance reads the same secret from
+    odoo.conf, and the helper acts only for the one it serves.
+    """
+    message = "\n".join([method.upper(), path, timestamp, nonce, database, hashlib.sha256(body).hexdigest()]).encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+class HelperRefusal(UserError):
+    """The helper answered and refused the request: it is reachable, and says why."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -151,19 +159,25 @@ class DeploymentRollbackHelper(models.AbstractModel):
         )
 
     @api.model
+    def _signed_headers(self, method, path, payload):
+        """The signing headers of a request made for this database (the helper refuses any other's)."""
+        timestamp = str(int(time.time()))
+        nonce = secrets.token_hex(16)
+        database = self.env.cr.dbname
+        return {
+            "X-Rollback-Timestamp": timestamp,
+            "X-Rollback-Nonce": nonce,
+            "X-Rollback-Database": database,
+            "X-Rollback-Signature": sign(self._secret(), method, path, timestamp, nonce, database, payload),
+        }
+
+    @api.model
     def _request(self, method, path, body=None, timeout=TIMEOUT):
         """Send a signed request; return the decoded JSON answer of a 2xx reply."""
         self._check_caller(method, path)
         address = self._address()
         payload = json.dumps(body).encode() if body is not None else b""
-        timestamp = str(int(time.time()))
-        nonce = secrets.token_hex(16)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Rollback-Timestamp": timestamp,
-            "X-Rollback-Nonce": nonce,
-            "X-Rollback-Signature": sign(self._secret(), method, path, timestamp, nonce, payload),
-        }
+        headers = {"Content-Type": "application/json", **self._signed_headers(method, path, payload)}
         conn = self._connection(address, timeout)
         try:
             conn.request(method, path, body=payload, headers=headers)
@@ -195,14 +209,15 @@ class DeploymentRollbackHelper(models.AbstractModel):
         except ValueError as exc:
             raise UserError(_("The rollback helper sent an answer that is not JSON.")) from exc
         if response.status == 401:
-            raise UserError(
+            raise HelperRefusal(
                 _(
                     "The rollback helper refused the request: the shared secret "
-                    "does not match the helper's, or the clocks differ."
+                    "does not match the helper's, or the clocks differ, or the helper and this addon "
+                    "sign requests differently (upgrade both together)."
                 )
             )
         if response.status >= 400:
-            raise UserError(
+            raise HelperRefusal(
                 _(
                     "The rollback helper refused the request (%(status)s): %(error)s",
                     status=response.status,
@@ -216,13 +231,7 @@ class DeploymentRollbackHelper(models.AbstractModel):
         """GET a reply the helper streams (a snapshot as a zip): (response, connection), read by the caller,
         who closes the connection. A refusal is a UserError before any byte is passed on."""
         address = self._address()
-        timestamp = str(int(time.time()))
-        nonce = secrets.token_hex(16)
-        headers = {
-            "X-Rollback-Timestamp": timestamp,
-            "X-Rollback-Nonce": nonce,
-            "X-Rollback-Signature": sign(self._secret(), "GET", path, timestamp, nonce, b""),
-        }
+        headers = self._signed_headers("GET", path, b"")
         conn = self._connection(address)
         try:
             conn.request("GET", path, body=b"", headers=headers)
@@ -243,7 +252,7 @@ class DeploymentRollbackHelper(models.AbstractModel):
                 error = json.loads(raw).get("error")
             except ValueError:
                 error = raw[:200]
-            raise UserError(
+            raise HelperRefusal(
                 _(
                     "The rollback helper refused the request (%(status)s): %(error)s",
                     status=response.status,

@@ -25,15 +25,18 @@ def helper_command():
 
 
 class RealHelper:
-    """Starts ``odoo-rollback serve`` for *dbname*; stop() ends it and removes its files."""
+    """Starts ``odoo-rollback serve`` for *dbname*; stop() ends it and removes its files.
 
-    def __init__(self, dbname, tables=("res_partner", "account_move"), extra_toml=""):
+    *filestore* is the served database's, by default Odoo's own for *dbname*.
+    """
+
+    def __init__(self, dbname, tables=("res_partner", "account_move"), extra_toml="", filestore=None):
         self.dir = Path(tempfile.mkdtemp(prefix="rbhelper-"))
         self.socket = self.dir / "api.sock"
         self.secret_file = self.dir / "api-secret"
         self.secret_file.write_text(os.urandom(32).hex())
         self.secret_file.chmod(0o600)
-        filestore = Path(config.filestore(dbname))
+        filestore = Path(filestore or config.filestore(dbname))
         filestore.mkdir(parents=True, exist_ok=True)
         env = os.environ
         self.config_path = self.dir / "helper.toml"

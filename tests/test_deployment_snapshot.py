@@ -55,6 +55,7 @@ class TestDeploymentSnapshot(TransactionCase):
                     vector["path"],
                     vector["timestamp"],
                     vector["nonce"],
+                    vector["database"],
                     vector["body"].encode(),
                 ),
                 vector["signature"],

@@ -1,5 +1,7 @@
 # Copyright 2026 The deployment_rollback authors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import shutil
+import tempfile
 import time
 from unittest.mock import patch
 
@@ -8,10 +10,10 @@ from odoo.addons.deployment_rollback.models.deployment_operation import CURSOR_P
 from odoo.addons.deployment_rollback.models.helper_client import SECRET_OPTION
 from odoo.addons.deployment_rollback.models.rollback_catalogue import RESTORE_STEPS
 from odoo.exceptions import UserError
-from odoo.tests.common import Form, TransactionCase
+from odoo.tests.common import Form, TransactionCase, new_test_user
 from odoo.tools import config
 
-from .common import RealHelperMixin
+from .common import RealHelper, RealHelperMixin
 
 
 class TestHelperIntegration(RealHelperMixin, TransactionCase):
@@ -139,3 +141,51 @@ class TestHelperIntegration(RealHelperMixin, TransactionCase):
             self.assertRaisesRegex(UserError, "shared secret"),
         ):
             self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
+
+
+class TestHelperOfAnotherDatabase(TransactionCase):
+    """Every database of one Odoo instance reads the same secret (odoo.conf): the helper of another
+    database ("prod") must neither act for this one nor show it prod's state, to managers or users."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.prod = f"{cls.env.cr.dbname}_prod"
+        filestore = tempfile.mkdtemp(prefix="rbhelper-prod-filestore-")
+        cls.addClassCleanup(shutil.rmtree, filestore, ignore_errors=True)
+        cls.helper = RealHelper(cls.prod, filestore=filestore)
+        cls.addClassCleanup(cls.helper.stop)
+        cls.manager = new_test_user(
+            cls.env,
+            login="rb_other_db_manager",
+            groups="base.group_user,base.group_system,deployment_rollback.group_deployment_rollback_manager",
+        )
+
+    def setUp(self):
+        super().setUp()
+        patcher = self.helper.patch_odoo(self.env)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_the_helper_of_another_database_refuses_and_shows_nothing(self):
+        refusal = f"this helper serves another database, not {self.env.cr.dbname}"
+        overview = self.env["deployment.overview"].with_user(self.manager).create({})
+        self.assertFalse(overview.helper_reachable)
+        self.assertIn("Reachable, but refused the request: ", overview.helper_status)
+        self.assertIn(refusal, overview.helper_status)
+        self.assertFalse(overview.helper_storage_free)
+        with self.assertRaisesRegex(UserError, refusal):
+            self.env["res.config.settings"].with_user(self.manager).create({}).action_deployment_test_connection()
+        with self.assertRaisesRegex(UserError, refusal):
+            self.env["deployment.rollback.helper"].with_user(self.manager)._request("GET", "/v1/config")
+        with self.assertRaisesRegex(UserError, refusal):
+            self.env["deployment.snapshot"].with_user(self.manager).action_capture("pre_deploy", "from another db")
+        with self.assertRaisesRegex(UserError, refusal):
+            self.env["deployment.rollback.helper"].with_user(self.manager)._request("POST", "/v1/drills", {})
+        self.assertFalse(self.env["deployment.snapshot"].search([("label", "=", "from another db")]))
+        # Nothing done: no snapshot, no operation in the helper's journal; each refusal is in its log.
+        self.assertEqual(self.helper.cli("list"), [])
+        self.assertEqual(self.helper.cli("journal")["events"], [])
+        log = self.helper.log.read_text()
+        refused = f"signed for database '{self.env.cr.dbname}'; this helper serves '{self.prod}'"
+        self.assertGreaterEqual(log.count(refused), 5)

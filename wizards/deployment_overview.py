@@ -6,6 +6,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
 from ..models.deployment_drill import quarter_label, quarter_of
+from ..models.helper_client import HelperRefusal
 from ..models.texts import human_size
 
 # A pre-deploy snapshot older than this is probably not the one taken before today's deployment.
@@ -85,6 +86,9 @@ class DeploymentOverview(models.TransientModel):
         }
         try:
             health = self.env["deployment.rollback.helper"]._request("GET", "/v1/health")
+        except HelperRefusal as exc:
+            # It answers, but refuses (another database's helper, another secret): none of its state is shown.
+            values["helper_status"] = _("Reachable, but refused the request: %s", exc.args[0])
         except UserError as exc:
             values["helper_status"] = _("Not reachable: %s", exc.args[0])
         else:

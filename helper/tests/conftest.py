@@ -462,9 +462,11 @@ def compose_project(docker_image: str, tmp_path: Path) -> Iterator[ComposeStandI
 
 # -- the API: a real `odoo-rollback serve` on a Unix socket, and a signed client -------------------
 class Served:
-    def __init__(self, socket_path: Path, secret: bytes, process: subprocess.Popen[str], log: Path) -> None:
+    def __init__(
+        self, socket_path: Path, secret: bytes, database: str, process: subprocess.Popen[str], log: Path
+    ) -> None:
         self.socket_path = socket_path
-        self.client = HelperClient(f"unix:{socket_path}", secret)
+        self.client = HelperClient(f"unix:{socket_path}", secret, database)
         self.process = process
         self.log = log
 
@@ -500,7 +502,7 @@ def served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[Served]:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
-        yield Served(socket_path, SERVED_SECRET, process, log)
+        yield Served(socket_path, SERVED_SECRET, helper_env.db.name, process, log)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)

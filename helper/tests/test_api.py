@@ -25,15 +25,11 @@ VECTORS = json.loads((Path(__file__).parent / "data" / "signing_vectors.json").r
 def test_signing_vectors(vector: dict[str, str]) -> None:
     body = vector["body"].encode()
     # Computed independently of the implementation, from the documented message layout.
-    message = "\n".join(
-        [vector["method"], vector["path"], vector["timestamp"], vector["nonce"], hashlib.sha256(body).hexdigest()]
-    ).encode()
+    fields = [vector["method"], vector["path"], vector["timestamp"], vector["nonce"], vector["database"]]
+    message = "\n".join([*fields, hashlib.sha256(body).hexdigest()]).encode()
     independent = hmac.new(vector["secret"].encode(), message, hashlib.sha256).hexdigest()
     assert independent == vector["signature"]
-    assert (
-        sign(vector["secret"].encode(), vector["method"], vector["path"], vector["timestamp"], vector["nonce"], body)
-        == vector["signature"]
-    )
+    assert sign(vector["secret"].encode(), *fields, body) == vector["signature"]
 
 
 def test_socket_is_not_world_accessible(served: Served) -> None:
@@ -57,7 +53,8 @@ def test_health(served: Served, helper_env: HelperEnv) -> None:
 
 
 def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: Served) -> None:
-    assert HelperClient(f"unix:{served.socket_path}", b"wrong").request("GET", "/v1/health")[0] == 401
+    database = served.client.database
+    assert HelperClient(f"unix:{served.socket_path}", b"wrong", database).request("GET", "/v1/health")[0] == 401
     assert served.client.request("GET", "/v1/health", headers={SIGNATURE_HEADER: ""})[0] == 401
     # A request signed ten minutes ago.
     stale = str(int(time.time()) - 600)
@@ -65,7 +62,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     headers = {
         TIMESTAMP_HEADER: stale,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", stale, nonce, b""),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", stale, nonce, database, b""),
     }
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
     # The same signed request twice: the second is a replay.
@@ -73,7 +70,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     headers = {
         TIMESTAMP_HEADER: now,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", now, nonce, b""),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "GET", "/v1/health", now, nonce, database, b""),
     }
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 200
     assert served.client.request("GET", "/v1/health", headers=headers)[0] == 401
@@ -81,7 +78,7 @@ def test_wrong_secret_unsigned_stale_and_replayed_requests_are_refused(served: S
     body_headers = {
         TIMESTAMP_HEADER: now,
         NONCE_HEADER: "cd" * 16,
-        SIGNATURE_HEADER: sign(SERVED_SECRET, "POST", "/v1/drills", now, "cd" * 16, b"{}"),
+        SIGNATURE_HEADER: sign(SERVED_SECRET, "POST", "/v1/drills", now, "cd" * 16, database, b"{}"),
     }
     assert served.client.request("POST", "/v1/drills", {"snapshot": "x"}, headers=body_headers)[0] == 401
     assert served.log.read_text().count("refused") >= 5

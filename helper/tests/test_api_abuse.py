@@ -82,7 +82,8 @@ def tcp_served(helper_env: HelperEnv, tmp_path: Path) -> Iterator[TcpServed]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    served = TcpServed(port, HelperClient(f"http://127.0.0.1:{port}", SECRET, timeout=15), process, log)
+    client = HelperClient(f"http://127.0.0.1:{port}", SECRET, helper_env.db.name, timeout=15)
+    served = TcpServed(port, client, process, log)
     deadline = time.monotonic() + 20
     while True:
         assert process.poll() is None, log.read_text()
@@ -134,8 +135,9 @@ def _head(method: str, path: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _signed(method: str, path: str, body: bytes) -> dict[str, str]:
-    return {"Content-Type": "application/json", **signed_headers(SECRET, method, path, body)}
+def _signed(served: TcpServed, method: str, path: str, body: bytes) -> dict[str, str]:
+    headers = signed_headers(SECRET, served.client.database, method, path, body)
+    return {"Content-Type": "application/json", **headers}
 
 
 @pytest.mark.parametrize(
@@ -157,7 +159,8 @@ def test_body_length_is_refused_before_the_body_is_read(
     # the answer would be 408 after the read timeout, not the refusal.
     body = b'{"kind": "manual", "label": "' + b"x" * 20 + b'"}'
     sock = tcp_served.connect()
-    sock.sendall(_head("POST", "/v1/snapshots", {**_signed("POST", "/v1/snapshots", body), **length_headers}))
+    headers = {**_signed(tcp_served, "POST", "/v1/snapshots", body), **length_headers}
+    sock.sendall(_head("POST", "/v1/snapshots", headers))
     assert _status(sock) == status
     assert _closed_by_server(sock) or _status(sock, timeout=1) == 0
     status_code, health = tcp_served.client.request("GET", "/v1/health")
@@ -166,7 +169,7 @@ def test_body_length_is_refused_before_the_body_is_read(
 
 def test_two_content_lengths_are_refused(tcp_served: TcpServed) -> None:
     sock = tcp_served.connect()
-    headers = {**_signed("POST", "/v1/drills", b"{}"), "Content-Length": "2"}
+    headers = {**_signed(tcp_served, "POST", "/v1/drills", b"{}"), "Content-Length": "2"}
     sock.sendall(_head("POST", "/v1/drills", headers).replace(b"\r\n\r\n", b"\r\nContent-Length: 20\r\n\r\n") + b"{}")
     assert _status(sock) == 400
 
@@ -181,7 +184,8 @@ def test_unsigned_request_is_refused_before_its_body_is_read(tcp_served: TcpServ
 def test_half_sent_body_is_closed_after_the_read_timeout(tcp_served: TcpServed) -> None:
     body = b'{"kind": "manual"}'
     sock = tcp_served.connect()
-    sock.sendall(_head("POST", "/v1/snapshots", {**_signed("POST", "/v1/snapshots", body), "Content-Length": "18"}))
+    headers = {**_signed(tcp_served, "POST", "/v1/snapshots", body), "Content-Length": "18"}
+    sock.sendall(_head("POST", "/v1/snapshots", headers))
     sock.sendall(body[:5])
     assert _status(sock, timeout=READ_TIMEOUT + 10) == 408
     assert tcp_served.client.request("GET", "/v1/health")[1]["running_job"] is None
@@ -287,7 +291,7 @@ def test_the_unix_socket_is_bounded_the_same_way(served: Served) -> None:
 
 def test_an_oversized_header_block_is_cut_off_and_refused(tcp_served: TcpServed) -> None:
     sock = tcp_served.connect()
-    headers = {**_signed("GET", "/v1/health", b""), **{f"X-Padding-{i}": "x" * 1000 for i in range(40)}}
+    headers = {**_signed(tcp_served, "GET", "/v1/health", b""), **{f"X-Padding-{i}": "x" * 1000 for i in range(40)}}
     with contextlib.suppress(OSError):  # closed while the 40 KiB were still being sent: refused too
         sock.sendall(_head("GET", "/v1/health", headers))
     # 431, or the connection closed if the server's answer came while the client was still sending.

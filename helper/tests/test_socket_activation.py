@@ -98,7 +98,7 @@ def test_serve_answers_on_the_socket_systemd_passes(api_env: HelperEnv, tmp_path
     process = start_activated(api_env, sock, log)
     sock.close()  # only the service holds it now, as when systemd hands it over
     try:
-        status, health = wait_answer(HelperClient(f"unix:{path}", SECRET), process, log)
+        status, health = wait_answer(HelperClient(f"unix:{path}", SECRET, api_env.db.name), process, log)
         assert status == 200 and health["database"] == api_env.db.name
         assert not (tmp_path / "configured.sock").exists()
     finally:
@@ -121,7 +121,7 @@ def test_activation_meant_for_another_process_is_ignored(api_env: HelperEnv, tmp
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        assert wait_answer(HelperClient(f"unix:{configured}", SECRET), process, log)[0] == 200
+        assert wait_answer(HelperClient(f"unix:{configured}", SECRET, api_env.db.name), process, log)[0] == 200
     finally:
         assert stop(process) == 0
     assert not configured.exists()
@@ -147,6 +147,6 @@ def test_loopback_tcp_socket_is_served(api_env: HelperEnv, tmp_path: Path) -> No
     process = start_activated(api_env, sock, log)
     sock.close()
     try:
-        assert wait_answer(HelperClient(f"http://127.0.0.1:{port}", SECRET), process, log)[0] == 200
+        assert wait_answer(HelperClient(f"http://127.0.0.1:{port}", SECRET, api_env.db.name), process, log)[0] == 200
     finally:
         assert stop(process) == 0

@@ -24,10 +24,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class HelperClient:
-    def __init__(self, address: str, secret: bytes, timeout: float = 30) -> None:
+    """Requests to the helper at *address* on behalf of *database*: the helper refuses any other database's."""
+
+    def __init__(self, address: str, secret: bytes, database: str, timeout: float = 30) -> None:
         self.address = address
         self.secret = secret
+        self.database = database
         self.timeout = timeout
+
+    def _signed(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        return signed_headers(self.secret, self.database, method, path, body)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.address.startswith("unix:"):
@@ -39,7 +45,7 @@ class HelperClient:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         payload = json.dumps(body).encode() if body is not None else b""
-        all_headers = {"Content-Type": "application/json", **signed_headers(self.secret, method, path, payload)}
+        all_headers = {"Content-Type": "application/json", **self._signed(method, path, payload)}
         all_headers.update(headers or {})
         conn = self._connection()
         try:
@@ -52,7 +58,7 @@ class HelperClient:
 
     def download(self, path: str, target: IO[bytes]) -> int:
         """GET a streamed reply (a snapshot as a zip) into *target*; returns the HTTP status."""
-        headers = {"Content-Type": "application/json", **signed_headers(self.secret, "GET", path, b"")}
+        headers = {"Content-Type": "application/json", **self._signed("GET", path, b"")}
         conn = self._connection()
         try:
             conn.request("GET", path, body=b"", headers=headers)

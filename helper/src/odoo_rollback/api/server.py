@@ -34,7 +34,9 @@ from ..restore_capture import plan_lost_changes
 from ..storage import SnapshotStore
 from .connections import MAX_HEADER_BYTES, ConnectionLimiter, DeadlineReader, RequestTooLarge, refuse_busy
 from .jobs import JobConflict, JobRunner
-from .signing import SignatureError, Verifier
+from .nonces import FILE_NAME as NONCES_FILE
+from .nonces import NonceStore
+from .signing import SignatureError, Verifier, WrongDatabase
 
 log = logging.getLogger("odoo_rollback.api")
 MAX_BODY = 64 * 1024
@@ -356,16 +358,43 @@ class Handler(BaseHTTPRequestHandler):
         log.warning("refused %s %s: %s", self.command, self.path, exc)
         self._reply(HTTPStatus.UNAUTHORIZED, {"error": "request refused: bad or missing signature"})
 
+    def _refuse_database(self, exc: WrongDatabase) -> None:
+        log.warning("refused %s %s: %s", self.command, self.path, exc)
+        # The database this helper serves is not named: the caller only needs to know it is not its own.
+        self._reply(
+            HTTPStatus.FORBIDDEN,
+            {
+                "error": f"this helper serves another database, not {exc.requested}: each database needs its "
+                "own helper (set this database's helper address to it)"
+            },
+        )
+
+    def _verified(self, raw: bytes) -> bool:
+        """Whether the request is signed, new, and for this helper's database; else refused (replied)."""
+        try:
+            self.server.api.verifier.verify(self.command, self.path, self.headers, raw)
+        except SignatureError as exc:
+            self._refuse_signature(exc)
+            return False
+        except WrongDatabase as exc:
+            self._refuse_database(exc)
+            return False
+        except RollbackError as exc:
+            # The nonce could not be recorded: refused rather than accepted unrecorded (replayable).
+            log.error("refused %s %s: %s", self.command, self.path, exc)
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+            return False
+        return True
+
     def _dispatch(self) -> None:
         self.close_connection = True
         api = self.server.api
         length = self._body_length()
         if length is None:
             return
-        headers = dict(self.headers.items())
         try:
             # An unsigned or stale request costs no read of its body.
-            api.verifier.check_headers(headers)
+            api.verifier.check_headers(self.headers)
         except SignatureError as exc:
             self._refuse_signature(exc)
             return
@@ -381,10 +410,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.limiter.request_read(self.connection):
             return  # closed to make room while its last bytes arrived
         self.connection.settimeout(WRITE_TIMEOUT)
-        try:
-            api.verifier.verify(self.command, self.path, headers, raw)
-        except SignatureError as exc:
-            self._refuse_signature(exc)
+        if not self._verified(raw):
             return
         try:
             body = json.loads(raw) if raw else {}
@@ -501,7 +527,8 @@ def make_server(
     if secret_file is None:
         raise ConfigError("api.secret_file is required to serve the API")
     secret = read_api_secret(secret_file)
-    api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew))
+    nonces = NonceStore(cfg.storage.path / NONCES_FILE, cfg.api.max_clock_skew)
+    api = Api(cfg, config_path, Verifier(secret, cfg.api.max_clock_skew, cfg.database.name, nonces))
     server: UnixApiServer | TcpApiServer
     inherited = inherited_socket()
     if inherited is not None:
