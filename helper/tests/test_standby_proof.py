@@ -7,6 +7,7 @@ nobody verified and production. Each refusal here is followed by the snapshot's 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -231,3 +232,22 @@ def test_links_made_and_removed_beside_the_standby_do_not_refuse_it(odoo_filesto
     assert steps_of(result)["staging"].get("skipped")  # the standby was used
     assert files_of(env.filestore) == live_files
     assert not journal_says(env, "no standby used") and not journal_says(env, "refused at the last check")
+
+
+def test_a_standby_recorded_without_its_proof_is_refused(odoo_filestore: HelperEnv) -> None:  # noqa: F811
+    """A record without the settings and the listing (an earlier version's, or one rewritten) proves nothing."""
+    env = odoo_filestore
+    live_files = files_of(env.filestore)
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    env.run_json("standby", "build", snap["id"])
+    record_path = env.storage / "standby" / f"{snap['id']}.json"
+    record = json.loads(record_path.read_text())
+    del record["database_settings"]
+    record_path.write_text(json.dumps(record))
+
+    result = env.run_json("rollback", "--yes")
+
+    assert not steps_of(result)["staging"].get("skipped")
+    assert files_of(env.filestore) == live_files
+    assert journal_says(env, "no standby used: its standby was built by an earlier version")
+    assert not list((env.storage / "standby").glob("*.files.json"))  # dropped with it

@@ -959,6 +959,8 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
     names = standby_names(cfg, snapshot)
     if state.database != names.database or Path(state.filestore) != names.filestore:
         raise NotUsable("its standby's record names other databases or folders")
+    if state.database_settings is None:
+        raise NotUsable("its standby was built by an earlier version, which did not record what proves it now")
     identity = database_identity(cfg, names.database)
     if identity is None:
         raise NotUsable(f"the standby database {names.database} is gone")
@@ -968,8 +970,8 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
         changed.append("stats_reset")  # statistics lost (a server crash): it cannot be proven
     if identity["allow_connections"] or identity["connected"]:
         changed.append("connections")
-    if identity["settings"] or state.database_settings != []:  # a record without them: an older build's
-        changed.append(f"database-level settings: {'; '.join(identity['settings']) or 'not recorded'}")
+    if identity["settings"] != state.database_settings:  # the build refused any, so: none
+        changed.append(f"database-level settings: {'; '.join(identity['settings'])}")
     if changed:
         raise NotUsable(f"the standby database was changed or opened after it was built ({', '.join(changed)})")
     if state.listing is None:  # loaded once: a restore proves its standby twice, after its record went
