@@ -14,14 +14,18 @@ backends too, while Odoo runs. The build's steps, each journaled (operation kind
                   an attachment by the SHA-1 of its content and never rewrites one in place, so a file
                   whose bytes equal the live file of the same name (and hash to that name) is hard-linked
                   to it: no copy, no space. Anything else, or where the file system refuses links, is
-                  copied from the archive.
+                  copied from the archive. Each file, once placed, is read back and its identity taken
+                  while its bytes are proven the archive's (see :func:`verified_file`): the listing.
+                  An archive member that is not a regular file or a folder gets no standby.
 5. ``close``      ALLOW_CONNECTIONS false and every other session ended; then, through the one connection
                   left, the exact counts and module versions compared with the manifest (restore_dump
                   vacuumed it: the first reads after a rollback are not slow).
 6. ``ready``      its identity written to ``<storage>/standby/<snapshot id>.json``: the database's oid, the
                   xmin of its ``pg_database`` row (any ALTER DATABASE, such as opening it to connections,
-                  makes a new one), ``pg_stat_database.sessions`` (every connection made to it counts)
-                  and a digest of the filestore's listing (path, size, mtime, inode).
+                  makes a new one), ``pg_stat_database.sessions`` (every connection made to it counts),
+                  its database-level settings, comment and security labels (none: ALTER DATABASE ... SET
+                  writes ``pg_db_role_setting``, not its row) and the sha256 of the filestore's listing,
+                  kept beside it in ``<snapshot id>.files.json``.
 
 A restore uses a standby only after :func:`prove_standby` holds, once before the services stop and
 once more right before the swap; otherwise it restores from the snapshot as before. Never are
@@ -38,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -45,7 +50,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -64,7 +69,18 @@ from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
 from .manifest import FILESTORE_NAME
 from .modules import database_size, installed_modules
 from .read_ahead import ReadAhead, forget, read_ahead_now
-from .standby_state import BUILDING, READY, STANDBY_DIR, StandbyState, ahead_path, read_state, state_path
+from .standby_state import (
+    BUILDING,
+    READY,
+    STANDBY_DIR,
+    StandbyState,
+    ahead_path,
+    listing_path,
+    listing_text,
+    read_listing,
+    read_state,
+    state_path,
+)
 from .standby_state import FAILED as STATE_FAILED
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, write_atomically
 from .verify import check_listing, compare_counts, staged_dump
@@ -328,6 +344,8 @@ class FilestoreCopy:
     copied: int = 0
     copied_bytes: int = 0
     link_problem: str | None = None
+    # Relative path ("." for the root) -> its entry, as verified (see verified_file and _folder_entry).
+    listing: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _relative(name: str) -> str | None:
@@ -340,13 +358,50 @@ def _relative(name: str) -> str | None:
     return "/".join(parts)
 
 
-def _same_attachment(data: bytes, live: Path, sha1: str) -> bool:
-    """The archive's bytes equal the live file's, and hash to the attachment's name."""
-    with live.open("rb") as handle:
-        if handle.read(len(data) + 1) != data:
-            return False
-    # Odoo names attachments so; the bytes themselves are compared, the name is not trusted.
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest() == sha1
+def _identity(st: os.stat_result) -> list[int]:
+    """What a file's bytes being rewritten changes, through any of its names.
+
+    st_ctime_ns is set by the kernel on every write, chmod, utime, link and unlink, and no call sets it
+    back (os.utime puts mtime back, not ctime): a standby file is often a hard link to the live
+    attachment, so a write into the live file in place is a write into the standby, and shows here.
+    """
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink, st.st_mode, st.st_uid, st.st_gid]
+
+
+# Where mode, uid and gid sit in an identity (they must never change: Odoo must read the files).
+_ACCESS = slice(5, 8)
+
+
+def verified_file(path: Path, sha256: str) -> list[Any] | None:
+    """``["f", sha256, *identity]`` when *path* is a regular file (not followed if a link) whose bytes
+    hash to *sha256* and whose identity did not change while they were read; else None.
+
+    The identity is taken with the bytes it vouches for: a later write, even one between this check and
+    the end of the build, changes it (the old listing was taken in ``close``, after the checks).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a fifo does not block
+    except OSError:
+        return None
+    with open(fd, "rb") as handle:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        digest = hashlib.sha256()
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+        after = os.fstat(fd)
+    try:
+        named = os.lstat(path)  # the path still names the file read
+    except OSError:
+        return None
+    if digest.hexdigest() != sha256 or not _identity(before) == _identity(after) == _identity(named):
+        return None
+    return ["f", sha256, *_identity(after)]
+
+
+def _folder_entry(st: os.stat_result) -> list[Any]:
+    return ["d", st.st_mode, st.st_uid, st.st_gid]
 
 
 def _write(dest: Path, data: bytes | IO[bytes], member: tarfile.TarInfo, as_root: bool) -> None:
@@ -361,29 +416,45 @@ def _write(dest: Path, data: bytes | IO[bytes], member: tarfile.TarInfo, as_root
     os.utime(dest, (member.mtime, member.mtime))
 
 
+def _link(source: Path, dest: Path, result: FilestoreCopy) -> bool:
+    """A hard link *dest* to *source*; False (and link_problem set) where the file system refuses."""
+    try:
+        os.link(source, dest, follow_symlinks=False)
+    except OSError as exc:
+        # EXDEV, EPERM, EMLINK, ENOTSUP...: copy this one and every other one.
+        result.link_problem = f"hard links refused ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
+        return False
+    return True
+
+
 def _place_file(
     stream: IO[bytes], member: tarfile.TarInfo, rel: str, dest: Path, live: Path, result: FilestoreCopy, as_root: bool
 ) -> None:
-    """Link the attachment to the live file holding the same bytes, or copy it from the archive."""
+    """Link the attachment to the live file holding the same bytes, or copy it from the archive; either
+    way, read it back and record its identity with the bytes (see verified_file)."""
     match = ATTACHMENT_PATH.match(rel)
     source = live / rel
     if result.link_problem is None and match and member.size <= LINK_MAX_BYTES and source.is_file():
         data = stream.read()
-        if not source.is_symlink() and _same_attachment(data, source, match[2]):
-            inode = source.stat().st_ino
-            try:
-                os.link(source, dest)
-            except OSError as exc:
-                # EXDEV, EPERM, EMLINK, ENOTSUP...: copy this one and every other one.
-                result.link_problem = f"hard links refused ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
-            else:
-                if os.stat(dest).st_ino != inode:  # verify, do not assume
-                    raise OperationFailed(f"{dest} is not the linked attachment")
+        sha256 = hashlib.sha256(data).hexdigest()
+        # Odoo names attachments so: a live file of another name's content is not worth linking. The
+        # name is not trusted: the linked file's own bytes are read back and compared, below.
+        if hashlib.sha1(data, usedforsecurity=False).hexdigest() == match[2] and _link(source, dest, result):
+            entry = verified_file(dest, sha256)
+            if entry is not None:
+                result.listing[rel] = entry
                 result.linked += 1
                 return
+            dest.unlink()  # the live file is not (or no longer) the archive's bytes: copied instead
         _write(dest, data, member, as_root)
     else:
-        _write(dest, stream, member, as_root)
+        reader = HashingReader(stream)
+        _write(dest, reader, member, as_root)  # type: ignore[arg-type]
+        sha256 = reader.digest.hexdigest()
+    entry = verified_file(dest, sha256)
+    if entry is None:
+        raise OperationFailed(f"{dest} changed as it was written from the archive")
+    result.listing[rel] = entry
     result.copied += 1
     result.copied_bytes += member.size
 
@@ -420,8 +491,11 @@ def build_filestore(archive: Path, expected: dict[str, Any], live: Path, target:
                     dirs.append((dest, member))
                     continue
                 if not member.isfile():
-                    tar.extract(member, target, filter="data")
-                    continue
+                    # Odoo's filestore holds files and folders only; whatever else cannot be proven.
+                    raise OperationFailed(
+                        f"the filestore archive holds {member.name!r}, neither a file nor a folder: no standby"
+                        " (a restore extracts it)"
+                    )
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 result.files += 1
                 stream = tar.extractfile(member)
@@ -436,41 +510,120 @@ def build_filestore(archive: Path, expected: dict[str, Any], live: Path, target:
         if as_root:
             os.chown(path, member.uid, member.gid)
         os.utime(path, (member.mtime, member.mtime))
+    result.listing.update(_folders(target))
+    problems = filestore_problems(target, result.listing)
+    if problems:
+        raise OperationFailed(f"the standby filestore changed while it was built: {'; '.join(problems)}")
     return result
 
 
-def listing_digest(root: Path) -> tuple[str, int]:
-    """A digest of every path below *root* with its size, mtime and inode; and the number of files.
-
-    A write into a file (linked or copied), a new, removed or replaced file changes it.
-    """
-    digest = hashlib.sha256()
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
+def _folders(root: Path) -> dict[str, list[Any]]:
+    """The entries of *root* and every folder below it, as they are now (their modes are final)."""
+    found = {".": _folder_entry(os.lstat(root))}
+    for dirpath, dirnames, _files in os.walk(root):  # not into links: filestore_problems refuses them
+        for name in dirnames:
             path = Path(dirpath) / name
-            st = path.lstat()
-            digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
-            count += 1
-        digest.update(f"{Path(dirpath).relative_to(root)}/\n".encode())
-    return digest.hexdigest(), count
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                found[path.relative_to(root).as_posix()] = _folder_entry(st)
+    return found
+
+
+# How many of the differences a refusal names.
+PROBLEMS_SHOWN = 3
+
+
+def filestore_problems(root: Path, listing: dict[str, list[Any]]) -> list[str]:
+    """How *root* differs from the *listing* its build verified; empty when it holds those bytes.
+
+    Every entry is looked at, not followed: a link or a special file is refused, whatever it points at.
+    A file whose identity changed is not refused for that alone: linking or unlinking one of its names
+    (Odoo's garbage collection deleting the live attachment, a rollback moving the live filestore away)
+    changes its ctime and link count as a write does. Its bytes are then read again, and they decide.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return [f"{root} is gone"]
+    if not stat.S_ISDIR(top.st_mode):
+        return [f"{root} is not a folder (a link or a file)"]
+    pending = [(root, ".", top)]
+    while pending:
+        folder, rel, st = pending.pop()
+        seen.add(rel)
+        if listing.get(rel) != _folder_entry(st):
+            problems.append(f"the folder {rel} was added or its mode or owner changed")
+        with os.scandir(folder) as entries:
+            children = sorted(entries, key=lambda e: e.name)
+        for entry in children:
+            child_rel = entry.name if rel == "." else f"{rel}/{entry.name}"
+            child_st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(child_st.st_mode):
+                pending.append((Path(entry.path), child_rel, child_st))
+                continue
+            seen.add(child_rel)
+            if not stat.S_ISREG(child_st.st_mode):
+                problems.append(f"{child_rel} is neither a file nor a folder (a link or a special file)")
+            else:
+                problem = _file_problem(Path(entry.path), child_rel, child_st, listing.get(child_rel))
+                if problem:
+                    problems.append(problem)
+    problems.extend(f"{rel} is missing" for rel in sorted(set(listing) - seen))
+    if len(problems) > PROBLEMS_SHOWN:
+        return [*problems[:PROBLEMS_SHOWN], f"{len(problems) - PROBLEMS_SHOWN} more"]
+    return problems
+
+
+def _file_problem(path: Path, rel: str, st: os.stat_result, expected: list[Any] | None) -> str | None:
+    if expected is None or expected[0] != "f":
+        return f"{rel} was added"
+    if _identity(st) == expected[2:]:
+        return None  # untouched since its bytes were verified
+    again = verified_file(path, expected[1])
+    if again is None:
+        return f"{rel} was written after its bytes were verified"
+    if again[2:][_ACCESS] != expected[2:][_ACCESS]:
+        return f"{rel} changed its mode or owner"
+    return None
 
 
 # -- the database -----------------------------------------------------------------------------------
+# What the shared catalogs hold of a database outside its pg_database row, which they do not touch:
+# ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET (pg_db_role_setting: settings every
+# session gets, such as default_transaction_read_only or session_replication_role = replica, which
+# silences triggers and foreign keys), COMMENT ON DATABASE and SECURITY LABEL ON DATABASE. A dump
+# restored without --create carries none; a standby with any was changed after it was built.
+IDENTITY_QUERY = """
+SELECT d.oid, d.xmin::text, d.datallowconn, s.sessions, s.stats_reset::text,
+       (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid AND a.backend_type = 'client backend'),
+       ARRAY(
+           SELECT 'setting for ' || COALESCE(quote_ident(r.rolname), 'every role') || ': '
+                  || array_to_string(rs.setconfig, ', ')
+             FROM pg_db_role_setting rs LEFT JOIN pg_roles r ON r.oid = rs.setrole WHERE rs.setdatabase = d.oid
+           UNION ALL
+           SELECT 'comment: ' || c.description FROM pg_shdescription c
+            WHERE c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+           UNION ALL
+           SELECT 'security label (' || l.provider || '): ' || l.label FROM pg_shseclabel l
+            WHERE l.objoid = d.oid AND l.classoid = 'pg_database'::regclass
+           ORDER BY 1
+       )
+  FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid
+ WHERE d.datname = %s
+"""
+
+
 def database_identity(cfg: Config, name: str) -> dict[str, Any] | None:
-    """oid, pg_database row xmin, datallowconn, sessions and stats_reset of *name*; None when absent."""
+    """oid, pg_database row xmin, datallowconn, sessions, stats_reset and the database-level settings
+    (sorted, see IDENTITY_QUERY) of *name*; None when absent."""
     with maintenance(cfg.database) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT d.oid, d.xmin::text, d.datallowconn, s.sessions, s.stats_reset::text,"
-            " (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid AND a.backend_type = 'client backend')"
-            " FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid WHERE d.datname = %s",
-            (name,),
-        )
+        cur.execute(IDENTITY_QUERY, (name,))
         row = cur.fetchone()
     if row is None:
         return None
-    oid, xmin, allowconn, sessions, stats_reset, connected = row
+    oid, xmin, allowconn, sessions, stats_reset, connected, settings = row
     return {
         "oid": int(oid),
         "row_xmin": xmin,
@@ -478,6 +631,7 @@ def database_identity(cfg: Config, name: str) -> dict[str, Any] | None:
         "sessions": None if sessions is None else int(sessions),
         "stats_reset": stats_reset,
         "connected": int(connected),
+        "settings": [str(setting) for setting in settings],
     }
 
 
@@ -517,6 +671,8 @@ def close_and_check(cfg: Config, name: str, snapshot: Snapshot) -> dict[str, Any
     identity = database_identity(cfg, name)
     if identity is None or identity["allow_connections"] or identity["connected"]:
         raise OperationFailed(f"the standby {name} did not stay closed while it was checked")
+    if identity["settings"]:
+        raise OperationFailed(f"the standby {name} carries database-level settings: {'; '.join(identity['settings'])}")
     return identity
 
 
@@ -528,8 +684,9 @@ def write_state(snapshot: Snapshot, state: StandbyState) -> None:
 
 
 def remove_state(snapshot_path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        state_path(snapshot_path).unlink()
+    for path in (state_path(snapshot_path), listing_path(snapshot_path)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _discard(cfg: Config, names: StandbyNames) -> None:
@@ -632,6 +789,7 @@ class StandbyBuild:
         state = self.state
         state.files, state.linked, state.copied = copy.files, copy.linked, copy.copied
         state.copied_bytes, state.link_problem = copy.copied_bytes, copy.link_problem
+        state.listing = copy.listing
         return f"{copy.linked} linked, {copy.copied} copied ({copy.copied_bytes // 2**20} MiB)" + (
             f"; {copy.link_problem}" if copy.link_problem else ""
         )
@@ -639,13 +797,22 @@ class StandbyBuild:
     def close(self) -> None:
         state = self.state
         identity = close_and_check(self.cfg, self.names.database, self.snapshot)
-        state.files_digest, files = listing_digest(self.names.filestore)
+        listing = state.listing or {}
+        files = sum(1 for entry in listing.values() if entry[0] == "f")
         if files != state.files:
             raise OperationFailed(f"the standby filestore holds {files} files, the archive {state.files}")
+        # Proven again now (nothing was added, nothing written since each file was verified), and kept.
+        problems = filestore_problems(self.names.filestore, listing)
+        if problems:
+            raise OperationFailed(f"the standby filestore changed while it was built: {'; '.join(problems)}")
+        text = listing_text(listing)
+        write_atomically(listing_path(self.snapshot.path), text)
+        state.files_digest = hashlib.sha256(text.encode()).hexdigest()
         with connect(self.cfg.database) as conn:
             state.database_bytes = database_size(conn, self.names.database)
         state.oid, state.row_xmin = identity["oid"], identity["row_xmin"]
         state.sessions, state.stats_reset = identity["sessions"], identity["stats_reset"]
+        state.database_settings = identity["settings"]
 
     def read_ahead(self) -> str:
         """The snapshot's slot read now, up to a second slot kept with the standby: a rollback with it
@@ -708,6 +875,8 @@ class StandbyBuild:
             return  # refused before anything was made (an earlier standby of it stays as it was)
         with contextlib.suppress(Exception):
             _discard(self.cfg, self.names)
+        with contextlib.suppress(OSError):
+            listing_path(self.snapshot.path).unlink()
         self.state.state, self.state.error = STATE_FAILED, error
         with contextlib.suppress(Exception):
             write_state(self.snapshot, self.state)
@@ -771,6 +940,8 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
     names = standby_names(cfg, snapshot)
     if state.database != names.database or Path(state.filestore) != names.filestore:
         raise NotUsable("its standby's record names other databases or folders")
+    if state.database_settings is None:
+        raise NotUsable("its standby was built by an earlier version, which did not record what proves it now")
     identity = database_identity(cfg, names.database)
     if identity is None:
         raise NotUsable(f"the standby database {names.database} is gone")
@@ -780,13 +951,17 @@ def prove_standby(cfg: Config, snapshot: Snapshot, state: StandbyState | None = 
         changed.append("stats_reset")  # statistics lost (a server crash): it cannot be proven
     if identity["allow_connections"] or identity["connected"]:
         changed.append("connections")
+    if identity["settings"] != state.database_settings:  # the build refused any, so: none
+        changed.append(f"database-level settings: {'; '.join(identity['settings'])}")
     if changed:
         raise NotUsable(f"the standby database was changed or opened after it was built ({', '.join(changed)})")
-    if not names.filestore.is_dir():
-        raise NotUsable(f"the standby filestore {names.filestore} is gone")
-    digest, files = listing_digest(names.filestore)
-    if digest != state.files_digest or files != state.files:
-        raise NotUsable("the standby filestore was changed after it was built")
+    if state.listing is None:  # loaded once: a restore proves its standby twice, after its record went
+        state.listing = read_listing(snapshot.path, state.files_digest)
+    if state.listing is None:
+        raise NotUsable("the standby filestore's listing is missing or not the one its build wrote")
+    problems = filestore_problems(names.filestore, state.listing)
+    if problems:
+        raise NotUsable(f"the standby filestore was changed after it was built: {'; '.join(problems)}")
     return state
 
 

@@ -9,8 +9,9 @@ snapshots are deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ class StandbyState:
     row_xmin: str | None = None  # xmin of its pg_database row: any ALTER DATABASE changes it
     sessions: int | None = None  # pg_stat_database.sessions: every connection made to it counts
     stats_reset: str | None = None
-    files_digest: str | None = None
+    # Database-level settings, comments and security labels (pg_db_role_setting, pg_shdescription,
+    # pg_shseclabel rows keyed by its oid) as the build found them: none, or it is not ready.
+    database_settings: list[str] | None = None
+    files_digest: str | None = None  # sha256 of the listing file (listing_path) written at the build
     files: int = 0
     linked: int = 0  # attachments shared with the live filestore by hard links
     copied: int = 0
@@ -54,14 +58,18 @@ class StandbyState:
     ahead_lsn: str | None = None
     ahead_changes: int = 0
     ahead_sha256: str | None = None
+    # The standby filestore's listing (standby.FileListing's entries), kept in a file of its own beside
+    # the record and loaded only to prove the standby: not part of the record's JSON.
+    listing: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "listing"}  # not deep-copied
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> StandbyState:
         data = json.loads(text)
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"listing"}
         return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
@@ -95,6 +103,31 @@ def state_path(snapshot_path: Path) -> Path:
 def ahead_path(snapshot_path: Path) -> Path:
     """Where a standby's read-ahead of the snapshot's slot is kept, beside its record."""
     return state_path(snapshot_path).with_name(f"{snapshot_path.name}.ahead.jsonl")
+
+
+def listing_path(snapshot_path: Path) -> Path:
+    """Where the standby filestore's listing, as its build verified it, is kept beside its record."""
+    return state_path(snapshot_path).with_name(f"{snapshot_path.name}.files.json")
+
+
+def listing_text(listing: dict[str, list[Any]]) -> str:
+    return json.dumps(listing, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def read_listing(snapshot_path: Path, digest: str | None) -> dict[str, list[Any]] | None:
+    """The listing written with the record whose files_digest is *digest*; None when it is missing,
+    unreadable or not that one (the standby then cannot be proven: the restore stages)."""
+    try:
+        data = listing_path(snapshot_path).read_bytes()
+    except OSError:
+        return None
+    if digest is None or hashlib.sha256(data).hexdigest() != digest:
+        return None
+    try:
+        listing = json.loads(data)
+    except ValueError:
+        return None
+    return listing if isinstance(listing, dict) else None
 
 
 def read_state(snapshot_path: Path) -> StandbyState | None:
