@@ -40,6 +40,7 @@ from odoo_rollback.config import load_config
 from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, deploy
 from odoo_rollback.journal import Journal
 from psycopg2 import sql
+from test_crash import CRASH_RUNNER
 
 ODOO_SRC = Path(os.environ.get("ODOO_SRC", "/nonexistent"))
 ODOO_PG = {
@@ -667,3 +668,34 @@ def test_on_a_terminal_the_operator_is_asked_and_may_keep_the_deployment(deploy_
     assert status == 0 and "DEPLOYED" in text and "kept by the operator" in text
     assert env.head() == env.repo.good and env.versions() == REV2_STATE
     assert env.operations("restore") == []
+
+
+def in_fresh_pid_namespace(*argv: str) -> list[str]:
+    """As ``docker run`` starts each command: in a new PID namespace, where the helper gets the same
+    small pid every time (2: the shell is 1)."""
+    return ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", '"$@"; true', "sh", *argv]
+
+
+def test_a_killed_deployment_never_blocks_the_next_that_gets_its_pid(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    config = str(env.helper.config_path)
+    deploy_args = ("deploy", "--to", env.repo.good, "--changed", "--yes")
+    killed = subprocess.run(
+        in_fresh_pid_namespace(sys.executable, str(CRASH_RUNNER), "update:start", "--config", config, *deploy_args),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    (dead,) = env.operations("deploy")
+    assert dead["state"] == "running", killed.stderr
+    second = subprocess.run(
+        in_fresh_pid_namespace(sys.executable, "-m", "odoo_rollback.cli", "--config", config, *deploy_args),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=900,
+    )
+    assert "is running" not in second.stderr, second.stderr
+    closed = next(o for o in env.operations("deploy") if o["id"] == dead["id"])
+    assert closed["state"] == "failed", closed  # closed as interrupted by the second

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from conftest import HelperEnv, Served, create_database, drop_database, list_databases, pg_connect
 
+CRASH_RUNNER = Path(__file__).with_name("crash_runner.py")
+
 
 def start(helper_env: HelperEnv, *args: str) -> subprocess.Popen[str]:
     helper_env.write()
@@ -401,3 +403,52 @@ def test_a_restore_drops_no_database_it_did_not_make(
     finally:
         for database in theirs:
             drop_database(database)
+
+
+def in_container_named(hostname: str, *argv: str) -> list[str]:
+    """As a re-created container runs the helper: the same storage volume, another hostname."""
+    return ["unshare", "--uts", "sh", "-c", f'hostname {hostname}; "$@"', "sh", *argv]
+
+
+def test_a_restore_killed_in_an_old_container_is_resumed_in_the_new_one(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    config = str(helper_env.config_path)
+    killed = subprocess.run(
+        in_container_named(
+            "helper-old",
+            sys.executable,
+            str(CRASH_RUNNER),
+            "stop:done",
+            "--config",
+            config,
+            "restore",
+            snapshot_then_changes["id"],
+            "--yes",
+        ),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode in (-9, 137), killed.stderr
+    cli = (sys.executable, "-m", "odoo_rollback.cli", "--config", config)
+    rollback = subprocess.run(
+        in_container_named("helper-new", *cli, "rollback", "--yes"),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    # Not "a restore is running" forever: the lock this run holds proves the old container's run dead.
+    assert rollback.returncode == 3 and "run 'odoo-rollback resume'" in rollback.stderr, rollback.stderr
+    resumed = subprocess.run(
+        in_container_named("helper-new", *cli, "resume", "--json"),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [o["outcome"] for o in json.loads(resumed.stdout)] == ["undone"]
+    assert live_partner_count(helper_env) == 57

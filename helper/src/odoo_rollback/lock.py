@@ -35,7 +35,7 @@ from .config import DatabaseConfig
 from .db_lock import DatabaseLock, database_lock
 from .errors import PreconditionError, StorageError
 from .journal import Journal, Operation, owner_of, utcnow
-from .owner import Owner
+from .owner import Owner, pid_exists
 
 LOCK_NAME = "operation.lock"
 # A probe of the lock (the API asking whether it may start a job) holds it for microseconds: a run
@@ -203,6 +203,32 @@ def _nested_restore(held: _Held, kind: str) -> Iterator[None]:
         return
     with held.database.restore():
         yield
+
+
+# The journal's kinds of operation that run under the lock from their start to their end (a verify
+# only when deep; a standby build and drop have a lock of their own).
+LOCKED_KINDS = frozenset({"snapshot", "restore", "deploy", "drill", "prune", "copy", "import", "fetch"})
+
+
+def runs_under_lock(op: Operation) -> bool:
+    return op.kind in LOCKED_KINDS or (op.kind == "verify" and bool(op.data.get("deep")))
+
+
+def operation_alive(storage: Path, op: Operation) -> bool:
+    """Whether *op*'s process still runs. While this process holds the lock of *storage*, no other
+    process runs an operation that holds it: the lock proves the recorded one dead, where its pid
+    cannot (given to another process in a new PID namespace, or recorded by an old container under
+    another hostname, which Owner.alive() must assume alive). Otherwise its owner's pid and start."""
+    owner = owner_of(op)
+    me = Owner.me()
+    if owner is not None and (owner.pid, owner.start, owner.host) == (me.pid, me.start, me.host):
+        return True  # this process's own (a deployment's, under the restore it runs)
+    if runs_under_lock(op) and holds_lock(storage):
+        return False
+    if owner is not None:
+        return owner.alive()
+    pid = op.data.get("pid")  # recorded before owners were: the pid alone, alive if it may be
+    return not isinstance(pid, int) or pid <= 0 or pid_exists(pid)
 
 
 def holds_lock(storage: Path) -> bool:

@@ -64,7 +64,7 @@ from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
-from .lock import OperationRunning, describe_operation, operation_lock
+from .lock import OperationRunning, describe_operation, operation_alive, operation_lock
 from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
@@ -764,12 +764,11 @@ def swap_back(cfg: Config, names: dict[str, str], code_previous: str | None) -> 
         code_tree.checkout(cfg.code.path, code_previous)
 
 
-def check_no_unfinished(journal: Journal) -> None:
+def check_no_unfinished(journal: Journal, storage: Path) -> None:
     """Refuse while a restore is unfinished: running (its owner lives: wait for it), or interrupted
-    (its owner died: resume finishes or undoes it)."""
+    (its owner died: resume finishes or undoes it); under the operation lock, the lock says which."""
     for pending in journal.unfinished("restore"):
-        owner = owner_of(pending)
-        if owner is not None and owner.alive():
+        if owner_of(pending) is not None and operation_alive(storage, pending):
             raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
     interrupted = journal.unfinished("restore")
     if interrupted:
@@ -800,7 +799,7 @@ def restore_snapshot(
 ) -> RestoreResult:
     """Restore *snapshot* in place of the live database, holding the operation lock throughout."""
     with operation_lock(cfg.storage.path, journal, "restore", database=cfg.database):
-        check_no_unfinished(journal)
+        check_no_unfinished(journal, cfg.storage.path)
         run = RestoreRun(cfg, snapshot, journal, show_progress)
         # The checked copy of the dump and an older snapshot's staged keys go, however the run ends.
         with run.staged, run.capture.staged_keys:
