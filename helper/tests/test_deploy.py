@@ -14,6 +14,7 @@ import os
 import pty
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -39,7 +40,9 @@ from odoo_rollback.code import changed_modules
 from odoo_rollback.config import load_config
 from odoo_rollback.deploy import DEPLOYED, Clock, DeployRequest, deploy
 from odoo_rollback.journal import Journal
+from odoo_rollback.lock import operation_lock
 from psycopg2 import sql
+from test_crash import CRASH_RUNNER
 
 ODOO_SRC = Path(os.environ.get("ODOO_SRC", "/nonexistent"))
 ODOO_PG = {
@@ -592,16 +595,21 @@ def test_an_operator_at_the_terminal_decides_an_inconclusive_deployment(deploy_e
 
 def test_a_running_deployment_blocks_another_and_a_killed_one_is_closed(deploy_env: DeployEnv) -> None:
     env = deploy_env
-    journal = Journal(Path(env.helper.sections["storage"]["path"]) / "journal.sqlite3")
-    running = journal.begin("deploy", env.db, {"pid": os.getpid()})
+    storage = Path(env.helper.sections["storage"]["path"])
+    journal = Journal(storage / "journal.sqlite3")
+    # A running deployment holds the operation lock (here this process's, as a deployment's own).
+    with operation_lock(storage, journal, "deploy", database=None):
+        running = journal.begin("deploy", env.db, {"pid": os.getpid()})
+        result = env.run("deploy", "--to", env.repo.good, "--changed", "--yes")
+        plan = env.run("deploy", "--to", env.repo.good, "--changed")
 
-    result = env.run("deploy", "--to", env.repo.good, "--changed", "--yes")
-
-    assert result.returncode == EXIT_REFUSED and f"deployment {running} is running" in result.stderr
+    assert result.returncode == EXIT_REFUSED and "a deploy is running (pid" in result.stderr
+    assert plan.returncode == EXIT_REFUSED and f"deployment {running} is running" in plan.stderr
     journal.finish(running, "done")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     killed = journal.begin("deploy", env.db, {"pid": gone.pid})
+    journal.update(killed, {"owner": {"pid": gone.pid, "start": None, "host": socket.gethostname()}})  # as it ran
     journal.event(killed, "update", "start")
     assert env.run("deploy", "--to", env.repo.broken, "--changed").returncode == 0  # a plan closes nothing
     assert journal.operation(killed).state == "running"
@@ -667,3 +675,34 @@ def test_on_a_terminal_the_operator_is_asked_and_may_keep_the_deployment(deploy_
     assert status == 0 and "DEPLOYED" in text and "kept by the operator" in text
     assert env.head() == env.repo.good and env.versions() == REV2_STATE
     assert env.operations("restore") == []
+
+
+def in_fresh_pid_namespace(*argv: str) -> list[str]:
+    """As ``docker run`` starts each command: in a new PID namespace, where the helper gets the same
+    small pid every time (2: the shell is 1)."""
+    return ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", '"$@"; true', "sh", *argv]
+
+
+def test_a_killed_deployment_never_blocks_the_next_that_gets_its_pid(deploy_env: DeployEnv) -> None:
+    env = deploy_env
+    config = str(env.helper.config_path)
+    deploy_args = ("deploy", "--to", env.repo.good, "--changed", "--yes")
+    killed = subprocess.run(
+        in_fresh_pid_namespace(sys.executable, str(CRASH_RUNNER), "update:start", "--config", config, *deploy_args),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    (dead,) = env.operations("deploy")
+    assert dead["state"] == "running", killed.stderr
+    second = subprocess.run(
+        in_fresh_pid_namespace(sys.executable, "-m", "odoo_rollback.cli", "--config", config, *deploy_args),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=900,
+    )
+    assert "is running" not in second.stderr, second.stderr
+    closed = next(o for o in env.operations("deploy") if o["id"] == dead["id"])
+    assert closed["state"] == "failed", closed  # closed as interrupted by the second

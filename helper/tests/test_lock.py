@@ -7,6 +7,7 @@ the test while it watches the journal.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -16,11 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HelperEnv, Served, pg_connect
+from conftest import HelperEnv, Served, create_database, drop_database, list_databases, pg_connect
+
+CRASH_RUNNER = Path(__file__).with_name("crash_runner.py")
 
 
 def start(helper_env: HelperEnv, *args: str) -> subprocess.Popen[str]:
@@ -332,3 +336,119 @@ def test_the_api_refuses_a_restore_while_one_runs_from_the_shell(
     assert f"a restore is running (pid {first.pid}, step stop, started " in reply["error"]
     assert "resume" not in reply["error"]
     assert drill_status == 409 and "a restore is running" in drill["error"]
+
+
+# -- two helpers (two configuration files, two storage folders) on one database ----------------------
+def second_helper(helper_env: HelperEnv, tmp_path: Path) -> HelperEnv:
+    """Another installation of the helper for the same database: its own configuration and storage."""
+    other = tmp_path / "other-helper"
+    other.mkdir()
+    sections = copy.deepcopy(helper_env.sections)
+    sections["storage"]["path"] = str(other / "storage")
+    env = HelperEnv(tmp_path=other, db=helper_env.db, filestore=helper_env.filestore, sections=sections)
+    env.write()
+    return env
+
+
+def test_two_helpers_on_one_database_never_change_it_at_once(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any], tmp_path: Path
+) -> None:
+    other = second_helper(helper_env, tmp_path)
+    other_snapshot = other.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    services_started = slow_stop(helper_env, tmp_path, seconds=15)
+    name = helper_env.db.name
+    first = start(helper_env, "restore", snapshot_then_changes["id"], "--yes")
+    try:
+        wait_for_event(helper_env.storage, "restore", "stop")
+        restore = other.run("restore", other_snapshot["id"], "--yes", timeout=120)
+        snapshot = other.run("snapshot", "--kind", "manual", timeout=120)
+        listed = other.run("list", "--json", timeout=60)  # reading is not changing: allowed as ever
+        databases = list_databases(name)
+        assert first.poll() is None
+        _out, err = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            kill_9(first)
+    for refused in (restore, snapshot):
+        assert refused.returncode == 3, refused.stderr
+        assert f"is running on database {name} from another helper (pid {first.pid} on " in refused.stderr
+    assert listed.returncode == 0, listed.stderr
+    # The second helper made nothing: no staging database of its own beside the first's.
+    assert len([d for d in databases if "__restore_" in d]) == 1, databases
+    assert not operations(other.storage, "restore")
+    assert first.returncode == 0, err
+    assert services_started.exists()
+    # Once the first has finished (or died: the server ends its session), the second may act.
+    assert other.run_json("snapshot", "--kind", "manual")["id"]
+
+
+def test_a_restore_drops_no_database_it_did_not_make(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    """Databases already under the names a restore would pick (another run's, started in the same
+    second) are refused before anything is made, and never dropped by its undo."""
+    name = helper_env.db.name
+    now = datetime.now(timezone.utc)
+    theirs = [f"{name}__restore_{(now + timedelta(seconds=s)):%Y%m%d%H%M%S}" for s in range(4, 24)]
+    for database in theirs:
+        create_database(database)
+    try:
+        while datetime.now(timezone.utc) < now + timedelta(seconds=4):
+            time.sleep(0.1)
+        result = helper_env.run("restore", snapshot_then_changes["id"], "--yes", timeout=120)
+        assert set(theirs) <= set(list_databases(name)), result.stderr
+        assert result.returncode == 3, result.stderr
+        assert "already exist" in result.stderr and "not this run's" in result.stderr
+        assert live_partner_count(helper_env) == 57  # the live database was not touched
+    finally:
+        for database in theirs:
+            drop_database(database)
+
+
+def in_container_named(hostname: str, *argv: str) -> list[str]:
+    """As a re-created container runs the helper: the same storage volume, another hostname."""
+    return ["unshare", "--uts", "sh", "-c", f'hostname {hostname}; "$@"', "sh", *argv]
+
+
+def test_a_restore_killed_in_an_old_container_is_resumed_in_the_new_one(
+    helper_env: HelperEnv, snapshot_then_changes: dict[str, Any]
+) -> None:
+    config = str(helper_env.config_path)
+    killed = subprocess.run(
+        in_container_named(
+            "helper-old",
+            sys.executable,
+            str(CRASH_RUNNER),
+            "stop:done",
+            "--config",
+            config,
+            "restore",
+            snapshot_then_changes["id"],
+            "--yes",
+        ),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode in (-9, 137), killed.stderr
+    cli = (sys.executable, "-m", "odoo_rollback.cli", "--config", config)
+    rollback = subprocess.run(
+        in_container_named("helper-new", *cli, "rollback", "--yes"),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    # Not "a restore is running" forever: the lock this run holds proves the old container's run dead.
+    assert rollback.returncode == 3 and "run 'odoo-rollback resume'" in rollback.stderr, rollback.stderr
+    resumed = subprocess.run(
+        in_container_named("helper-new", *cli, "resume", "--json"),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [o["outcome"] for o in json.loads(resumed.stdout)] == ["undone"]
+    assert live_partner_count(helper_env) == 57

@@ -431,3 +431,75 @@ def test_a_snapshot_whose_archive_changed_since_it_was_verified_gets_no_standby(
     assert not [n for n in list_databases(env.db.name) if "__standby_" in n]
     assert not [p for p in env.filestore.parent.iterdir() if "__standby_" in p.name]
     assert standby_of(env, snap["id"])["state"] == "failed"
+
+
+# -- a build's liveness and what it may drop --------------------------------------------------------
+def test_a_dead_builds_pid_given_to_another_program_is_never_signalled(odoo_filestore: HelperEnv) -> None:
+    env = odoo_filestore
+    snap = env.run_json("snapshot", "--kind", "pre_deploy", "--verify")
+    killed = subprocess.run(
+        [
+            sys.executable,
+            str(CRASH_RUNNER),
+            "restore:start",
+            "--config",
+            str(env.config_path),
+            "standby",
+            "build",
+            snap["id"],
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -9, killed.stderr
+    lock = env.storage / "standby.lock"
+    record = env.storage / "standby" / f"{snap['id']}.json"
+    state = json.loads(record.read_text())
+    assert state["state"] == "building" and lock.read_text() == str(state["pid"])
+    # The kernel gives the dead build's pid to another program (here: that program's pid in both files).
+    stranger = subprocess.Popen(["sleep", "120"])
+    try:
+        lock.write_text(str(stranger.pid))
+        record.write_text(json.dumps({**state, "pid": stranger.pid}))
+        assert standby_of(env, snap["id"])["state"] == "interrupted"  # not "building": the lock is free
+        env.db.execute("INSERT INTO res_partner (name) VALUES ('after')")
+        rollback = env.run("rollback", "--yes", "--json", timeout=300)
+        assert rollback.returncode == 0, rollback.stderr
+        time.sleep(0.5)
+        assert stranger.poll() is None, "the helper signalled a process that is not its build"
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert not journal_message(env, "was stopped: the restore stages")
+
+
+def test_a_standby_build_during_a_rollback_is_refused_and_drops_nothing(
+    odoo_filestore: HelperEnv, tmp_path: Path
+) -> None:
+    env = odoo_filestore
+    snap, standby = standby_then_deployment(env)
+    env.write(services={"backend": "command", "stop_command": ["sleep", "10"], "start_command": ["true"]})
+    rollback = subprocess.Popen(
+        [sys.executable, "-m", "odoo_rollback.cli", "--config", str(env.config_path), "rollback", "--yes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The rollback has taken the standby (its record is gone) and stops the services.
+        wait_for(lambda: journal_message(env, "replaces the staging"), "the rollback did not take the standby")
+        build = env.run("standby", "build", snap["id"], timeout=120)
+        taken_still_there = standby["database"] in list_databases(env.db.name)
+        out, err = rollback.communicate(timeout=300)
+    finally:
+        if rollback.poll() is None:
+            rollback.kill()
+            rollback.wait()
+    assert taken_still_there, build.stderr
+    assert build.returncode == 3 and f"a restore of database {env.db.name} is running" in build.stderr
+    assert rollback.returncode == 0, err
+    result = json.loads(out)
+    assert {s["name"]: s for s in result["steps"]}["staging"].get("skipped")  # the standby was used
+    assert not journal_message(env, "refused at the last check")

@@ -38,7 +38,7 @@ def copy_snapshot(cfg: Config, snapshot: Snapshot, name: str, neutralize: bool, 
             raise PreconditionError(f"database {name} already exists; refusing to overwrite it")
     if filestore.exists():
         raise PreconditionError(f"filestore {filestore} already exists; refusing to overwrite it")
-    with operation_lock(cfg.storage.path, journal, "copy"):
+    with operation_lock(cfg.storage.path, journal, "copy", database=cfg.database):
         problems = check_integrity(snapshot)
         if problems:
             raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")

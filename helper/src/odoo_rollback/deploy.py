@@ -394,7 +394,7 @@ def deploy(
     in a way that leaves things for the operator (the journal says in what state). Holds the operation
     lock throughout: its snapshot and its rollback run under it.
     """
-    with operation_lock(cfg.storage.path, journal, "deploy"):
+    with operation_lock(cfg.storage.path, journal, "deploy", database=cfg.database):
         return _deploy(cfg, request, journal, clock, ask, show_progress)
 
 

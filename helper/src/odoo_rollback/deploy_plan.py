@@ -19,8 +19,8 @@ from .deploy_analysis import OUTCOME_FAILED
 from .errors import ConfigError, PreconditionError, UsageError
 from .health import health_report
 from .journal import FAILED, Journal
+from .lock import operation_alive
 from .modules import installed_modules
-from .owner import pid_exists
 from .restore import check_no_unfinished
 from .services import backend_for
 from .smoke import check_smoke_config
@@ -96,21 +96,16 @@ def _check_health_now(cfg: Config) -> None:
         raise PreconditionError("the deployment is not healthy now, deploy refused: " + "; ".join(failed))
 
 
-def _process_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return True  # unknown: assume it runs, the safe side
-    return pid_exists(pid)
-
-
-def close_interrupted_deployments(journal: Journal, operation: str | None) -> None:
+def close_interrupted_deployments(journal: Journal, operation: str | None, storage: Path) -> None:
     """Refuse while another deployment runs. One whose process is gone (killed) is closed as failed,
     with its last step, when *operation* (a real run, not a plan) is given: the checks that follow
-    (clean code tree, healthy services) then judge the state it left."""
+    (clean code tree, healthy services) then judge the state it left. A real run holds the operation
+    lock, which proves any other deployment's process dead, whatever its recorded pid now is."""
     for pending in journal.unfinished("deploy"):
         if pending.id == operation:
             continue
         pid = pending.data.get("pid")
-        if _process_alive(pid):
+        if operation_alive(storage, pending):
             raise PreconditionError(f"deployment {pending.id} is running (process {pid}); wait for it to finish")
         if operation is None:
             continue
@@ -141,8 +136,8 @@ def plan_deploy(cfg: Config, request: DeployRequest, journal: Journal, operation
     for module in request.modules:
         if not MODULE_NAME.match(module):
             raise UsageError(f"{module!r} is not a module name")
-    check_no_unfinished(journal)
-    close_interrupted_deployments(journal, operation)
+    check_no_unfinished(journal, cfg.storage.path)
+    close_interrupted_deployments(journal, operation, cfg.storage.path)
     from_revision = code_tree.head(path)
     code_tree.check_clean(path, "before deploying")
     to_revision = code_tree.resolve_revision(path, request.revision)

@@ -105,7 +105,7 @@ def run_drill(
     cfg: Config, snapshot: Snapshot, journal: Journal, show_progress: bool = False, neutralize: bool = True
 ) -> dict[str, Any]:
     check_snapshot_database(cfg, snapshot)
-    with operation_lock(cfg.storage.path, journal, "drill"):
+    with operation_lock(cfg.storage.path, journal, "drill", database=cfg.database):
         return _run_drill(cfg, snapshot, journal, show_progress, neutralize)
 
 

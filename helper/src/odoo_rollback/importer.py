@@ -158,7 +158,7 @@ def import_backup(cfg: Config, path: Path, label: str, journal: Journal) -> tupl
     kind = detect_format(path)
     store = SnapshotStore(cfg.storage)
     store.ensure_writable()
-    with operation_lock(cfg.storage.path, journal, "import"):
+    with operation_lock(cfg.storage.path, journal, "import", database=cfg.database):
         return _import(cfg, store, path, kind, label, journal)
 
 

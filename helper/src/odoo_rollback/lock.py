@@ -10,6 +10,13 @@ taken were left by a dead run (see :mod:`odoo_rollback.leftovers`).
 
 The lock is re-entrant within one process: a deployment takes its snapshot and, if it fails, its
 restore under the lock it already holds.
+
+The file lock keeps apart the runs of one storage folder only; two helpers (two configuration files,
+two storage folders) on one database would not see each other's. So an operation that changes the
+database also holds a PostgreSQL session-level advisory lock keyed on the database's name, on a
+connection to the maintenance database kept open for the run (see :mod:`odoo_rollback.db_lock`): the
+server releases it when that connection ends, however the helper ends, and a second helper is refused as
+a second run on the same storage is.
 """
 
 from __future__ import annotations
@@ -20,20 +27,35 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime
 from pathlib import Path
 
+from .config import DatabaseConfig
+from .db_lock import DatabaseLock, database_lock
 from .errors import PreconditionError, StorageError
 from .journal import Journal, Operation, owner_of, utcnow
-from .owner import Owner
+from .owner import Owner, pid_exists
 
 LOCK_NAME = "operation.lock"
 # A probe of the lock (the API asking whether it may start a job) holds it for microseconds: a run
 # that finds it taken looks again for this long before it concludes that another operation runs.
 PROBE_GRACE_SECONDS = 1.0
 
-_held: dict[str, list[int]] = {}  # lock path -> [file descriptor, depth] held by this process
+# Operations that may replace the live database: they also hold the database's restore lock, which a
+# standby build (not an operation of this lock: it runs beside a deployment) probes before it starts.
+RESTORING_KINDS = frozenset({"restore", "resume"})
+
+
+class _Held:
+    """A lock this process holds: how deep, and the database's advisory locks with it."""
+
+    def __init__(self, database: DatabaseLock | None) -> None:
+        self.depth = 1
+        self.database = database
+
+
+_held: dict[str, _Held] = {}  # lock path -> what this process holds
 _guard = threading.Lock()
 
 
@@ -125,23 +147,25 @@ def running_elsewhere(storage: Path, journal: Journal) -> str | None:
 
 
 @contextmanager
-def operation_lock(storage: Path, journal: Journal, kind: str, wait: bool = False) -> Iterator[None]:
-    """Hold the lock of *storage* for a *kind* operation; refused with who holds it, or (*wait*)
-    waiting for it."""
+def operation_lock(
+    storage: Path, journal: Journal, kind: str, wait: bool = False, *, database: DatabaseConfig | None
+) -> Iterator[None]:
+    """Hold the lock of *storage* for a *kind* operation, and with a *database*, that database's
+    advisory locks (None: an operation that changes only the storage folder); refused with who holds
+    them, or (*wait*) waiting for them."""
     path = lock_path(storage)
     key = os.path.realpath(path)
     with _guard:
-        if key in _held:
-            _held[key][1] += 1
-            nested = True
-        else:
-            nested = False
-    if nested:
+        held = _held.get(key)
+        if held is not None:
+            held.depth += 1
+    if held is not None:
         try:
-            yield
+            with _nested_restore(held, kind):
+                yield
         finally:
             with _guard:
-                _held[key][1] -= 1
+                held.depth -= 1
         return
     fd = _open(path)
     try:
@@ -153,16 +177,58 @@ def operation_lock(storage: Path, journal: Journal, kind: str, wait: bool = Fals
             if time.monotonic() > deadline:
                 raise OperationRunning(f"{describe_holder(storage, journal)}; try again once it has finished")
             time.sleep(0.05)
-        _record_holder(fd, kind)
-        with _guard:
-            _held[key] = [fd, 1]
-        try:
-            yield
-        finally:
+        # Then the database's: the storage's holder is the one to name when both are taken.
+        with (
+            database_lock(database, restoring=kind in RESTORING_KINDS, wait=wait, refused=OperationRunning)
+            if database is not None
+            else nullcontext()
+        ) as db_lock:
+            _record_holder(fd, kind)
             with _guard:
-                del _held[key]
+                _held[key] = _Held(db_lock)
+            try:
+                yield
+            finally:
+                with _guard:
+                    del _held[key]
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+@contextmanager
+def _nested_restore(held: _Held, kind: str) -> Iterator[None]:
+    """A deployment's restore: the database's restore lock too, for as long as the restore runs."""
+    if held.database is None or kind not in RESTORING_KINDS or held.database.restoring:
+        yield
+        return
+    with held.database.restore():
+        yield
+
+
+# The journal's kinds of operation that run under the lock from their start to their end (a verify
+# only when deep; a standby build and drop have a lock of their own).
+LOCKED_KINDS = frozenset({"snapshot", "restore", "deploy", "drill", "prune", "copy", "import", "fetch"})
+
+
+def runs_under_lock(op: Operation) -> bool:
+    return op.kind in LOCKED_KINDS or (op.kind == "verify" and bool(op.data.get("deep")))
+
+
+def operation_alive(storage: Path, op: Operation) -> bool:
+    """Whether *op*'s process still runs. While this process holds the lock of *storage*, no other
+    process runs an operation that holds it: the lock proves the recorded one dead, where its pid
+    cannot (given to another process in a new PID namespace, or recorded by an old container under
+    another hostname, which Owner.alive() must assume alive). Otherwise its owner's pid and start."""
+    owner = owner_of(op)
+    me = Owner.me()
+    if owner is not None and (owner.pid, owner.start, owner.host) == (me.pid, me.start, me.host):
+        return True  # this process's own (a deployment's, under the restore it runs)
+    if runs_under_lock(op) and holds_lock(storage):
+        return False
+    if owner is not None:
+        return owner.alive()
+    pid = op.data.get("pid")  # recorded before owners were: the pid alone, alive if it may be
+    return not isinstance(pid, int) or pid <= 0 or pid_exists(pid)
 
 
 def holds_lock(storage: Path) -> bool:

@@ -71,7 +71,7 @@ def prune(
     the operation lock: a restore never loses its snapshot half-way."""
     if dry_run:
         return apply_retention(cfg, journal, rule, dry_run=True), apply_kept_retention(cfg, journal, dry_run=True), {}
-    with operation_lock(cfg.storage.path, journal, "prune"):
+    with operation_lock(cfg.storage.path, journal, "prune", database=cfg.database):
         cleaned = clean_dead_runs(cfg, journal, "a prune")
         op = journal.begin("prune", cfg.database.name, {"rule": describe_rule(rule or cfg.retention.snapshots)})
         try:

@@ -219,7 +219,7 @@ def ensure_local(cfg: Config, snapshot_id: str, journal: Journal) -> Snapshot:
             continue
         store.ensure_writable()
         # Under the operation lock: the partial folder is this run's, never a dead run's to clean.
-        with operation_lock(cfg.storage.path, journal, "fetch"):
+        with operation_lock(cfg.storage.path, journal, "fetch", database=None):  # only the storage folder changes
             return _fetch(cfg, store, remote_store, snapshot_id, journal)
     raise SnapshotNotFound(f"no snapshot {snapshot_id} here nor on any remote (see 'odoo-rollback list')")
 

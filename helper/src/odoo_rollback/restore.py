@@ -64,7 +64,7 @@ from .events import SKIPPED, START, RunProgress, StepEvent
 from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
-from .lock import OperationRunning, describe_operation, operation_lock
+from .lock import OperationRunning, describe_operation, operation_alive, operation_lock
 from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
@@ -87,6 +87,9 @@ from .standby import (
 from .standby_state import READY, STANDBY_DIR, StandbyState, read_state, standby_summary
 from .storage import Snapshot, SnapshotStore
 from .verify import check_listing, compare_counts, staged_dump
+
+# In a run's names: the staging database this run made or took (only that one may its undo drop).
+STAGING_MADE = "staging_made"
 
 
 def _names(cfg: Config) -> dict[str, str]:
@@ -361,6 +364,7 @@ class RestoreRun:
             )
         if os.stat(fs.parent).st_dev != os.stat(fs).st_dev:
             raise PreconditionError(f"filestore {fs} is a mount point: it cannot be swapped by rename")
+        self.check_names_free()
         self.backend.check()
         if cfg.code.path and manifest.code_revision:
             code_tree.check_revertable(cfg.code.path, manifest.code_revision)
@@ -378,6 +382,22 @@ class RestoreRun:
         self.dump = self.staged.enter_context(staged_dump(self.snapshot, root, self.cfg.storage.free_space_margin))
         return self.dump
 
+    def check_names_free(self) -> None:
+        """This run's names are taken by nothing yet: the undo drops only what this run made, and a
+        database or folder under one of them is another's (a run started in the same second)."""
+        names = self.names
+        with maintenance(self.cfg.database) as conn:
+            taken = [names[key] for key in ("staging", "failed") if database_exists(conn, names[key])]
+        taken += [names[key] for key in ("filestore_staging", "filestore_failed") if os.path.lexists(names[key])]
+        if taken:
+            raise PreconditionError(f"{', '.join(taken)} already exist(s): not this run's; try again in a second")
+
+    def mark_staging_made(self) -> None:
+        """Journaled before the staging database and folder are made (or a standby taken as them):
+        from here they are this run's, which the undo and resume may drop."""
+        self.names[STAGING_MADE] = self.names["staging"]
+        self.journal.update(self.op, {"names": self.names})
+
     def use_standby(self) -> None:
         """A ready standby in the place of the staging database, once proven; else staging as ever."""
         cancel_build(self.cfg, self.journal, self.op)  # one still building is no use now: the server is needed
@@ -392,6 +412,7 @@ class RestoreRun:
             # From here it is this run's staging: its record goes (nothing else will use or drop it),
             # and undo or resume discard it like any staging database.
             self.names.update(staging=state.database, filestore_staging=state.filestore)
+            self.names[STAGING_MADE] = state.database
             # Its oid is part of what was proven: verify_live compares the live one with it.
             self.staging_oid = state.oid
             # standby_taken stays, whatever happens next: the standby is this run's now, and gone
@@ -426,6 +447,8 @@ class RestoreRun:
             discard_staging(self.cfg, self.names)
             fresh = _names(self.cfg)
             self.names.update(staging=fresh["staging"], filestore_staging=fresh["filestore_staging"])
+            self.names.pop(STAGING_MADE, None)
+            self.check_names_free()
             self.journal.update(self.op, {"names": self.names, "standby_used": None, "staging_oid": None})
             self.standby, self.staging_oid = None, None
             self.build_staging()
@@ -440,6 +463,7 @@ class RestoreRun:
         dump = self.dump if self.dump is not None else self.stage_dump()
         owner = database_owner(self.cfg.database, self.cfg.database.name)
         manifest = self.snapshot.manifest
+        self.mark_staging_made()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool:
             files = pool.submit(
                 extract_filestore,
@@ -708,6 +732,10 @@ def unswap_filestore(names: dict[str, str]) -> None:
 
 
 def discard_staging(cfg: Config, names: dict[str, str]) -> None:
+    """Drop the staging database and folder, when this run made them (see RestoreRun.mark_staging_made):
+    never a database or folder of the same name that another made."""
+    if names.get(STAGING_MADE) != names["staging"]:
+        return
     with maintenance(cfg.database) as conn:
         exists = database_exists(conn, names["staging"])
     if exists:
@@ -736,12 +764,11 @@ def swap_back(cfg: Config, names: dict[str, str], code_previous: str | None) -> 
         code_tree.checkout(cfg.code.path, code_previous)
 
 
-def check_no_unfinished(journal: Journal) -> None:
+def check_no_unfinished(journal: Journal, storage: Path) -> None:
     """Refuse while a restore is unfinished: running (its owner lives: wait for it), or interrupted
-    (its owner died: resume finishes or undoes it)."""
+    (its owner died: resume finishes or undoes it); under the operation lock, the lock says which."""
     for pending in journal.unfinished("restore"):
-        owner = owner_of(pending)
-        if owner is not None and owner.alive():
+        if owner_of(pending) is not None and operation_alive(storage, pending):
             raise OperationRunning(f"{describe_operation(journal, pending)}; try again once it has finished")
     interrupted = journal.unfinished("restore")
     if interrupted:
@@ -771,8 +798,8 @@ def restore_snapshot(
     request: RestoreRequest | None = None,
 ) -> RestoreResult:
     """Restore *snapshot* in place of the live database, holding the operation lock throughout."""
-    with operation_lock(cfg.storage.path, journal, "restore"):
-        check_no_unfinished(journal)
+    with operation_lock(cfg.storage.path, journal, "restore", database=cfg.database):
+        check_no_unfinished(journal, cfg.storage.path)
         run = RestoreRun(cfg, snapshot, journal, show_progress)
         # The checked copy of the dump and an older snapshot's staged keys go, however the run ends.
         with run.staged, run.capture.staged_keys:

@@ -95,7 +95,7 @@ def take_snapshot(cfg: Config, kind: str, label: str, journal: Journal, show_pro
     """Capture a complete snapshot; on any failure nothing usable is left behind."""
     store = SnapshotStore(cfg.storage)
     store.ensure_writable()
-    with operation_lock(cfg.storage.path, journal, "snapshot"):
+    with operation_lock(cfg.storage.path, journal, "snapshot", database=cfg.database):
         clean_dead_runs(cfg, journal, "a snapshot")
         return _take_snapshot(cfg, store, kind, label, journal, show_progress)
 

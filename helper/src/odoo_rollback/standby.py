@@ -63,11 +63,13 @@ from .checksums import HashingReader, sha256_file
 from .config import Config
 from .counts import exact_counts
 from .db import connect, database_exists, end_sessions, maintenance
+from .db_lock import restore_running
 from .dump import database_owner, drop_database, restore_dump
 from .errors import OperationFailed, PreconditionError, RollbackError, StorageError
 from .journal import DONE, FAILED, JOB_ENV_VAR, Journal
 from .manifest import FILESTORE_NAME
 from .modules import database_size, installed_modules
+from .owner import process_start
 from .read_ahead import ReadAhead, forget, read_ahead_now
 from .standby_state import (
     BUILDING,
@@ -77,8 +79,10 @@ from .standby_state import (
     ahead_path,
     listing_path,
     listing_text,
+    lock_is_free,
     read_listing,
     read_state,
+    standby_lock_path,
     state_path,
 )
 from .standby_state import FAILED as STATE_FAILED
@@ -92,7 +96,9 @@ CHUNK = 1 << 20
 # ones (rare in a filestore) are copied.
 LINK_MAX_BYTES = 64 << 20
 CLI = (sys.executable, "-m", "odoo_rollback.cli")
-LOCK_NAME = "standby.lock"
+# Someone reading whether a build runs (standby_state.lock_is_free) holds the lock for microseconds:
+# a build that finds it taken looks again for this long before it concludes that another one runs.
+PROBE_GRACE_SECONDS = 1.0
 # How long a restore waits for a cancelled build to clean up after itself.
 CANCEL_SECONDS = 60
 # How long the build's read-ahead waits for the transactions running when it creates its slot (a
@@ -133,10 +139,10 @@ def utcnow() -> str:
 @contextmanager
 def standby_lock(cfg: Config, wait: float = 0.0) -> Iterator[None]:
     """Held by a build, a drop and a restore using a standby; the holder's pid is in the file."""
-    path = cfg.storage.path / LOCK_NAME
+    path = standby_lock_path(cfg.storage.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + max(wait, PROBE_GRACE_SECONDS)
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -161,7 +167,7 @@ def standby_lock(cfg: Config, wait: float = 0.0) -> Iterator[None]:
 
 def lock_holder(cfg: Config) -> int | None:
     try:
-        text = (cfg.storage.path / LOCK_NAME).read_text().strip()
+        text = standby_lock_path(cfg.storage.path).read_text().strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
@@ -170,11 +176,16 @@ def lock_holder(cfg: Config) -> int | None:
 def cancel_build(cfg: Config, journal: Journal | None = None, op: str | None = None) -> bool:
     """Stop a standby build that holds the lock (it drops what it made); True when one was stopped.
 
-    Only a build is stopped: the holder's pid must be the one its standby record names.
+    Only a live build is stopped, and never another process: a build holds the standby lock for its
+    whole run, so a free lock means that no build runs, whatever pid its file and a dead build's record
+    still hold (the kernel may have given it to another program); a held one is a build's when the
+    holder's pid is the one a building record names, with that process's start time.
     """
+    if lock_is_free(standby_lock_path(cfg.storage.path)):
+        return False
     pid = lock_holder(cfg)
-    building = {state.pid for _, state in existing_standbys(cfg) if state.state == BUILDING}
-    if not pid or pid == os.getpid() or pid not in building:
+    building = [state for _, state in existing_standbys(cfg) if state.state == BUILDING and state.pid == pid]
+    if not pid or pid == os.getpid() or not any(state.builder_alive(None) for state in building):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -689,14 +700,20 @@ def remove_state(snapshot_path: Path) -> None:
             path.unlink()
 
 
-def _discard(cfg: Config, names: StandbyNames) -> None:
-    """Drop a standby's database, filestore folder and read-ahead (only these names: they are the helper's)."""
-    with maintenance(cfg.database) as conn:
-        exists = database_exists(conn, names.database)
-    if exists:
-        drop_database(cfg.database, names.database)
-    shutil.rmtree(names.filestore, ignore_errors=True)
-    forget(cfg.database, names.ahead_slot, names.ahead_file)
+def _discard(
+    cfg: Config, names: StandbyNames, database: bool = True, filestore: bool = True, ahead: bool = True
+) -> None:
+    """Drop a standby's database, filestore folder and read-ahead (only these names: they are the
+    helper's), or of a build, only those it made."""
+    if database:
+        with maintenance(cfg.database) as conn:
+            exists = database_exists(conn, names.database)
+        if exists:
+            drop_database(cfg.database, names.database)
+    if filestore:
+        shutil.rmtree(names.filestore, ignore_errors=True)
+    if ahead:
+        forget(cfg.database, names.ahead_slot, names.ahead_file)
 
 
 def _terminate_on_sigterm() -> None:
@@ -715,7 +732,10 @@ class StandbyBuild:
         self.journal = journal
         self.names = standby_names(cfg, snapshot)
         self.op = ""
-        self.made = False  # whether this build made a database, a folder and a record to clean up
+        self.made = False  # whether this build wrote a record of its own
+        # What this build made, each once it exists: a failure drops these and nothing else (a database
+        # of the same name may be a restore's, which took the standby made by an earlier build).
+        self.made_database = self.made_filestore = self.made_ahead = False
         self.state = StandbyState(
             snapshot=snapshot.id,
             state=BUILDING,
@@ -723,6 +743,7 @@ class StandbyBuild:
             filestore=str(self.names.filestore),
             operation="",
             pid=os.getpid(),
+            start=process_start(os.getpid()),
             started_at=utcnow(),
         )
 
@@ -746,10 +767,25 @@ class StandbyBuild:
         problems = check_listing(snapshot)  # the bytes are hashed as they are read, below
         if problems:
             raise PreconditionError(f"snapshot {snapshot.id} failed its checks: {'; '.join(problems)}")
+        self.check_no_restore()
         space = space_report(cfg, snapshot)
         if not space["ok"]:
             raise StorageError(space["detail"])
         return str(space["detail"])
+
+    def check_no_restore(self) -> None:
+        """No build while a restore of the database is unfinished: it may have taken a standby, whose
+        names are this build's, and its resume needs the server. Any helper's running restore holds the
+        database's restore lock; a dead one of this storage is unfinished in the journal."""
+        name = self.cfg.database.name
+        running = restore_running(self.cfg.database)
+        if running:
+            raise PreconditionError(f"a restore of database {name} is running ({running}): no standby is built now")
+        for pending in self.journal.unfinished("restore"):
+            raise PreconditionError(
+                f"restore {pending.id} of database {name} is unfinished: no standby is built before it is"
+                " finished ('odoo-rollback resume')"
+            )
 
     def supersede(self) -> None:
         for older, _state in existing_standbys(self.cfg):
@@ -775,7 +811,9 @@ class StandbyBuild:
             # its tables to that role, which a helper that is not a superuser can do only where that
             # role may create (PostgreSQL 15's schema public: its database's owner alone).
             owner = database_owner(self.cfg.database, self.cfg.database.name)
+            # restore_dump refuses an existing database and drops a half-made one itself.
             restore_dump(self.cfg.database, dump, self.names.database, self.cfg.standby.jobs, owner=owner)
+            self.made_database = True
         # Then owned by the helper's role until it is used: Odoo lists only its own databases.
         with maintenance(self.cfg.database) as conn, conn.cursor() as cur:
             cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(self.names.database)))
@@ -785,6 +823,9 @@ class StandbyBuild:
 
     def filestore(self) -> str:
         archive, entry = self.snapshot.filestore_archive, self.snapshot.manifest.files[FILESTORE_NAME]
+        if os.path.lexists(self.names.filestore):
+            raise PreconditionError(f"{self.names.filestore} already exists: not this build's")
+        self.made_filestore = True  # absent under the standby lock: build_filestore makes it
         copy = build_filestore(archive, entry, self.cfg.filestore.path, self.names.filestore)
         state = self.state
         state.files, state.linked, state.copied = copy.files, copy.linked, copy.copied
@@ -821,6 +862,7 @@ class StandbyBuild:
         slot, tail = slot_of(self.snapshot.manifest), self.names.ahead_slot
         if not slot or not tail:
             return "the snapshot has no replication slot: nothing to read ahead"
+        self.made_ahead = True  # from here the slot and its file may exist
         try:
             ahead = read_ahead_now(
                 self.cfg.database,
@@ -874,7 +916,7 @@ class StandbyBuild:
         if not self.made:
             return  # refused before anything was made (an earlier standby of it stays as it was)
         with contextlib.suppress(Exception):
-            _discard(self.cfg, self.names)
+            _discard(self.cfg, self.names, self.made_database, self.made_filestore, self.made_ahead)
         with contextlib.suppress(OSError):
             listing_path(self.snapshot.path).unlink()
         self.state.state, self.state.error = STATE_FAILED, error

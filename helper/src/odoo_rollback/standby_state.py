@@ -9,20 +9,28 @@ snapshots are deleted.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .owner import pid_exists
+from .owner import Owner
 
 STANDBY_DIR = "standby"
+# <storage>/standby.lock: held (flock) by a build for its whole run, and by a drop and a restore using
+# a standby; the kernel releases it when its holder dies.
+LOCK_NAME = "standby.lock"
 
 BUILDING = "building"
 READY = "ready"
 FAILED = "failed"
 INTERRUPTED = "interrupted"  # shown for a build whose process is gone without saying so
+
+
+_NOT_WRITTEN = frozenset({"listing", "lock_path"})
 
 
 @dataclass
@@ -34,6 +42,9 @@ class StandbyState:
     operation: str  # the journal operation of the build
     pid: int
     started_at: str
+    # The build's process start time (owner.process_start): with the pid, its identity (a pid alone may
+    # be another process's after the build died). None in records of builds before it was kept.
+    start: int | None = None
     ready_at: str | None = None
     # The identity proven again before a restore uses the standby (see standby.prove_standby).
     oid: int | None = None
@@ -61,22 +72,31 @@ class StandbyState:
     # The standby filestore's listing (standby.FileListing's entries), kept in a file of its own beside
     # the record and loaded only to prove the standby: not part of the record's JSON.
     listing: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
+    # Set by read_state, never written: the standby lock of the storage the record was read from.
+    lock_path: Path | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> str:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "listing"}  # not deep-copied
+        # Not the listing (a file of its own) nor where the record was read from (not what it says).
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_WRITTEN}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> StandbyState:
         data = json.loads(text)
-        known = {f.name for f in fields(cls)} - {"listing"}
+        known = {f.name for f in fields(cls)} - _NOT_WRITTEN
         return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
     def shown_state(self) -> str:
-        if self.state == BUILDING and not pid_exists(self.pid):
-            return INTERRUPTED
-        return self.state
+        return INTERRUPTED if self.state == BUILDING and not self.builder_alive(self.lock_path) else self.state
+
+    def builder_alive(self, lock: Path | None) -> bool:
+        """Whether the build that wrote this record still runs: never when the standby lock is free
+        (a build holds it for its whole run); else when its pid is that of a process started when it
+        was (a pid alone may have gone to another program since the build died)."""
+        if lock is not None and lock_is_free(lock):
+            return False
+        return Owner(self.pid, self.start, "").alive()
 
     def summary(self) -> dict[str, Any]:
         """The ``standby`` object of ``list --json`` (and of Odoo's snapshot record)."""
@@ -132,11 +152,36 @@ def read_listing(snapshot_path: Path, digest: str | None) -> dict[str, list[Any]
 
 def read_state(snapshot_path: Path) -> StandbyState | None:
     try:
-        return StandbyState.from_json(state_path(snapshot_path).read_text(encoding="utf-8"))
+        state = StandbyState.from_json(state_path(snapshot_path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
         return None  # unreadable: no usable standby (a restore stages from the snapshot)
+    state.lock_path = standby_lock_path(snapshot_path.parent.parent)
+    return state
+
+
+def standby_lock_path(storage: Path) -> Path:
+    return storage / LOCK_NAME
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether no process holds the standby lock *path*: a shared flock taken and let go at once (a
+    build that starts meanwhile waits a moment for it, see standby.standby_lock). A lock that cannot
+    be opened is not known to be free."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # never made: no build ever held it
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held (EWOULDBLOCK)
+    finally:
+        os.close(fd)  # releases the probe
+    return True
 
 
 def standby_summary(snapshot_path: Path) -> dict[str, Any] | None:

@@ -205,7 +205,9 @@ def verify_snapshot(
     """Verify *snapshot*; a deep verify makes a scratch database, so it holds the operation lock."""
     if not deep:
         return _verify(cfg, snapshot, False, journal, show_progress)
-    with operation_lock(cfg.storage.path, journal or Journal(cfg.storage.journal_path), "verify"):
+    with operation_lock(
+        cfg.storage.path, journal or Journal(cfg.storage.journal_path), "verify", database=cfg.database
+    ):
         return _verify(cfg, snapshot, True, journal, show_progress)
 
 

@@ -134,14 +134,14 @@ def rollback(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 def resume(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     journal = Journal(cfg.storage.journal_path)
     try:
-        with operation_lock(cfg.storage.path, journal, "resume"):
+        with operation_lock(cfg.storage.path, journal, "resume", database=cfg.database):
             outcomes = _resume_dead_runs(cfg, journal)
     except OperationRunning as exc:
         # A live run is never resumed: its owner finishes it. --wait lets it, then looks again.
         if not getattr(args, "wait", False):
             raise OperationRunning(f"{exc}; resume acts only on operations whose process has ended") from exc
         sys.stderr.write(f"odoo-rollback: waiting: {exc}\n")
-        with operation_lock(cfg.storage.path, journal, "resume", wait=True):
+        with operation_lock(cfg.storage.path, journal, "resume", wait=True, database=cfg.database):
             outcomes = _resume_dead_runs(cfg, journal)
 
     def human(rows: list[dict[str, Any]]) -> str:
