@@ -154,15 +154,18 @@ ODOO_ROLE = {
 
 class StrayWriter:
     """An integration the service backend does not stop: it connects with Odoo's role (not a
-    superuser) and inserts a partner again and again, and remembers the ones whose commit succeeded."""
+    superuser; or *role*) and inserts a partner again and again (every *pause* seconds), and remembers
+    the ones whose commit succeeded."""
 
-    def __init__(self, db: OdooLikeDatabase) -> None:
+    def __init__(self, db: OdooLikeDatabase, role: dict[str, Any] | None = None, pause: float = 0.03) -> None:
         db.execute(
             psycopg2.sql.SQL(
                 "GRANT INSERT, SELECT ON res_partner TO {0}; GRANT USAGE ON res_partner_id_seq TO {0}"
             ).format(psycopg2.sql.Identifier(ODOO_ROLE["user"]))
         )
         self.database = db.name
+        self.role = role or ODOO_ROLE
+        self.pause = pause
         self.committed: list[str] = []
         self.refused = 0
         self.stop = threading.Event()
@@ -173,7 +176,9 @@ class StrayWriter:
         while not self.stop.is_set():
             n += 1
             try:
-                conn = psycopg2.connect(dbname=self.database, host=PG["host"], port=PG["port"], **ODOO_ROLE)
+                conn = psycopg2.connect(
+                    dbname=self.database, host=PG["host"], port=PG["port"], user=self.role["user"], password=self.role["password"]
+                )
                 conn.autocommit = True
                 try:
                     with conn.cursor() as cur:
@@ -183,7 +188,7 @@ class StrayWriter:
                     conn.close()
             except psycopg2.Error:
                 self.refused += 1
-            time.sleep(0.03)
+            time.sleep(self.pause)
 
     def __enter__(self) -> StrayWriter:
         self.thread.start()
@@ -246,6 +251,28 @@ def test_a_stray_writer_during_a_restore_loses_nothing(helper_env: HelperEnv, mo
         assert ahead["changes_before"] > 0 and ahead["changes_after"] > 0
         assert ahead["changes_before"] + ahead["changes_after"] == result["lost_rows_total"] == len(lost)
         assert not tail_slots()
+
+
+def test_a_superuser_writing_until_the_swap_loses_nothing(helper_env: HelperEnv) -> None:
+    """A superuser (docker's POSTGRES_USER is one) passes the CONNECTION LIMIT 0 a superuser helper
+    closes the live database with at the stop, and writes on until the swap's rename ends its
+    sessions: those commits are in the replaced database, so they are read from the slot too."""
+    helper_env.write(capture={"slot_wait_seconds": 600})
+    writer = StrayWriter(helper_env.db, role=PG, pause=0)
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    with writer:
+        time.sleep(0.3)
+        result = helper_env.run_json("restore", snap["id"], "--yes")
+        time.sleep(0.3)
+    assert result["lost_rows_mode"] == "exact"
+    live = names(helper_env.db.name, "stray %")
+    lost = lost_names(result, "stray ")
+    kept = names(result["kept_as"], "stray %")
+    assert kept == lost, f"{len(set(kept) - set(lost))} rows of the replaced database missing from the export"
+    assert sorted(live + lost) == sorted(writer.committed)
+    # The slot was read up to the position right after the rename, journaled for a resume.
+    operation = next(o for o in helper_env.run_json("journal")["operations"] if o["kind"] == "restore")
+    assert operation["data"]["capture_stop"]["swapped_lsn"]
 
 
 def test_a_transaction_holding_the_read_ahead_back_delays_nothing(helper_env: HelperEnv) -> None:

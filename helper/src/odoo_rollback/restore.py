@@ -71,7 +71,7 @@ from .modules import installed_modules
 from .notify import ProgressNotifier
 from .read_ahead import forget
 from .request import RestoreRequest
-from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
+from .restore_capture import RestoreCapture, plan_lost_changes, set_connections, written_until
 from .role import creating_problems, require
 from .services import ServiceBackend, backend_for
 from .standby import (
@@ -190,8 +190,10 @@ def check_snapshot_database(cfg: Config, snapshot: Snapshot) -> None:
         )
 
 
-def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) -> None:
-    """Two database renames in one transaction: both happen or neither (atomic swap)."""
+def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) -> str:
+    """Two database renames in one transaction: both happen or neither (atomic swap). Returns the WAL
+    position after it committed (:func:`written_until`): a rename needs every other session of the
+    database gone, so every commit made in *first* until then is before it."""
     with maintenance(cfg.database) as conn:
         for attempt in range(10):
             end_sessions(conn, first[0])
@@ -204,14 +206,16 @@ def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) ->
                             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
                         )
                 conn.commit()
-                return
             except Exception as exc:  # an Odoo worker reconnected in between: end it and try again
                 conn.rollback()
                 if attempt == 9:
                     raise OperationFailed(f"cannot rename the databases: {str(exc).strip()}") from exc
                 time.sleep(0.3)
+                continue
             finally:
                 conn.autocommit = True
+            return written_until(conn)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class RestoreRun:
@@ -575,9 +579,13 @@ class RestoreRun:
     def swap(self) -> None:
         """Idempotent, so that resume runs it again after a crash anywhere inside it."""
         n = self.names
+        lsn = None
         if not database_swapped(self.cfg, n):
-            rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
+            lsn = rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
             self.progress.note("swap_database", STEP_DONE, data={"kept_as": n["failed"]})
+        # The slot is read up to here: a superuser writer may have written into the replaced database
+        # until the rename (it ignores the close of the stop), never after.
+        self.journal.update(self.op, {"capture_stop": self.capture.swapped(lsn)})
         swap_filestore(n)
         self.result.kept_as = n["failed"]
 
