@@ -177,7 +177,11 @@ class StrayWriter:
             n += 1
             try:
                 conn = psycopg2.connect(
-                    dbname=self.database, host=PG["host"], port=PG["port"], user=self.role["user"], password=self.role["password"]
+                    dbname=self.database,
+                    host=PG["host"],
+                    port=PG["port"],
+                    user=self.role["user"],
+                    password=self.role["password"],
                 )
                 conn.autocommit = True
                 try:

@@ -561,6 +561,9 @@ class RestoreRun:
                 f"{self.names['failed']} still holds them all"
             )
             self.result.lost = {"lost_rows_error": message}
+            # Read by kept-database retention, which then keeps that database (kept.unexported).
+            with contextlib.suppress(JournalError):
+                self.journal.update(self.op, {"lost_rows_error": message})
             self.progress.note("lost_rows", STEP_FAILED, message)
             return
         finally:
