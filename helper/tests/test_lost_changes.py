@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import hashlib
 import json
 import os
 import subprocess
@@ -429,3 +430,49 @@ def test_a_spool_of_lost_rows_closes_its_file_whenever_it_is_collected() -> None
     closed = RowSpool()
     closed.close()
     assert not closed.close.alive
+
+
+def test_the_files_of_attachments_written_after_the_snapshot_are_exported(helper_env: HelperEnv, mode: str) -> None:
+    """An attachment's row is exported; its content is a file of the filestore the restore keeps aside,
+    which kept retention drops in time: the export holds a verified copy, in the filestore's layout,
+    and names the files it could not copy."""
+    helper_env.db.execute(
+        "CREATE TABLE ir_attachment (id serial PRIMARY KEY, name varchar, res_model varchar, res_id int,"
+        " store_fname varchar, checksum varchar, file_size int, mimetype varchar, db_datas bytea)"
+    )
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    stored = {}
+    for name, content in (("INV_2026_0201.pdf", b"%PDF-1.4 accepted e-invoice"), ("gone.pdf", b"%PDF-1.4 gone")):
+        sha = hashlib.sha1(content).hexdigest()
+        (helper_env.filestore / sha[:2]).mkdir(exist_ok=True)
+        (helper_env.filestore / sha[:2] / sha).write_bytes(content)
+        stored[name] = (f"{sha[:2]}/{sha}", content)
+    (helper_env.filestore / stored["gone.pdf"][0]).unlink()  # Odoo's garbage collector, a disk error
+    outside = helper_env.filestore.parent / "not_the_filestore.txt"
+    outside.write_text("a file outside the filestore")
+    for name, fname in (*((n, f) for n, (f, _) in stored.items()), ("odd.txt", "../not_the_filestore.txt")):
+        helper_env.db.execute(
+            "INSERT INTO ir_attachment (name, res_model, store_fname) VALUES (%s, 'account.move', %s)", (name, fname)
+        )
+    result = helper_env.run_json("restore", snap["id"], "--yes")
+    folder = Path(result["lost_rows_file"]).parent
+    fname, content = stored["INV_2026_0201.pdf"]
+    assert not (helper_env.filestore / fname).exists()  # the restored filestore is the snapshot's
+    assert (folder / "filestore" / fname).read_bytes() == content
+    assert sorted(str(p.relative_to(folder)) for p in (folder / "filestore").rglob("*") if p.is_file()) == [
+        f"filestore/{fname}"
+    ]
+    assert result["lost_files"]["files"] == 1 and result["lost_files"]["folder"] == str(folder / "filestore")
+    limits = "\n".join(result["lost_rows_limits"])
+    assert stored["gone.pdf"][0] in limits and "in neither" in limits
+    assert "../not_the_filestore.txt" in limits and "not a filestore path" in limits
+    # Two more deploy/rollback cycles and a snapshot's kept retention (keep_last = 2): the kept
+    # filestore goes, the export's copy stays.
+    for _ in range(2):
+        time.sleep(1.1)
+        again = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+        helper_env.run_json("restore", again["id"], "--yes")
+    time.sleep(1.1)
+    helper_env.run_json("snapshot", "--kind", "manual")
+    assert not [p for p in helper_env.filestore.parent.rglob(fname.split("/")[1]) if "__failed_" in str(p)]
+    assert (folder / "filestore" / fname).read_bytes() == content

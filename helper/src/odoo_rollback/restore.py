@@ -65,6 +65,7 @@ from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
 from .lock import OperationRunning, describe_operation, operation_lock
+from .lost_files import FILES_FOLDER
 from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
@@ -524,8 +525,13 @@ class RestoreRun:
         grows with the database). Nothing else uses that database, and the export holds no lock the
         start needs; its slot stays until the start proved healthy (export_lost_rows)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lost-rows")
+        n = self.names
         self.exporting = pool.submit(
-            self.capture.read_replaced, self.names["failed"], self.names["live"], self.export_folder
+            self.capture.read_replaced,
+            n["failed"],
+            n["live"],
+            self.export_folder,
+            (Path(n["filestore_failed"]), Path(n["filestore"])),
         )
         pool.shutdown(wait=False)  # the thread ends with its one task
         return self.exporting
@@ -556,6 +562,7 @@ class RestoreRun:
                 for partial in (*folder.glob("*.jsonl"), *folder.glob("*.csv")):
                     with contextlib.suppress(OSError):
                         partial.unlink()
+                shutil.rmtree(folder / FILES_FOLDER, ignore_errors=True)  # the kept filestore has them
             message = (
                 f"the lost changes could not be exported: {str(exc).strip()}; the replaced database "
                 f"{self.names['failed']} still holds them all"

@@ -35,6 +35,7 @@ from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
 from .db import connect, end_sessions, maintenance, sessions_in_reach
 from .decoding import DecodedChange
+from .lost_files import export_files
 from .lost_rows import (
     FALLBACK,
     LostChanges,
@@ -295,9 +296,13 @@ class RestoreCapture:
         set_connections(self.cfg.database, live, True, self.limit)
         return self.opened
 
-    def read_replaced(self, failed: str, live: str, folder: Path) -> tuple[LostChanges, dict[str, Any]]:
-        """The changes made after the snapshot in the replaced database, exported. The snapshot's slot
-        is not touched: :meth:`release_slot` drops it once the restore is known to stand."""
+    def read_replaced(
+        self, failed: str, live: str, folder: Path, filestores: tuple[Path, Path] | None = None
+    ) -> tuple[LostChanges, dict[str, Any]]:
+        """The changes made after the snapshot in the replaced database, exported, with the files of
+        the lost attachments (*filestores*: the kept one and the restored one; see lost_files.py). The
+        snapshot's slot is not touched: :meth:`release_slot` drops it once the restore is known to
+        stand."""
         set_connections(self.cfg.database, failed, True, self.limit)
         manifest = self.snapshot.manifest
         with connect(self.cfg.database, failed) as conn, connect(self.cfg.database, live) as live_conn:
@@ -313,6 +318,11 @@ class RestoreCapture:
             )
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
+        attached: dict[str, Any] = {}
+        if filestores is not None:
+            lost_files = export_files(changes.rows, filestores[0], filestores[1], folder)
+            changes.limits.extend(lost_files.limits)
+            attached = {"lost_files": lost_files.report()}
         read_ahead = (
             {"lost_read_ahead": {**self.ahead.report(), "changes_after": self.tail_changes}}
             if self.ahead and self.split_used
@@ -322,6 +332,7 @@ class RestoreCapture:
             **changes.report(),
             **read_ahead,
             **files,
+            **attached,
             "lost_summary": summary,
             "lost_export": export_archive(folder),
         }
