@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import hashlib
 import json
 import os
 import subprocess
@@ -154,15 +155,18 @@ ODOO_ROLE = {
 
 class StrayWriter:
     """An integration the service backend does not stop: it connects with Odoo's role (not a
-    superuser) and inserts a partner again and again, and remembers the ones whose commit succeeded."""
+    superuser; or *role*) and inserts a partner again and again (every *pause* seconds), and remembers
+    the ones whose commit succeeded."""
 
-    def __init__(self, db: OdooLikeDatabase) -> None:
+    def __init__(self, db: OdooLikeDatabase, role: dict[str, Any] | None = None, pause: float = 0.03) -> None:
         db.execute(
             psycopg2.sql.SQL(
                 "GRANT INSERT, SELECT ON res_partner TO {0}; GRANT USAGE ON res_partner_id_seq TO {0}"
             ).format(psycopg2.sql.Identifier(ODOO_ROLE["user"]))
         )
         self.database = db.name
+        self.role = role or ODOO_ROLE
+        self.pause = pause
         self.committed: list[str] = []
         self.refused = 0
         self.stop = threading.Event()
@@ -173,7 +177,13 @@ class StrayWriter:
         while not self.stop.is_set():
             n += 1
             try:
-                conn = psycopg2.connect(dbname=self.database, host=PG["host"], port=PG["port"], **ODOO_ROLE)
+                conn = psycopg2.connect(
+                    dbname=self.database,
+                    host=PG["host"],
+                    port=PG["port"],
+                    user=self.role["user"],
+                    password=self.role["password"],
+                )
                 conn.autocommit = True
                 try:
                     with conn.cursor() as cur:
@@ -183,7 +193,7 @@ class StrayWriter:
                     conn.close()
             except psycopg2.Error:
                 self.refused += 1
-            time.sleep(0.03)
+            time.sleep(self.pause)
 
     def __enter__(self) -> StrayWriter:
         self.thread.start()
@@ -246,6 +256,28 @@ def test_a_stray_writer_during_a_restore_loses_nothing(helper_env: HelperEnv, mo
         assert ahead["changes_before"] > 0 and ahead["changes_after"] > 0
         assert ahead["changes_before"] + ahead["changes_after"] == result["lost_rows_total"] == len(lost)
         assert not tail_slots()
+
+
+def test_a_superuser_writing_until_the_swap_loses_nothing(helper_env: HelperEnv) -> None:
+    """A superuser (docker's POSTGRES_USER is one) passes the CONNECTION LIMIT 0 a superuser helper
+    closes the live database with at the stop, and writes on until the swap's rename ends its
+    sessions: those commits are in the replaced database, so they are read from the slot too."""
+    helper_env.write(capture={"slot_wait_seconds": 600})
+    writer = StrayWriter(helper_env.db, role=PG, pause=0)
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    with writer:
+        time.sleep(0.3)
+        result = helper_env.run_json("restore", snap["id"], "--yes")
+        time.sleep(0.3)
+    assert result["lost_rows_mode"] == "exact"
+    live = names(helper_env.db.name, "stray %")
+    lost = lost_names(result, "stray ")
+    kept = names(result["kept_as"], "stray %")
+    assert kept == lost, f"{len(set(kept) - set(lost))} rows of the replaced database missing from the export"
+    assert sorted(live + lost) == sorted(writer.committed)
+    # The slot was read up to the position right after the rename, journaled for a resume.
+    operation = next(o for o in helper_env.run_json("journal")["operations"] if o["kind"] == "restore")
+    assert operation["data"]["capture_stop"]["swapped_lsn"]
 
 
 def test_a_transaction_holding_the_read_ahead_back_delays_nothing(helper_env: HelperEnv) -> None:
@@ -398,3 +430,49 @@ def test_a_spool_of_lost_rows_closes_its_file_whenever_it_is_collected() -> None
     closed = RowSpool()
     closed.close()
     assert not closed.close.alive
+
+
+def test_the_files_of_attachments_written_after_the_snapshot_are_exported(helper_env: HelperEnv, mode: str) -> None:
+    """An attachment's row is exported; its content is a file of the filestore the restore keeps aside,
+    which kept retention drops in time: the export holds a verified copy, in the filestore's layout,
+    and names the files it could not copy."""
+    helper_env.db.execute(
+        "CREATE TABLE ir_attachment (id serial PRIMARY KEY, name varchar, res_model varchar, res_id int,"
+        " store_fname varchar, checksum varchar, file_size int, mimetype varchar, db_datas bytea)"
+    )
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    stored = {}
+    for name, content in (("INV_2026_0201.pdf", b"%PDF-1.4 accepted e-invoice"), ("gone.pdf", b"%PDF-1.4 gone")):
+        sha = hashlib.sha1(content).hexdigest()
+        (helper_env.filestore / sha[:2]).mkdir(exist_ok=True)
+        (helper_env.filestore / sha[:2] / sha).write_bytes(content)
+        stored[name] = (f"{sha[:2]}/{sha}", content)
+    (helper_env.filestore / stored["gone.pdf"][0]).unlink()  # Odoo's garbage collector, a disk error
+    outside = helper_env.filestore.parent / "not_the_filestore.txt"
+    outside.write_text("a file outside the filestore")
+    for name, fname in (*((n, f) for n, (f, _) in stored.items()), ("odd.txt", "../not_the_filestore.txt")):
+        helper_env.db.execute(
+            "INSERT INTO ir_attachment (name, res_model, store_fname) VALUES (%s, 'account.move', %s)", (name, fname)
+        )
+    result = helper_env.run_json("restore", snap["id"], "--yes")
+    folder = Path(result["lost_rows_file"]).parent
+    fname, content = stored["INV_2026_0201.pdf"]
+    assert not (helper_env.filestore / fname).exists()  # the restored filestore is the snapshot's
+    assert (folder / "filestore" / fname).read_bytes() == content
+    assert sorted(str(p.relative_to(folder)) for p in (folder / "filestore").rglob("*") if p.is_file()) == [
+        f"filestore/{fname}"
+    ]
+    assert result["lost_files"]["files"] == 1 and result["lost_files"]["folder"] == str(folder / "filestore")
+    limits = "\n".join(result["lost_rows_limits"])
+    assert stored["gone.pdf"][0] in limits and "in neither" in limits
+    assert "../not_the_filestore.txt" in limits and "not a filestore path" in limits
+    # Two more deploy/rollback cycles and a snapshot's kept retention (keep_last = 2): the kept
+    # filestore goes, the export's copy stays.
+    for _ in range(2):
+        time.sleep(1.1)
+        again = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+        helper_env.run_json("restore", again["id"], "--yes")
+    time.sleep(1.1)
+    helper_env.run_json("snapshot", "--kind", "manual")
+    assert not [p for p in helper_env.filestore.parent.rglob(fname.split("/")[1]) if "__failed_" in str(p)]
+    assert (folder / "filestore" / fname).read_bytes() == content

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import HelperEnv, create_database, list_databases
+from conftest import HelperEnv, create_database, list_databases, pg_connect
 
 
 def age_snapshot(helper_env: HelperEnv, snapshot_id: str, days: float) -> None:
@@ -129,3 +130,50 @@ def test_kept_lists_with_size_and_its_retention_keeps_the_newest_restores(
     assert left == [Path(next(iter([kept[newest]["filestore"]]))).name]
     storage = next(c for c in helper_env.run_json("health")["checks"] if c["name"] == "storage")
     assert storage["ok"] is True and "2 kept database(s)" in storage["detail"]
+
+
+def test_a_kept_database_whose_export_failed_is_never_dropped_without_force(helper_env: HelperEnv) -> None:
+    """A restore whose lost-changes export failed leaves the changes in the kept database only (and its
+    slot, their exact record): no retention drops either, health says what to do, and only the
+    operator, by name and with --force, drops it."""
+    helper_env.write(capture={"slot_wait_seconds": 600})
+    snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    helper_env.db.execute("INSERT INTO res_partner (name) SELECT 'only here ' || i FROM generate_series(1, 3) i")
+    blocker = helper_env.storage / "restores"
+    blocker.write_text("")  # the export's folder cannot be made: one way for the export to fail
+    first = helper_env.run_json("restore", snap["id"], "--yes")
+    blocker.unlink()
+    assert "still holds them all" in first["lost_rows_error"]
+    kept_as = first["kept_as"]
+    for _ in range(2):  # two more deploy/rollback cycles: the first kept database is beyond keep_last = 2
+        time.sleep(1.1)
+        again = helper_env.run_json("snapshot", "--kind", "pre_deploy")  # supersedes the first's slot
+        helper_env.run_json("restore", again["id"], "--yes")
+    time.sleep(1.1)
+    helper_env.run_json("snapshot", "--kind", "manual")  # kept retention, as its last step
+    conn = pg_connect(kept_as)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM res_partner WHERE name LIKE 'only here%'")
+        assert cur.fetchone()[0] == 3
+        cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (kept_as,))
+        assert cur.fetchall(), "the slot that records the changes exactly went"
+    conn.close()
+    events = helper_env.run_json("journal", "--limit", "100000")["events"]
+    assert any(e["step"] == "retention" and f"not dropped: {kept_as}" in (e["message"] or "") for e in events)
+    assert helper_env.run_json("prune")["kept_not_dropped"][0].startswith(kept_as)
+    assert kept_as in list_databases(helper_env.db.name)
+
+    kept = {k["name"]: k for k in helper_env.run_json("kept")}
+    assert kept[kept_as]["protected"].startswith("the only copy of changes no export has")
+    health = helper_env.run("health", "--json")
+    check = next(c for c in json.loads(health.stdout)["checks"] if c["name"] == "kept databases")
+    assert health.returncode == 1 and check["ok"] is False
+    assert f"odoo-rollback kept --drop {kept_as} --force" in check["detail"]
+
+    refused = helper_env.run("kept", "--drop", kept_as)
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert kept_as in list_databases(helper_env.db.name)
+    assert helper_env.run_json("kept", "--drop", kept_as, "--force")["dropped"] == kept_as
+    assert kept_as not in list_databases(helper_env.db.name)
+    check = next(c for c in helper_env.run_json("health")["checks"] if c["name"] == "kept databases")
+    assert check["ok"] is True

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -160,24 +160,39 @@ def slot_of(manifest: Manifest) -> str | None:
     return (manifest.capture or {}).get("slot")
 
 
-def release_capture(db_cfg: DatabaseConfig, manifest: Manifest) -> bool:
+def slot_database(db_cfg: DatabaseConfig, name: str) -> str | None:
+    """The database the slot *name* decodes (a restore renames it with the database it kept), if any."""
+    with maintenance(db_cfg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT database::text FROM pg_replication_slots WHERE slot_name = %s", (name,))
+        row = cur.fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def release_capture(db_cfg: DatabaseConfig, manifest: Manifest, keep_on: Collection[str] = ()) -> bool:
     """The snapshot is going away (pruned or superseded): its slot goes with it, and its standby's
-    read-ahead slot, of no use without it."""
+    read-ahead slot, of no use without it. But not a slot on one of the databases *keep_on* (kept by a
+    restore whose export failed, kept.unexported): it is the exact record of the changes only that
+    database holds, and goes with that database."""
     name = slot_of(manifest)
     if not name:
         return False
     drop_slot(db_cfg, tail_slot_name(name, STANDBY_TAIL_SUFFIX))
+    if keep_on and slot_database(db_cfg, name) in keep_on:
+        return False
     return drop_slot(db_cfg, name)
 
 
-def release_superseded(db_cfg: DatabaseConfig, manifests: list[Manifest], newest: Manifest) -> list[str]:
+def release_superseded(
+    db_cfg: DatabaseConfig, manifests: list[Manifest], newest: Manifest, keep_on: Collection[str] = ()
+) -> list[str]:
     """Drop the slots of the older snapshots of *newest*'s database and kind: a rollback takes the
-    newest one, and every slot kept holds WAL back. The older snapshots restore in the fallback mode."""
+    newest one, and every slot kept holds WAL back. The older snapshots restore in the fallback mode.
+    A slot on one of the databases *keep_on* stays (see :func:`release_capture`)."""
     dropped = []
     for manifest in manifests:
         if manifest.id == newest.id or manifest.database != newest.database or manifest.kind != newest.kind:
             continue
-        if release_capture(db_cfg, manifest):
+        if release_capture(db_cfg, manifest, keep_on):
             dropped.append(slot_of(manifest) or "")
     return dropped
 

@@ -162,7 +162,15 @@ def _backup_commands(command: Callable[[str, str, str], argparse.ArgumentParser]
     p.add_argument("id", help="snapshot id")
     p.add_argument("--remote", metavar="NAME", help="only this remote")
 
-    command("kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size")
+    p = command(
+        "kept", "snapshots:kept", "list the databases and filestores kept beside the live ones, with their size"
+    )
+    p.add_argument("--drop", metavar="NAME", help="drop this kept database and its filestore instead of listing")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --drop: also one retention protects (the only copy of changes no export has, the newest restore's)",
+    )
 
     p = command("export", "interop:export", "write a snapshot as an Odoo backup zip (dump.sql, filestore/)")
     p.add_argument("id", help="snapshot id")

@@ -21,7 +21,7 @@ from .db import connect
 from .dump import database_owner
 from .errors import RollbackError
 from .journal import Journal
-from .kept import kept_databases, list_kept, select_droppable
+from .kept import KeptItem, kept_databases, list_kept, select_droppable, unexported_advice
 from .output import human_size
 from .role import ROLE_CHECK, role_check
 from .services import backend_for
@@ -152,11 +152,11 @@ def _next_snapshot_needs(cfg: Config, database_reachable: bool) -> int | None:
     return needed_space(cfg, expected_size(cfg)) if database_reachable else None
 
 
-def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
+def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None, list[KeptItem] | None]:
     """Free disk in the storage, against what the next snapshot will need."""
     storage = cfg.storage.path if cfg.storage.path.exists() else cfg.storage.path.parent
     if not storage.exists():
-        return Check("storage", False, f"{cfg.storage.path} does not exist"), None
+        return Check("storage", False, f"{cfg.storage.path} does not exist"), None, None
     free = shutil.disk_usage(storage).free
     detail = f"{free // 2**20} MiB free in {storage}"
     snapshots = SnapshotStore(cfg.storage).list()
@@ -166,7 +166,10 @@ def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
         detail += f", {len(kept)} kept database(s) and filestore(s) {human_size(sum(i.size for i in kept))}"
     except RollbackError:
         kept = []  # the database check says why the server cannot be reached
+        listed = False
         detail += ", kept databases not counted (no database server)"
+    else:
+        listed = True
     ok = free > 0
     if needed is not None:
         # Monitoring should say so before a deploy is refused for lack of room for its snapshot.
@@ -177,7 +180,16 @@ def _storage_check(cfg: Config, needed: int | None) -> tuple[Check, int | None]:
         ok = False
         names = ", ".join(i.name for i in overdue)
         detail += f"; {len(overdue)} kept beyond retention ({names}): run 'odoo-rollback prune'"
-    return Check("storage", ok, detail), free
+    return Check("storage", ok, detail), free, kept if listed else None
+
+
+def _kept_check(kept: list[KeptItem]) -> Check:
+    """Fails while a kept database holds changes made after a snapshot that no export has (its
+    restore's export failed): retention keeps it, and someone must read them before it is dropped."""
+    only_copies = [item for item in kept if item.unexported and item.database_size is not None]
+    if not only_copies:
+        return Check("kept databases", True, f"{len(kept)} kept; none holds changes that are not exported")
+    return Check("kept databases", False, "; ".join(unexported_advice(item) for item in only_copies))
 
 
 def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
@@ -213,8 +225,10 @@ def health_report(cfg: Config, *, http: bool = True) -> HealthReport:
             )
         )
     needed = _next_snapshot_needs(cfg, reachable)
-    storage, free = _storage_check(cfg, needed)
+    storage, free, kept = _storage_check(cfg, needed)
     checks.append(storage)
+    if kept is not None:
+        checks.append(_kept_check(kept))
     if cfg.standby.enabled:
         checks.append(Check(**standby_storage_check(cfg)))
     try:

@@ -6,15 +6,18 @@ interrupted leaves ``<db>__restore_<time>``; a drill or a deep verify that was k
 also holds the snapshots they are what fills it, so ``health`` counts them and ``[retention.kept]``
 drops them (default: the last 2, at most 7 days).
 
-Never dropped: anything an unfinished operation names (``resume`` needs it), and the database and
-filestore kept by the newest restore, which Odoo is still validating (they are the way back).
+Never dropped: anything an unfinished operation names (``resume`` needs it), the database and
+filestore kept by the newest restore, which Odoo is still validating (they are the way back), and those
+of a restore whose lost-changes export did not complete: they are then the only copy of the changes
+made after the snapshot (and the database holds the snapshot's slot, which reads them exactly), so they
+stay until the operator drops them (``health`` says so, and what to do).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,11 @@ from typing import Any
 from .config import Config, DatabaseConfig, RetentionRule
 from .db import maintenance
 from .dump import drop_database
+from .errors import PreconditionError, UsageError
 from .filestore import folder_size
 from .journal import DONE, FAILED, Journal
 from .leftovers import is_dead
+from .lock import operation_lock
 
 PURPOSES = ("failed", "restore", "drill", "verify", "import")
 SUFFIX = re.compile(r"^__(?P<purpose>" + "|".join(PURPOSES) + r")_(?P<stamp>[0-9]{14})$")
@@ -39,6 +44,7 @@ class KeptItem:
     filestore: Path | None = None
     filestore_size: int = 0
     protected: str | None = None  # why retention leaves it alone
+    unexported: str | None = None  # why its restore's lost changes are only here (see unexported())
 
     @property
     def size(self) -> int:
@@ -55,6 +61,7 @@ class KeptItem:
             "filestore_size": self.filestore_size,
             "size": self.size,
             "protected": self.protected,
+            "unexported": self.unexported,
         }
 
 
@@ -87,6 +94,39 @@ def newest_restore_kept(journal: Journal) -> set[str]:
     return set()
 
 
+# Why retention leaves a kept item alone (the start of KeptItem.protected).
+IN_USE = "an unfinished operation uses it"
+ONLY = "the only copy of changes no export has"
+
+
+def unexported(journal: Journal) -> dict[str, str]:
+    """The databases and filestores kept by a finished restore whose lost-changes export did not
+    complete (no ``lost_rows_file`` journaled: it failed, or the restore predates it), each with why:
+    the changes made after the snapshot are only there."""
+    found: dict[str, str] = {}
+    for op in journal.operations(kind="restore", state=DONE, limit=1_000_000):
+        names = op.data.get("names") or {}
+        if not names.get("failed") or op.data.get("lost_rows_file"):
+            continue
+        error = str(
+            op.data.get("lost_rows_error")
+            or (op.data.get("result") or {}).get("lost_rows_error")
+            or "the export did not complete"
+        )
+        why = f"restore {op.id} of snapshot {op.data.get('snapshot')}: {error}"
+        found[str(names["failed"])] = found[str(names.get("filestore_failed"))] = why
+    return found
+
+
+def unexported_advice(item: KeptItem) -> str:
+    """What the operator does with a kept database that holds changes no export has."""
+    return (
+        f"{item.name} holds the only copy of changes made after its snapshot ({item.unexported}); retention "
+        f"keeps it and its slot: read the changes from it (psql -d {item.name}), then drop it with "
+        f"'odoo-rollback kept --drop {item.name} --force'"
+    )
+
+
 def list_kept(cfg: Config, journal: Journal) -> list[KeptItem]:
     """Everything kept beside the live database and filestore, newest first."""
     db = cfg.database.name
@@ -112,11 +152,14 @@ def list_kept(cfg: Config, journal: Journal) -> list[KeptItem]:
             name = f"{db}{base[len(fs.name) :]}"
             item = items.setdefault(name, KeptItem(name, parsed[0], parsed[1]))
             item.filestore, item.filestore_size = path, folder_size(path)
-    used, newest = in_use(journal), newest_restore_kept(journal)
+    used, newest, only_copy = in_use(journal), newest_restore_kept(journal), unexported(journal)
     for item in items.values():
         names = {item.name, str(item.filestore)}
+        item.unexported = next((only_copy[n] for n in names if n in only_copy), None)
         if names & used:
-            item.protected = "an unfinished operation uses it"
+            item.protected = IN_USE
+        elif item.unexported:
+            item.protected = f"{ONLY} ({item.unexported})"
         elif names & newest:
             item.protected = "kept by the newest restore"
     return sorted(items.values(), key=lambda i: (i.created_at, i.name), reverse=True)
@@ -133,6 +176,35 @@ def select_droppable(items: list[KeptItem], rule: RetentionRule, now: datetime |
         if item.protected is None
         and ((rule.keep_last and position > rule.keep_last) or (oldest is not None and item.created_at < oldest))
     ]
+
+
+def held_unexported(cfg: Config, journal: Journal, rule: RetentionRule | None = None) -> list[KeptItem]:
+    """The kept items *rule* (default: the configured one) would drop but for the changes only they
+    hold: what the command that ran retention tells the operator (see :func:`unexported_advice`)."""
+    items = list_kept(cfg, journal)
+    unguarded = [
+        replace(i, protected=None) if i.unexported and i.protected and i.protected.startswith(ONLY) else i
+        for i in items
+    ]
+    return [i for i in select_droppable(unguarded, rule or cfg.retention.kept) if i.unexported]
+
+
+def drop_by_hand(cfg: Config, journal: Journal, name: str, force: bool = False) -> KeptItem:
+    """``kept --drop NAME``: the operator drops one kept database (and its filestore). Refused for one
+    an unfinished operation uses; for one retention protects (the only copy of changes no export has,
+    or the newest restore's way back), only with *force*."""
+    with operation_lock(cfg.storage.path, journal, "drop_kept"):
+        item = next((i for i in list_kept(cfg, journal) if name in (i.name, str(i.filestore))), None)
+        if item is None:
+            raise UsageError(f"{name!r} is not kept beside {cfg.database.name}: see 'odoo-rollback kept'")
+        if item.protected and item.protected.startswith(IN_USE):
+            raise PreconditionError(f"{item.name} is not dropped: {item.protected} (run 'odoo-rollback resume')")
+        if item.protected and not force:
+            raise PreconditionError(
+                f"{item.name} is not dropped: {item.protected}; once you no longer need it, add --force"
+            )
+        drop_kept(cfg, item, journal, "dropped by hand" + (f" (it was {item.protected})" if item.protected else ""))
+    return item
 
 
 def drop_kept(cfg: Config, item: KeptItem, journal: Journal, reason: str) -> None:

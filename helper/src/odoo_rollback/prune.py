@@ -15,7 +15,7 @@ from .capture import release_capture
 from .config import Config, RetentionRule
 from .errors import os_failure
 from .journal import DONE, FAILED, Journal, JournalError
-from .kept import KeptItem, apply_kept_retention
+from .kept import KeptItem, apply_kept_retention, unexported
 from .leftovers import clean_dead_runs, is_dead
 from .lock import operation_lock
 from .retention import select_prunable
@@ -39,7 +39,9 @@ def delete_snapshot(cfg: Config, snapshot: Snapshot, journal: Journal, reason: s
     try:
         drop_standby(cfg, snapshot, journal, f"its snapshot was deleted ({reason})")  # it goes with its snapshot
         SnapshotStore(cfg.storage).remove(snapshot)
-        release_capture(cfg.database, snapshot.manifest)  # its replication slot must not keep WAL
+        # Its replication slot must not keep WAL; but one on a kept database whose export failed stays
+        # with that database: it is the exact record of the changes only that database holds.
+        release_capture(cfg.database, snapshot.manifest, keep_on=unexported(journal))
     except BaseException as exc:
         error = os_failure(exc, "delete") if isinstance(exc, OSError) else exc
         with suppress(JournalError):  # a full journal must not hide the error; the next run closes it

@@ -65,13 +65,14 @@ from .filestore import extract_filestore
 from .health import http_check
 from .journal import DONE, FAILED, RUNNING, UNDONE, Journal, JournalError, JournalWriter, Operation, owner_of
 from .lock import OperationRunning, describe_operation, operation_alive, operation_lock
+from .lost_files import FILES_FOLDER
 from .lost_rows import LostChanges
 from .manifest import FILESTORE_NAME
 from .modules import installed_modules
 from .notify import ProgressNotifier
 from .read_ahead import forget
 from .request import RestoreRequest
-from .restore_capture import RestoreCapture, plan_lost_changes, set_connections
+from .restore_capture import RestoreCapture, plan_lost_changes, set_connections, written_until
 from .role import creating_problems, require
 from .services import ServiceBackend, backend_for
 from .standby import (
@@ -193,8 +194,10 @@ def check_snapshot_database(cfg: Config, snapshot: Snapshot) -> None:
         )
 
 
-def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) -> None:
-    """Two database renames in one transaction: both happen or neither (atomic swap)."""
+def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) -> str:
+    """Two database renames in one transaction: both happen or neither (atomic swap). Returns the WAL
+    position after it committed (:func:`written_until`): a rename needs every other session of the
+    database gone, so every commit made in *first* until then is before it."""
     with maintenance(cfg.database) as conn:
         for attempt in range(10):
             end_sessions(conn, first[0])
@@ -207,14 +210,16 @@ def rename_pair(cfg: Config, first: tuple[str, str], second: tuple[str, str]) ->
                             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
                         )
                 conn.commit()
-                return
             except Exception as exc:  # an Odoo worker reconnected in between: end it and try again
                 conn.rollback()
                 if attempt == 9:
                     raise OperationFailed(f"cannot rename the databases: {str(exc).strip()}") from exc
                 time.sleep(0.3)
+                continue
             finally:
                 conn.autocommit = True
+            return written_until(conn)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class RestoreRun:
@@ -544,8 +549,13 @@ class RestoreRun:
         grows with the database). Nothing else uses that database, and the export holds no lock the
         start needs; its slot stays until the start proved healthy (export_lost_rows)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lost-rows")
+        n = self.names
         self.exporting = pool.submit(
-            self.capture.read_replaced, self.names["failed"], self.names["live"], self.export_folder
+            self.capture.read_replaced,
+            n["failed"],
+            n["live"],
+            self.export_folder,
+            (Path(n["filestore_failed"]), Path(n["filestore"])),
         )
         pool.shutdown(wait=False)  # the thread ends with its one task
         return self.exporting
@@ -576,11 +586,15 @@ class RestoreRun:
                 for partial in (*folder.glob("*.jsonl"), *folder.glob("*.csv")):
                     with contextlib.suppress(OSError):
                         partial.unlink()
+                shutil.rmtree(folder / FILES_FOLDER, ignore_errors=True)  # the kept filestore has them
             message = (
                 f"the lost changes could not be exported: {str(exc).strip()}; the replaced database "
                 f"{self.names['failed']} still holds them all"
             )
             self.result.lost = {"lost_rows_error": message}
+            # Read by kept-database retention, which then keeps that database (kept.unexported).
+            with contextlib.suppress(JournalError):
+                self.journal.update(self.op, {"lost_rows_error": message})
             self.progress.note("lost_rows", STEP_FAILED, message)
             return
         finally:
@@ -599,9 +613,13 @@ class RestoreRun:
     def swap(self) -> None:
         """Idempotent, so that resume runs it again after a crash anywhere inside it."""
         n = self.names
+        lsn = None
         if not database_swapped(self.cfg, n):
-            rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
+            lsn = rename_pair(self.cfg, (n["live"], n["failed"]), (n["staging"], n["live"]))
             self.progress.note("swap_database", STEP_DONE, data={"kept_as": n["failed"]})
+        # The slot is read up to here: a superuser writer may have written into the replaced database
+        # until the rename (it ignores the close of the stop), never after.
+        self.journal.update(self.op, {"capture_stop": self.capture.swapped(lsn)})
         swap_filestore(n)
         self.result.kept_as = n["failed"]
 

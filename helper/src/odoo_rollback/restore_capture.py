@@ -7,8 +7,10 @@
   ``<db>__failed_<time>``, only when the helper reads it.
 - The lost changes are read from that kept database while the services start and after, so that the
   downtime does not grow with the database: nothing can write to it (nobody knows its name, its
-  sessions were ended), and the slot is read only up to the WAL position of the stop. The slot is
-  dropped only once the start proved healthy.
+  sessions were ended), and the slot is read only up to the WAL position right after the swap's
+  rename committed (:func:`written_until`): the first instant nobody can write to it any more. The
+  position of the stop would not do: a superuser passes ``CONNECTION LIMIT 0`` and writes on until
+  the rename, which ends its sessions. The slot is dropped only once the start proved healthy.
 - Most of that reading is done before the stop: once staging is loaded, the slot is read ahead up to a
   second slot's starting point while staging is analyzed and checked, and after the stop only that
   second slot is read (read_ahead.py). The snapshot's slot itself is only ever peeked.
@@ -33,6 +35,7 @@ from .capture import drop_slot, slot_of
 from .config import Config, DatabaseConfig
 from .db import connect, end_sessions, maintenance, sessions_in_reach
 from .decoding import DecodedChange
+from .lost_files import export_files
 from .lost_rows import (
     FALLBACK,
     LostChanges,
@@ -102,6 +105,26 @@ def server_position(db_cfg: DatabaseConfig) -> dict[str, str]:
         cur.execute("SELECT pg_current_wal_lsn()::text, pg_current_snapshot()::text")
         lsn, snapshot = cur.fetchone()
     return {"lsn": lsn, "snapshot": snapshot}
+
+
+def written_until(conn: Any, timeout: float = 10.0) -> str:
+    """The WAL position after every record written so far, on disk: called by *conn* right after the
+    transaction that made a database unwritable committed, every commit in that database has its
+    commit record before it, and a slot read up to it has them all.
+
+    The insert position, not the write one (``pg_current_wal_lsn``), which may lag behind a commit
+    record still in the WAL buffers; and waited for until flushed, since a slot is decoded only up to
+    the flushed WAL (an asynchronous commit, ``synchronous_commit = off``, is flushed a moment later by
+    the WAL writer)."""
+    deadline = time.monotonic() + timeout
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_insert_lsn()::text")
+        lsn = str(cur.fetchone()[0])
+        while True:
+            cur.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (lsn,))
+            if cur.fetchone()[0] or time.monotonic() > deadline:
+                return lsn
+            time.sleep(0.05)
 
 
 def plan_lost_changes(cfg: Config, snapshot: Snapshot) -> LostChanges:
@@ -232,11 +255,25 @@ class RestoreCapture:
             yield change
 
     def close(self, live: str, staging: str) -> dict[str, str]:
-        """Right after the services stopped: nobody may connect to either database until the start."""
+        """Right after the services stopped: nobody may connect to either database until the start
+        (but a superuser, which ignores the ``CONNECTION LIMIT 0`` a superuser helper closes with: its
+        commits until the swap are read too, see :meth:`swapped`)."""
         limit = connection_limit(self.cfg.database, live)
         set_connections(self.cfg.database, live, False)
         set_connections(self.cfg.database, staging, False)
-        self.stop = {**server_position(self.cfg.database), "connection_limit": str(limit)}
+        self.stop = {**self.stop, "connection_limit": str(limit)}
+        return self.stop
+
+    def swapped(self, lsn: str | None) -> dict[str, str]:
+        """The swap's rename committed (*lsn*: :func:`written_until` of its connection; None when a
+        resume finds it committed by the interrupted run): the replaced database can no longer be
+        written, and the slot is read up to here. Taken once: a resume keeps the journaled one (a
+        later position would do as well, as nothing writes to the kept database after the swap)."""
+        if not self.stop.get("swapped_lsn"):
+            if lsn is None:
+                with maintenance(self.cfg.database) as conn:
+                    lsn = written_until(conn)
+            self.stop = {**self.stop, "swapped_lsn": lsn}
         return self.stop
 
     @property
@@ -259,9 +296,13 @@ class RestoreCapture:
         set_connections(self.cfg.database, live, True, self.limit)
         return self.opened
 
-    def read_replaced(self, failed: str, live: str, folder: Path) -> tuple[LostChanges, dict[str, Any]]:
-        """The changes made after the snapshot in the replaced database, exported. The snapshot's slot
-        is not touched: :meth:`release_slot` drops it once the restore is known to stand."""
+    def read_replaced(
+        self, failed: str, live: str, folder: Path, filestores: tuple[Path, Path] | None = None
+    ) -> tuple[LostChanges, dict[str, Any]]:
+        """The changes made after the snapshot in the replaced database, exported, with the files of
+        the lost attachments (*filestores*: the kept one and the restored one; see lost_files.py). The
+        snapshot's slot is not touched: :meth:`release_slot` drops it once the restore is known to
+        stand."""
         set_connections(self.cfg.database, failed, True, self.limit)
         manifest = self.snapshot.manifest
         with connect(self.cfg.database, failed) as conn, connect(self.cfg.database, live) as live_conn:
@@ -270,12 +311,18 @@ class RestoreCapture:
                 manifest.capture,
                 manifest.created_at,
                 self.cfg.counts.tables,
-                upto_lsn=self.stop.get("lsn"),
+                # None (read it all) for a restore journaled before this position was: as safe.
+                upto_lsn=self.stop.get("swapped_lsn"),
                 keys=self.keys,
                 decoder=self._decode,
             )
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
+        attached: dict[str, Any] = {}
+        if filestores is not None:
+            lost_files = export_files(changes.rows, filestores[0], filestores[1], folder)
+            changes.limits.extend(lost_files.limits)
+            attached = {"lost_files": lost_files.report()}
         read_ahead = (
             {"lost_read_ahead": {**self.ahead.report(), "changes_after": self.tail_changes}}
             if self.ahead and self.split_used
@@ -285,6 +332,7 @@ class RestoreCapture:
             **changes.report(),
             **read_ahead,
             **files,
+            **attached,
             "lost_summary": summary,
             "lost_export": export_archive(folder),
         }

@@ -28,7 +28,7 @@ from .dump import dump_database
 from .errors import RollbackError, StorageError, os_failure
 from .filestore import archive_filestore, check_filestore, folder_size
 from .journal import DONE, FAILED, Journal, JournalError
-from .kept import apply_kept_retention
+from .kept import apply_kept_retention, held_unexported, unexported, unexported_advice
 from .leftovers import clean_dead_runs
 from .lock import operation_lock
 from .lost_rows import schema_of
@@ -128,7 +128,10 @@ def _take_snapshot(
     snapshot = Snapshot(snapshot_id, final, manifest)
     if manifest.capture and manifest.capture.get("slot"):
         # One slot per database and kind: the older snapshots' slots only hold WAL back.
-        superseded = release_superseded(cfg.database, [s.manifest for s in store.list()], manifest)
+        # Not the slot of a kept database whose export failed: the exact record of its changes.
+        superseded = release_superseded(
+            cfg.database, [s.manifest for s in store.list()], manifest, keep_on=unexported(journal)
+        )
         if superseded:
             journal.event(op, "capture", "info", "superseded slots dropped", {"slots": superseded})
     # The WAL ceiling is kept by every snapshot too, not only by whoever runs health.
@@ -147,10 +150,13 @@ def apply_retention_after(cfg: Config, journal: Journal, op: str) -> None:
     try:
         removed = [s.id for s in apply_retention(cfg, journal)]
         dropped = [i.name for i in apply_kept_retention(cfg, journal)]
+        held = [unexported_advice(i) for i in held_unexported(cfg, journal)]
     except (OSError, RollbackError) as exc:
         journal.event(op, "retention", "failed", f"retention not applied: {exc}")
         return
-    journal.event(op, "retention", "done", data={"removed": removed, "dropped": dropped})
+    for advice in held:  # beyond retention, but the only copy of changes no export has
+        journal.event(op, "retention", "info", f"not dropped: {advice}")
+    journal.event(op, "retention", "done", data={"removed": removed, "dropped": dropped, "not_dropped": held})
 
 
 def _write_snapshot(

@@ -58,6 +58,13 @@ def lost_changes_text(doc: dict[str, Any]) -> list[str]:
         lines.extend(
             f"  cannot see: {limit}" for limit in doc.get("lost_rows_limits", []) if doc["lost_rows_mode"] != "exact"
         )
+    files = doc.get("lost_files") or {}
+    if files.get("files"):
+        lines.append(
+            f"Attachment files written after the snapshot: {files['files']} copied to {files['folder']} "
+            "(the filestore's layout: copy them into the live filestore with the attachments' rows)"
+        )
+    lines.extend(f"  attachment file: {problem}" for problem in files.get("problems", []))
     written = doc.get("written_after_start")
     if written and written.get("lost_rows_total"):
         where = f"; that database is kept as {written['kept_as']}" if written.get("kept_as") else ""

@@ -10,7 +10,7 @@ from ..counts import exact_counts
 from ..db import connect
 from ..errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, UsageError
 from ..journal import Journal
-from ..kept import list_kept
+from ..kept import drop_by_hand, held_unexported, list_kept, unexported_advice
 from ..output import Output, human_size, table
 from ..prune import describe_rule
 from ..prune import prune as prune_snapshots
@@ -153,6 +153,7 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
     rule = RetentionRule(keep_last=args.keep) if args.keep is not None else cfg.retention.snapshots
     journal = Journal(cfg.storage.journal_path)
     removed, dropped, cleaned = prune_snapshots(cfg, journal, rule, dry_run=args.dry_run)
+    held = [unexported_advice(i) for i in held_unexported(cfg, journal)]
     remote_removed = {} if args.dry_run else {r.name: apply_remote_retention(cfg, r, journal) for r in cfg.remotes}
     doc = {
         "removed": [s.id for s in removed],
@@ -161,6 +162,7 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         "dry_run": args.dry_run,
         "rule": describe_rule(rule),
         "kept_rule": describe_rule(cfg.retention.kept, per_kind=False),
+        "kept_not_dropped": held,  # beyond retention, but the only copy of changes no export has
         **cleaned,
     }
 
@@ -170,6 +172,7 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
         drop = "would drop" if d["dry_run"] else "dropped"
         lines.append(f"{drop} {len(d['dropped'])} kept database(s) ({d['kept_rule']})")
         lines.extend(f"  {name}" for name in d["dropped"])
+        lines.extend(f"not dropped: {advice}" for advice in d["kept_not_dropped"])
         for remote, ids in d["remote_removed"].items():
             lines.append(f"removed {len(ids)} snapshot(s) from remote {remote}")
         return "\n".join(lines)
@@ -179,6 +182,12 @@ def prune(cfg: Config, args: argparse.Namespace, out: Output) -> int:
 
 
 def kept(cfg: Config, args: argparse.Namespace, out: Output) -> int:
+    if args.force and not args.drop:
+        raise UsageError("--force goes with --drop NAME")
+    if args.drop:
+        dropped = drop_by_hand(cfg, Journal(cfg.storage.journal_path), args.drop, force=args.force)
+        out.emit({"dropped": dropped.name, "was": dropped.as_dict()}, lambda d: f"dropped {d['dropped']}")
+        return EXIT_OK
     items = [i.as_dict() for i in list_kept(cfg, Journal(cfg.storage.journal_path))]
 
     def human(rows: list[dict[str, Any]]) -> str:
