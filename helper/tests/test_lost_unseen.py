@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 from conftest import HelperEnv, pg_connect
+from odoo_rollback.capture import with_subtransactions
 from odoo_rollback.lost_rows import (
+    SAVEPOINT_LIMIT,
     UPDATED,
     LostChanges,
     LostRow,
     RowSpool,
+    savepoint_limits,
     write_import_csvs,
 )
 
@@ -172,6 +175,65 @@ def test_fallback_names_a_tracked_table_without_a_primary_key(helper_env: Helper
     result = helper_env.run_json("restore", snap["id"], "--yes")
     assert rows(result["kept_as"], "SELECT count(*) FROM einvoice_document")[0][0] == 3
     assert "tracked tables without a primary key at the snapshot (einvoice_document)" in limits(result)
+
+
+@pytest.mark.parametrize("how", ["configured", "slot_wait"])
+def test_rows_written_in_a_savepoint_of_a_transaction_running_at_the_snapshot(helper_env: HelperEnv, how: str) -> None:
+    # A transaction running at the snapshot writes inside a savepoint (a subtransaction, as Odoo's import
+    # and cr.savepoint() do) and commits after it: pg_current_snapshot() lists only its top-level id.
+    if how == "configured":
+        helper_env.write(capture={"mode": "fallback"})
+    else:  # the default auto mode: the long transaction itself makes the slot wait too long
+        helper_env.write(capture={"slot_wait_seconds": 1})
+    writer = pg_connect(helper_env.db.name)
+    writer.autocommit = False
+    with writer.cursor() as cur:
+        cur.execute("INSERT INTO res_partner (name) VALUES ('import top')")
+        cur.execute("SAVEPOINT import_batch")
+        cur.execute("INSERT INTO res_partner (name) SELECT 'import sub ' || i FROM generate_series(1, 5) i")
+        cur.execute("UPDATE account_move SET amount_total = 999 WHERE id = 7")
+        cur.execute("RELEASE SAVEPOINT import_batch")
+    rows("postgres", "SELECT pg_current_xact_id()")  # another commit: the snapshot's xmax passes the savepoint
+    try:
+        snap = helper_env.run_json("snapshot", "--kind", "pre_deploy")
+    finally:
+        writer.commit()
+        writer.close()
+    assert snap["capture"]["mode"] == "fallback", snap["capture"]
+
+    result = helper_env.run_json("restore", snap["id"], "--yes")
+    replaced = [
+        r[0] for r in rows(result["kept_as"], "SELECT name FROM res_partner WHERE name LIKE 'import%' ORDER BY 1")
+    ]
+    restored = [r[0] for r in rows(helper_env.db.name, "SELECT name FROM res_partner WHERE name LIKE 'import%'")]
+    exported = export_lines(result["lost_rows_file"])
+    lost = sorted(
+        line["after"]["name"]
+        for line in exported
+        if line["table"] == "res_partner" and line["after"]["name"].startswith("import")
+    )
+    assert not restored
+    assert lost == replaced == [*(f"import sub {i}" for i in range(1, 6)), "import top"]
+    moves = [line for line in exported if line["table"] == "account_move"]
+    assert [(m["kind"], m["after"]["amount_total"]) for m in moves] == [("updated", 999)]
+
+
+def test_savepoint_ids_join_the_snapshot_s_running_list_in_order() -> None:
+    snapshot = "100:120:103,111"
+    assert with_subtransactions(snapshot, []) == (snapshot, [])
+    # Sorted (pg_snapshot's input wants it), without the ones outside [xmin, xmax) or already listed.
+    assert with_subtransactions(snapshot, [115, 99, 104, 111, 120]) == ("100:120:103,104,111,115", [104, 115])
+
+
+def test_savepoints_not_read_at_the_snapshot_are_named() -> None:
+    # A snapshot taken before the helper read them, a span too wide to read, a transaction that ended
+    # before they were read: named; none running at the snapshot: nothing to say.
+    assert savepoint_limits({"txid_snapshot": "100:120:103,111"}) == [SAVEPOINT_LIMIT.format(ids="103, 111")]
+    unchecked = {"txid_snapshot": "100:120:103", "subxids": [], "subxids_unchecked": True, "ended_unread": []}
+    assert savepoint_limits(unchecked) == [SAVEPOINT_LIMIT.format(ids="103")]
+    ended = {"txid_snapshot": "100:120:103,104", "subxids": [104], "ended_unread": [103]}
+    assert savepoint_limits(ended) == [SAVEPOINT_LIMIT.format(ids="103")]
+    assert savepoint_limits({"txid_snapshot": "120:120:", "subxids": [], "ended_unread": []}) == []
 
 
 def test_a_spool_read_again_after_a_reading_left_early() -> None:

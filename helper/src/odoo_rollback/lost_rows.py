@@ -694,6 +694,10 @@ NO_TYPES_LIMIT = (
     "this snapshot does not record its column types (taken by an older helper): a column whose type "
     "changed since is not listed"
 )
+SAVEPOINT_LIMIT = (
+    "transactions running at the snapshot whose savepoints are not known ({ids}): a row one of them wrote "
+    "inside a savepoint and committed after the snapshot looks older than it and is not in the export"
+)
 UNKNOWN_VALUES_LIMIT = (
     "{count} changed row(s) of {table}: a large value an update left unchanged could not be read back "
     "(the row is gone or has no key): it is left out of 'after' and of the import file, not blanked"
@@ -829,7 +833,20 @@ def collect(
     if keys is None:
         limits.append(NO_KEYS_LIMIT)
     rows, not_keyed = scan_written(conn, capture["txid_snapshot"], known, keys)
-    return LostChanges(FALLBACK, rows, schema, limits + not_keyed + shape)
+    return LostChanges(FALLBACK, rows, schema, limits + not_keyed + savepoint_limits(capture) + shape)
+
+
+def savepoint_limits(capture: Mapping[str, Any]) -> list[str]:
+    """The transactions running at the snapshot whose savepoints' ids are not known (capture.py's
+    read_capture_point): a row one of them wrote inside a savepoint looks older than the snapshot."""
+    running = [x for x in str(capture.get("txid_snapshot", "::")).split(":")[2].split(",") if x]
+    if "subxids" not in capture or capture.get("subxids_unchecked"):
+        unread = running  # a snapshot taken before the helper read them, or a span too wide to read
+    else:
+        unread = [str(x) for x in capture.get("ended_unread") or []]
+    if not unread:
+        return []
+    return [SAVEPOINT_LIMIT.format(ids=", ".join(unread))]
 
 
 # -- export -----------------------------------------------------------------------------------------
