@@ -13,10 +13,12 @@ from conftest import HelperEnv, pg_connect
 from odoo_rollback.capture import with_subtransactions
 from odoo_rollback.lost_rows import (
     SAVEPOINT_LIMIT,
+    UNKNOWN_VALUES_LIMIT,
     UPDATED,
     LostChanges,
     LostRow,
     RowSpool,
+    complete_rows,
     savepoint_limits,
     write_import_csvs,
 )
@@ -241,3 +243,29 @@ def test_a_spool_read_again_after_a_reading_left_early() -> None:
     assert any(row.key == {"id": 0} for row in spool)  # leaves the reading at its first row
     spool.add(LostRow("res_partner", UPDATED, {"id": 3}, {"id": 3}))
     assert [row.key for row in spool] == [{"id": i} for i in range(4)]
+
+
+def test_a_value_that_cannot_be_read_back_is_left_out_and_named(helper_env: HelperEnv, tmp_path: Path) -> None:
+    # Rows missing a column (as the slot gives them): read back by key; a key no row has, and one the
+    # key's type refuses, leave the value unknown: out of 'after' and of the import file, and named.
+    conn = pg_connect(helper_env.db.name)
+    try:
+        (email,) = rows(helper_env.db.name, "SELECT email FROM res_partner WHERE id = 1")[0]
+        spool = RowSpool(
+            [
+                LostRow("res_partner", UPDATED, {"id": 1}, {"id": 1, "name": "one"}),
+                LostRow("res_partner", UPDATED, {"id": 99999}, {"id": 99999, "name": "gone"}),
+                LostRow("res_partner", UPDATED, {"id": "x"}, {"id": "x", "name": "bad key"}),
+            ]
+        )
+        columns = {"res_partner": ["id", "name", "email"]}
+        done, said = complete_rows(conn, spool, columns)
+        read = [row.after or {} for row in done]
+        assert read[0]["email"] == email and read[0]["name"] == "one"  # the slot's value kept, the rest read
+        assert read[1:] == [{"id": 99999, "name": "gone"}, {"id": "x", "name": "bad key"}]
+        assert said == [UNKNOWN_VALUES_LIMIT.format(count=2, table="res_partner")]
+        files = write_import_csvs(conn, LostChanges("exact", done), tmp_path)
+        with Path(files[1]).open(newline="") as handle:
+            assert list(csv.DictReader(handle)) == [{".id": "99999", "name": "gone"}, {".id": "x", "name": "bad key"}]
+    finally:
+        conn.close()

@@ -771,7 +771,17 @@ def _read_back(
         "CROSS JOIN LATERAL json_populate_record(NULL::{table}, e.v) k JOIN {table} t ON {k} = {t}"
     ).format(table=table, k=_row(key_columns, "k"), t=_row(key_columns, "t"))
     with conn.cursor() as cur:
-        cur.execute(query, (json.dumps([key for _, key in usable], default=str),))
+        try:
+            cur.execute(query, (json.dumps([key for _, key in usable], default=str),))
+        except psycopg2.Error:
+            # A key this table's types refuse, say: read one key at a time, so that only that one's
+            # values stay unknown (the limits say so).
+            if not conn.autocommit:
+                conn.rollback()
+            if len(usable) > 1:
+                for number, key in usable:
+                    found[number] = _read_back(conn, qualified, key_columns, [key])[0]
+            return found
         for number, row in cur.fetchall():
             found[usable[number - 1][0]] = row
     return found
