@@ -138,12 +138,67 @@ def slot_for_snapshot(cfg: Config, snapshot_id: str) -> Iterator[tuple[SlotStart
     conn.close()
 
 
+# The widest span of transaction ids the snapshot looks through for savepoints of the transactions
+# running at it (about a quarter of a second a million): a transaction left open for days on a busy
+# server spans more, and the report then says that rows it wrote inside a savepoint may be missed.
+SUBXID_SPAN = 5_000_000
+RUNNING_SUBXIDS = """
+SELECT x FROM generate_series(%(xmin)s::bigint, %(xmax)s::bigint - 1) x
+WHERE NOT x = ANY(%(xip)s::bigint[]) AND pg_xact_status(x::text::xid8) = 'in progress'
+"""
+
+
 def read_capture_point(conn: Any) -> dict[str, Any]:
-    """What the fallback needs, read inside the snapshot's own transaction."""
+    """What the fallback needs, read inside the snapshot's own transaction.
+
+    ``pg_current_snapshot()`` lists only the top-level transactions running at the snapshot, not their
+    subtransactions (a savepoint, as Odoo's import and ``cr.savepoint()`` make): a row written inside one
+    has an id below the snapshot's xmax that is not in the list, and would look older than the snapshot.
+    A released savepoint's id is "in progress" until its top-level transaction ends, so the ids between
+    the snapshot's xmin and xmax that are still in progress are added to its running list
+    (``txid_snapshot``; ``subxids`` says which). A top-level transaction that ended between the snapshot
+    and that reading took its savepoints' status with it: ``ended_unread`` names it (and
+    ``subxids_unchecked`` a span too wide to read), and the report says that rows it wrote inside a
+    savepoint may be missed."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_current_snapshot()::text, d.oid FROM pg_database d WHERE d.datname = current_database()")
         txid_snapshot, oid = cur.fetchone()
-    return {"txid_snapshot": txid_snapshot, "database_oid": int(oid)}
+        xmin, xmax, running = parse_snapshot(txid_snapshot)
+        found: list[int] = []
+        checked = xmax - xmin <= SUBXID_SPAN
+        if running and checked:
+            cur.execute(RUNNING_SUBXIDS, {"xmin": xmin, "xmax": xmax, "xip": sorted(running)})
+            found = [int(x) for (x,) in cur.fetchall()]
+        still: set[int] = set()
+        if running:
+            cur.execute(
+                "SELECT x FROM unnest(%s::bigint[]) x WHERE pg_xact_status(x::text::xid8) = 'in progress'",
+                (sorted(running),),
+            )
+            still = {int(x) for (x,) in cur.fetchall()}
+    snapshot, added = with_subtransactions(txid_snapshot, found)
+    return {
+        "txid_snapshot": snapshot,
+        "subxids": added,
+        "subxids_unchecked": bool(running) and not checked,
+        "ended_unread": sorted(running - still),
+        "database_oid": int(oid),
+    }
+
+
+def parse_snapshot(txid_snapshot: str) -> tuple[int, int, set[int]]:
+    """``xmin:xmax:xip,...`` as (xmin, xmax, {running ids})."""
+    xmin_text, xmax_text, xip_text = txid_snapshot.split(":")
+    return int(xmin_text), int(xmax_text), {int(x) for x in xip_text.split(",") if x}
+
+
+def with_subtransactions(txid_snapshot: str, subxids: list[int]) -> tuple[str, list[int]]:
+    """*txid_snapshot* with the ids *subxids* that lie between its xmin and xmax added to its running
+    list (sorted, as pg_snapshot's input wants them); the ids added."""
+    xmin, xmax, running = parse_snapshot(txid_snapshot)
+    added = sorted({x for x in subxids if xmin <= x < xmax} - running)
+    listed = ",".join(str(x) for x in sorted(running | set(added)))
+    return f"{xmin}:{xmax}:{listed}", added
 
 
 def drop_slot(db_cfg: DatabaseConfig, name: str) -> bool:

@@ -146,7 +146,10 @@ class RowSpool:
         self._file.flush()
         self._file.seek(0)
         try:
-            yield from self._file
+            # Not ``yield from``: closing a reading left early would close the file itself with it
+            # (``yield from`` hands close() on to the file).
+            for line in self._file:  # noqa: UP028
+                yield line
         finally:
             self._file.seek(0, 2)  # a later add appends, even after a reading left early
 
@@ -171,6 +174,9 @@ class LostChanges:
     # Tables reported even when nothing in them is lost: a preview lists the tracked tables with 0, so
     # that "nothing lost in Contact" is told apart from "not looked at".
     listed: list[str] = field(default_factory=list)
+    # The sequences the restore sets back, {sequence, replaced, restored} (rewound.py): a number handed
+    # out after the snapshot (an invoice's, sent to a tax authority) would be handed out again.
+    sequences: list[dict[str, Any]] = field(default_factory=list)
 
     def by_table(self) -> dict[str, int]:
         """{table: rows lost}: the ``lost_rows`` of every report."""
@@ -192,6 +198,7 @@ class LostChanges:
             "lost_changes": self.by_kind(),
             "lost_schema": self.schema,
             "lost_rows_limits": self.limits,
+            "lost_sequences": self.sequences,
         }
 
 
@@ -219,21 +226,34 @@ def table_ident(qualified: tuple[str, str]) -> sql.Identifier:
 
 def schema_of(conn: Any) -> dict[str, list[str]]:
     """{table: [columns]} of every table, as the manifest keeps it."""
+    return {table: list(columns) for table, columns in column_types(conn).items()}
+
+
+def column_types(conn: Any) -> dict[str, dict[str, str]]:
+    """{table: {column: type as format_type writes it, ``numeric(12,2)``}} of every table, in column order."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END, "
-            "array_agg(a.attname::text ORDER BY a.attnum) "
+            "array_agg(a.attname::text ORDER BY a.attnum), "
+            "array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
             "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
             "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' "
             "GROUP BY 1 ORDER BY 1"
         )
-        return {name: list(columns) for name, columns in cur.fetchall()}
+        return {name: dict(zip(columns, types, strict=True)) for name, columns, types in cur.fetchall()}
 
 
-def schema_changes(before: Mapping[str, list[str]], after: Mapping[str, list[str]]) -> list[dict[str, str]]:
-    """The tables and columns added or dropped between the snapshot and now."""
+def schema_changes(
+    before: Mapping[str, list[str]],
+    after: Mapping[str, list[str]],
+    types_before: Mapping[str, Mapping[str, str]] | None = None,
+    types_after: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[dict[str, str]]:
+    """The tables and columns added or dropped between the snapshot and now, and the columns whose type
+    changed (when both sides' types are known): the restore puts the snapshot's type back, and a value
+    the new type allowed may not fit it."""
     changes: list[dict[str, str]] = []
     for table in sorted(set(after) - set(before)):
         changes.append({"table": table, "change": "table added"})
@@ -246,6 +266,19 @@ def schema_changes(before: Mapping[str, list[str]], after: Mapping[str, list[str
         for column in before[table]:
             if column not in after[table]:
                 changes.append({"table": table, "change": "column dropped", "column": column})
+        was = (types_before or {}).get(table, {})
+        now = (types_after or {}).get(table, {})
+        for column in before[table]:
+            if column in was and column in now and was[column] != now[column]:
+                changes.append(
+                    {
+                        "table": table,
+                        "change": "column type changed",
+                        "column": column,
+                        "from": was[column],
+                        "to": now[column],
+                    }
+                )
     return changes
 
 
@@ -518,13 +551,20 @@ def _load_keys(
 
 
 def scan_written(
-    conn: Any, txid_snapshot: str, snapshot_tables: Iterable[str], keys: KeyFiles | None
+    conn: Any,
+    txid_snapshot: str,
+    snapshot_tables: Iterable[str],
+    keys: KeyFiles | None,
+    only: Iterable[str] | None = None,
 ) -> tuple[RowSpool, list[str]]:
-    """Every row of every table whose xmin *txid_snapshot* does not see, and the deleted keys of the
-    tables in *keys*; with the limits met (a key file not used). Compared in the server, in a
-    read-write transaction of *conn* that is rolled back (*conn* must be free to open one)."""
+    """Every row of every table (or of the tables *only*) whose xmin *txid_snapshot* does not see, and
+    the deleted keys of the tables in *keys*; with the limits met (a key file not used). Compared in the
+    server, in a read-write transaction of *conn* that is rolled back (*conn* must be free to open one)."""
     pks = primary_keys(conn)
     names = user_tables(conn)
+    if only is not None:
+        chosen = set(only)
+        names = {table: qualified for table, qualified in names.items() if table in chosen}
     known_tables = set(snapshot_tables)
     rows = RowSpool()
     limits: list[str] = []
@@ -630,6 +670,140 @@ def database_oid(conn: Any) -> int:
         return int(cur.fetchone()[0])
 
 
+UNLOGGED_TABLES = """
+SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 1
+"""
+UNLOGGED_LIMIT = (
+    "unlogged tables are not in the change stream ({tables}): the rows written in them after the snapshot "
+    "are found by their row versions instead, and their deletions only where the snapshot recorded the keys "
+    "(a tracked table)"
+)
+LARGE_OBJECTS_LIMIT = (
+    "large objects (pg_largeobject) are in no change stream: {count} in this database; one created, "
+    "written or removed after the snapshot is not in the export"
+)
+NO_PRIMARY_KEY_LIMIT = (
+    "tracked tables without a primary key at the snapshot ({tables}): their deletions are not counted and "
+    "their inserts are not told from updates"
+)
+NO_TYPES_LIMIT = (
+    "this snapshot does not record its column types (taken by an older helper): a column whose type "
+    "changed since is not listed"
+)
+SAVEPOINT_LIMIT = (
+    "transactions running at the snapshot whose savepoints are not known ({ids}): a row one of them wrote "
+    "inside a savepoint and committed after the snapshot looks older than it and is not in the export"
+)
+UNKNOWN_VALUES_LIMIT = (
+    "{count} changed row(s) of {table}: a large value an update left unchanged could not be read back "
+    "(the row is gone or has no key): it is left out of 'after' and of the import file, not blanked"
+)
+
+
+def unlogged_tables(conn: Any) -> list[str]:
+    """The unlogged tables: written without WAL, so logical decoding never sees their changes."""
+    with conn.cursor() as cur:
+        cur.execute(UNLOGGED_TABLES)
+        return [name for (name,) in cur.fetchall()]
+
+
+def large_object_count(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        return int(cur.fetchone()[0])
+
+
+def complete_rows(conn: Any, spool: RowSpool, columns: Mapping[str, Iterable[str]]) -> tuple[RowSpool, list[str]]:
+    """The rows of *spool* with every column of their table in ``after``: the slot does not send a large
+    value (TOAST) an update left unchanged, so a row missing some is read back by its key from *conn*'s
+    database (the replaced one, which nobody writes to after the stop: its final state). A value that
+    cannot be read back stays out (never an empty one, which an import would write over the restored
+    value); the limits say where."""
+    wanted = {table: set(cols) for table, cols in columns.items()}
+
+    def incomplete(row: LostRow) -> bool:
+        return row.after is not None and bool(wanted.get(row.table, set()) - set(row.after))
+
+    if not any(incomplete(row) for row in spool):
+        return spool, []  # the usual case: the spool is not written again
+    pks = primary_keys(conn)
+    names = user_tables(conn)
+    done = RowSpool()
+    unknown: dict[str, int] = {}
+    for batch in _batches(spool):
+        missing: dict[str, list[LostRow]] = {}
+        for row in batch:
+            if incomplete(row):
+                missing.setdefault(row.table, []).append(row)
+        for table, rows in missing.items():
+            found = _read_back(conn, names.get(table), pks.get(table), [r.key for r in rows])
+            for row, current in zip(rows, found, strict=True):
+                after = row.after or {}
+                if current is not None:
+                    after.update({c: v for c, v in current.items() if c not in after})
+                if wanted[table] - set(after):
+                    unknown[table] = unknown.get(table, 0) + 1
+        for row in batch:
+            done.add(row)
+    spool.close()
+    return done, [UNKNOWN_VALUES_LIMIT.format(count=n, table=t) for t, n in sorted(unknown.items())]
+
+
+def _read_back(
+    conn: Any, qualified: tuple[str, str] | None, key_columns: list[str] | None, keys: list[dict[str, Any] | None]
+) -> list[dict[str, Any] | None]:
+    """The rows of a table by their primary keys ({column: value}), in the order given; None where a
+    key is missing or no row has it."""
+    found: list[dict[str, Any] | None] = [None] * len(keys)
+    usable = [
+        (number, key) for number, key in enumerate(keys) if key_columns and key and all(c in key for c in key_columns)
+    ]
+    if qualified is None or not key_columns or not usable:
+        return found
+    table = table_ident(qualified)
+    # The keys as JSON, each made a row of the table's own type: the key columns compare in their types.
+    query = sql.SQL(
+        "SELECT e.n, row_to_json(t) FROM json_array_elements(%s::json) WITH ORDINALITY e(v, n) "
+        "CROSS JOIN LATERAL json_populate_record(NULL::{table}, e.v) k JOIN {table} t ON {k} = {t}"
+    ).format(table=table, k=_row(key_columns, "k"), t=_row(key_columns, "t"))
+    with conn.cursor() as cur:
+        try:
+            cur.execute(query, (json.dumps([key for _, key in usable], default=str),))
+        except psycopg2.Error:
+            # A key this table's types refuse, say: read one key at a time, so that only that one's
+            # values stay unknown (the limits say so).
+            if not conn.autocommit:
+                conn.rollback()
+            if len(usable) > 1:
+                for number, key in usable:
+                    found[number] = _read_back(conn, qualified, key_columns, [key])[0]
+            return found
+        for number, row in cur.fetchall():
+            found[usable[number - 1][0]] = row
+    return found
+
+
+def _shape_limits(
+    conn: Any, capture: Mapping[str, Any], tracked: Iterable[str], keys: KeyFiles | None, current: Mapping[str, Any]
+) -> list[str]:
+    """What neither the slot nor the row versions see, named whenever the database has it."""
+    limits: list[str] = []
+    if capture.get("schema") and capture.get("column_types") is None:
+        limits.append(NO_TYPES_LIMIT)
+    count = large_object_count(conn)
+    if count:
+        limits.append(LARGE_OBJECTS_LIMIT.format(count=count))
+    if keys is not None:
+        unkeyed = [t for t in tracked if t in current and t not in keys.keyed]
+        if unkeyed:
+            limits.append(NO_PRIMARY_KEY_LIMIT.format(tables=", ".join(unkeyed)))
+    return limits
+
+
 def collect(
     conn: Any,
     capture: Mapping[str, Any] | None,
@@ -642,20 +816,47 @@ def collect(
 ) -> LostChanges:
     """The changes made after the snapshot in the database *conn* is connected to."""
     capture = capture or {}
-    current = schema_of(conn)
+    tracked = list(tracked)
+    types = column_types(conn)
+    current = {table: list(columns) for table, columns in types.items()}
     if capture.get("database_oid") != database_oid(conn):
         return LostChanges(TIMESTAMPS, scan_stamped(conn, tracked, created_at), [], list(LIMITS[TIMESTAMPS]))
-    schema = schema_changes(capture.get("schema") or current, current)
+    schema = schema_changes(capture.get("schema") or current, current, capture.get("column_types"), types)
+    known = capture.get("schema") or current
+    shape = _shape_limits(conn, capture, tracked, keys, current)
     if slot_usable(conn, capture.get("slot")):
         rows = fold_changes(decoder(conn, capture["slot"], upto_lsn), primary_keys(conn))
-        return LostChanges(EXACT, rows, schema, list(LIMITS[EXACT]))
+        rows, unknown = complete_rows(conn, rows, current)
+        limits = list(LIMITS[EXACT]) + unknown
+        unlogged = unlogged_tables(conn)
+        if unlogged and capture.get("txid_snapshot"):
+            # Logical decoding skips them; their rows' versions tell what was written after the snapshot.
+            extra, not_keyed = scan_written(conn, capture["txid_snapshot"], known, keys, only=unlogged)
+            for row in extra:
+                rows.add(row)
+            extra.close()
+            limits += [UNLOGGED_LIMIT.format(tables=", ".join(unlogged)), *not_keyed]
+        return LostChanges(EXACT, rows, schema, limits + shape)
     limits = list(LIMITS[FALLBACK])
     if capture.get("slot"):
         limits.insert(0, f"the snapshot's replication slot {capture['slot']} is gone (dropped past the WAL ceiling?)")
     if keys is None:
         limits.append(NO_KEYS_LIMIT)
-    rows, not_keyed = scan_written(conn, capture["txid_snapshot"], capture.get("schema") or current, keys)
-    return LostChanges(FALLBACK, rows, schema, limits + not_keyed)
+    rows, not_keyed = scan_written(conn, capture["txid_snapshot"], known, keys)
+    return LostChanges(FALLBACK, rows, schema, limits + not_keyed + savepoint_limits(capture) + shape)
+
+
+def savepoint_limits(capture: Mapping[str, Any]) -> list[str]:
+    """The transactions running at the snapshot whose savepoints' ids are not known (capture.py's
+    read_capture_point): a row one of them wrote inside a savepoint looks older than the snapshot."""
+    running = [x for x in str(capture.get("txid_snapshot", "::")).split(":")[2].split(",") if x]
+    if "subxids" not in capture or capture.get("subxids_unchecked"):
+        unread = running  # a snapshot taken before the helper read them, or a span too wide to read
+    else:
+        unread = [str(x) for x in capture.get("ended_unread") or []]
+    if not unread:
+        return []
+    return [SAVEPOINT_LIMIT.format(ids=", ".join(unread))]
 
 
 # -- export -----------------------------------------------------------------------------------------
@@ -697,7 +898,10 @@ def _batches(rows: Iterable[LostRow], size: int = BATCH) -> Iterator[list[LostRo
 def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str]:
     """For each simple model, the inserted and the updated records as CSV files for Odoo's import:
     columns named by field (``partner_id/.id`` for a link), the external id where there is one.
-    Two readings of the spooled rows per file (its columns, then its lines), BATCH lines at a time."""
+    An import writes every cell of a line, an empty one as an empty value: a record whose values are not
+    all known (a large value the slot did not send and that could not be read back) goes to a file of
+    its own columns, ``<model>.<kind>.2.csv`` and on, rather than blank a value it does not know.
+    Readings of the spooled rows per file (its columns, then its lines), BATCH lines at a time."""
     written = []
     for table, model in SIMPLE_MODELS.items():
         for kind in (INSERTED, UPDATED):
@@ -707,26 +911,37 @@ def write_import_csvs(conn: Any, changes: LostChanges, folder: Path) -> list[str
             def matching(table: str = table, kind: str = kind) -> Iterator[LostRow]:
                 return (r for r in changes.rows if r.table == table and r.kind == kind and r.after)
 
-            fields = sorted({c for r in matching() for c in (r.after or {})} - AUDIT_COLUMNS)
-            if not fields and not any(True for _ in matching()):
-                continue
-            # New records by external id (empty: Odoo creates one); changed ones by database id,
-            # which the restored database shares with the replaced one for rows the snapshot has.
-            ident_header = "id" if kind == INSERTED else ".id"
-            headers = [ident_header] + [f"{f}/.id" if f.endswith("_id") else f for f in fields]
-            path = folder / f"{model}.{kind}.csv"
-            with path.open("w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(headers)
-                for batch in _batches(matching()):
-                    ids = [int(a["id"]) for r in batch if (a := r.after) and isinstance(a.get("id"), int)]
-                    xids = external_ids(conn, model, ids) if kind == INSERTED else {}
-                    for row in batch:
-                        after = row.after or {}
-                        ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
-                        writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
-            written.append(str(path))
+            # The sets of fields the rows know, in the order first met: one file each.
+            shapes: dict[frozenset[str], None] = {}
+            for row in matching():
+                shapes.setdefault(_shape(row), None)
+            for number, shape in enumerate(shapes, start=1):
+                suffix = "" if number == 1 else f".{number}"
+                path = folder / f"{model}.{kind}{suffix}.csv"
+                _write_import_csv(conn, model, kind, sorted(shape), (r for r in matching() if _shape(r) == shape), path)
+                written.append(str(path))
     return written
+
+
+def _shape(row: LostRow) -> frozenset[str]:
+    return frozenset(row.after or {}) - AUDIT_COLUMNS
+
+
+def _write_import_csv(conn: Any, model: str, kind: str, fields: list[str], rows: Iterable[LostRow], path: Path) -> None:
+    # New records by external id (empty: Odoo creates one); changed ones by database id,
+    # which the restored database shares with the replaced one for rows the snapshot has.
+    ident_header = "id" if kind == INSERTED else ".id"
+    headers = [ident_header] + [f"{f}/.id" if f.endswith("_id") else f for f in fields]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(headers)
+        for batch in _batches(rows):
+            ids = [int(a["id"]) for r in batch if (a := r.after) and isinstance(a.get("id"), int)]
+            xids = external_ids(conn, model, ids) if kind == INSERTED else {}
+            for row in batch:
+                after = row.after or {}
+                ident = xids.get(int(after.get("id") or 0), "") if kind == INSERTED else after.get("id")
+                writer.writerow([ident, *(_plain(after.get(f)) for f in fields)])
 
 
 def export(conn: Any, changes: LostChanges, folder: Path) -> dict[str, Any]:

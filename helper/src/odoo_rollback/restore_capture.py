@@ -48,6 +48,7 @@ from .lost_rows import (
 )
 from .lost_summary import export_archive, odoo_summary
 from .read_ahead import ReadAhead, SlotReader, chained, forget, tail_intact
+from .rewound import compare_restored
 from .snapshot_keys import SnapshotKeys, staging_keys
 from .storage import PARTIAL_PREFIX, Snapshot, SnapshotStore, partial_in_use
 
@@ -316,6 +317,7 @@ class RestoreCapture:
                 keys=self.keys,
                 decoder=self._decode,
             )
+            compare_restored(changes, conn, live_conn)
             files = export(conn, changes, folder)
             summary = odoo_summary(changes, conn, live_conn)
         attached: dict[str, Any] = {}

@@ -31,7 +31,7 @@ from .journal import DONE, FAILED, Journal, JournalError
 from .kept import apply_kept_retention, held_unexported, unexported, unexported_advice
 from .leftovers import clean_dead_runs
 from .lock import operation_lock
-from .lost_rows import schema_of
+from .lost_rows import column_types
 from .manifest import DUMP_NAME, FILESTORE_NAME, MANIFEST_NAME, Manifest
 from .modules import database_size, installed_modules, server_version
 from .progress import watch_bytes
@@ -200,7 +200,9 @@ def _write_snapshot(
         modules = installed_modules(conn)
         version = server_version(conn)
         counts = counts_in_transaction(conn, cfg.counts.tables)
-        capture["schema"] = schema_of(conn)
+        # The columns' types too: a type the deployment changed is put back by a restore (lost_schema).
+        capture["column_types"] = column_types(conn)
+        capture["schema"] = {table: list(columns) for table, columns in capture["column_types"].items()}
         # Also with a slot: it may be dropped later (the WAL ceiling), and the fallback then needs them.
         capture["keys"] = write_keys(conn, cfg.counts.tables, partial)
         journal.event(op, "metadata", "done", data={"counts": counts, "modules": len(modules)})

@@ -12,6 +12,7 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, PreconditionError
 from ..journal import Journal
 from ..leftovers import clean_dead_runs
 from ..lock import OperationRunning, operation_lock
+from ..lost_rows import EXACT, LIMITS
 from ..output import Output, table
 from ..remote import ensure_local
 from ..request import RestoreRequest, load_request
@@ -45,7 +46,9 @@ def lost_changes_text(doc: dict[str, Any]) -> list[str]:
         rows.append(("total", *(sum(per.get(k, 0) for per in changes.values()) for k in kinds), doc["lost_rows_total"]))
         lines.append(table(["table", *kinds, "total"], rows))
     lines.extend(
-        f"{c['change']}: {c['table']}" + (f".{c['column']}" if c.get("column") else "")
+        f"{c['change']}: {c['table']}"
+        + (f".{c['column']}" if c.get("column") else "")
+        + (f" ({c['from']} -> {c['to']})" if c.get("from") else "")
         for c in doc.get("lost_schema", [])
     )
     if doc.get("lost_rows_mode"):
@@ -55,8 +58,12 @@ def lost_changes_text(doc: dict[str, Any]) -> list[str]:
             "timestamps": "timestamps (create_date/write_date of the tracked tables only)",
         }[doc["lost_rows_mode"]]
         lines.append(f"Found by: {how}")
+        # The exact mode's fixed limits are in its name; what it met in this database (sequences set back,
+        # unlogged tables, large objects) is shown as the other modes' limits are.
         lines.extend(
-            f"  cannot see: {limit}" for limit in doc.get("lost_rows_limits", []) if doc["lost_rows_mode"] != "exact"
+            f"  cannot see: {limit}"
+            for limit in doc.get("lost_rows_limits", [])
+            if doc["lost_rows_mode"] != "exact" or limit not in LIMITS[EXACT]
         )
     files = doc.get("lost_files") or {}
     if files.get("files"):
