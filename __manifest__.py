@@ -3,7 +3,7 @@
 {
     "name": "Deployment Rollback",
     "summary": "Pre-deploy snapshots, safe rollbacks, drills and post-mortems for Odoo deployments",
-    "version": "16.0.3.1.1",
+    "version": "16.0.3.2.0",
     "category": "Administration",
     "website": "https://github.com/deployment-rollback/deployment_rollback",
     "author": "deployment_rollback authors",

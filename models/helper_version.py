@@ -8,8 +8,9 @@ speaks, not equal numbers.
 """
 
 # The oldest helper that answers every request this addon sends (signed API v1, journal read by its
-# sequence, GET /v1/config, snapshot labels and standbys: a 16.0.1 helper refuses those keys).
-HELPER_MIN_VERSION = "16.0.2.0.0"
+# sequence, GET /v1/config, snapshot labels and standbys: a 16.0.1 helper refuses those keys). From
+# 16.0.2.5.0 every request is signed for a database: an older helper refuses this addon's signatures.
+HELPER_MIN_VERSION = "16.0.2.5.0"
 
 
 def parse_version(text):

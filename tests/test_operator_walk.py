@@ -90,8 +90,10 @@ class TestOperatorWalk(TransactionCase):
         self.assertNotIn(self.env.ref("deployment_rollback.deployment_overview_menu").id, menus)
 
     def test_versions_that_matter(self):
-        self.assertIsNone(version_problem("16.0.2.0.0", "16.0.3.0.0"))
-        self.assertIsNone(version_problem("16.0.2.1.0", "16.0.3.0.0"))
+        self.assertIsNone(version_problem("16.0.2.5.0", "16.0.3.2.0"))
+        self.assertIsNone(version_problem("16.0.2.6.1", "16.0.3.2.0"))
+        # Before 16.0.2.5.0 a helper did not sign requests for a database: it refuses this addon's.
+        self.assertEqual(version_problem("16.0.2.4.1", "16.0.3.2.0")[0], "old")
         self.assertEqual(version_problem("17.0.1.0.0", "16.0.2.0.0")[0], "series")
         self.assertEqual(version_problem("16.0.1.0.0", "16.0.3.0.0")[0], "old")
         self.assertEqual(version_problem("", "16.0.2.0.0")[0], "unknown")

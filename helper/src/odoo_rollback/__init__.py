@@ -3,4 +3,4 @@
 It never imports Odoo: it must work when Odoo will not start.
 """
 
-__version__ = "16.0.2.4.1"
+__version__ = "16.0.2.5.0"

@@ -193,7 +193,7 @@ def drop_by_hand(cfg: Config, journal: Journal, name: str, force: bool = False) 
     """``kept --drop NAME``: the operator drops one kept database (and its filestore). Refused for one
     an unfinished operation uses; for one retention protects (the only copy of changes no export has,
     or the newest restore's way back), only with *force*."""
-    with operation_lock(cfg.storage.path, journal, "drop_kept"):
+    with operation_lock(cfg.storage.path, journal, "drop_kept", database=cfg.database):
         item = next((i for i in list_kept(cfg, journal) if name in (i.name, str(i.filestore))), None)
         if item is None:
             raise UsageError(f"{name!r} is not kept beside {cfg.database.name}: see 'odoo-rollback kept'")

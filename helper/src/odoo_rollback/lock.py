@@ -207,7 +207,7 @@ def _nested_restore(held: _Held, kind: str) -> Iterator[None]:
 
 # The journal's kinds of operation that run under the lock from their start to their end (a verify
 # only when deep; a standby build and drop have a lock of their own).
-LOCKED_KINDS = frozenset({"snapshot", "restore", "deploy", "drill", "prune", "copy", "import", "fetch"})
+LOCKED_KINDS = frozenset({"snapshot", "restore", "deploy", "drill", "prune", "copy", "import", "fetch", "drop_kept"})
 
 
 def runs_under_lock(op: Operation) -> bool:
